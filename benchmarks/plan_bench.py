@@ -1,0 +1,364 @@
+"""Benchmark ``geosample.plan`` against a naive H3 polyfill baseline (not a timed test).
+
+Measures, each case in its own fresh Python subprocess:
+
+* ``geosample-100k``: ``geosample.plan(samples=100_000, res=9)`` with the
+  defaults (world AOI, strata continent/climate/landcover, equal allocation).
+* ``baseline-100k``: the naive approach: polyfill every country except
+  Antarctica at H3 res 5 with h3-py, label each cell's centre with the same
+  embedded layers (country lookup -> continent, Köppen climate, MODIS IGBP
+  land cover), group cells by stratum, draw 100,000 cells with equal
+  allocation (capped by each stratum's cell count, remainder redistributed)
+  and descend each drawn cell to a random res-9 child.
+* ``geosample-1m``: ``samples=1_000_000`` (only with ``--with-1m``).
+
+Wall time is ``time.perf_counter()`` around the work only; importing the
+packages and loading the embedded layers (shared by both approaches) is timed
+separately as "load". Peak memory is the child's own peak RSS
+(``getrusage(RUSAGE_SELF).ru_maxrss``, whole process, imports included),
+reported back to the parent as JSON. The parent prints a table, the machine,
+and the issue's targets (100k < 20 s, >= 5x faster than the baseline, peak
+< 2 GB, 1M < 180 s) marked PASS or MISS.
+
+Usage::
+
+    python benchmarks/plan_bench.py                       # 100k cases
+    python benchmarks/plan_bench.py --with-1m --json /tmp/plan_bench.json
+    python benchmarks/plan_bench.py --cases geosample-100k --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+RESULT_TAG = "PLAN_BENCH_RESULT "
+SAMPLES = {"geosample-100k": 100_000, "baseline-100k": 100_000, "geosample-1m": 1_000_000}
+DEFAULT_CASES = ("geosample-100k", "baseline-100k")
+SAMPLE_RES = 9
+BASELINE_RES = 5
+SEED = 0
+TARGET_100K_S = 20.0
+TARGET_SPEEDUP = 5.0
+TARGET_PEAK_MB = 2048.0
+TARGET_1M_S = 180.0
+
+
+# --------------------------------------------------------------------------- child side
+
+
+def _peak_rss_mb() -> dict[str, float]:
+    """Peak RSS of this process (and of any children it waited for), in MiB.
+
+    ``ru_maxrss`` is KiB on Linux and bytes on macOS.
+    """
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / 2**20
+    return {"peak_rss_mb": round(max(own, kids), 1), "self_rss_mb": round(own, 1)}
+
+
+def _load_layers() -> None:
+    """Load the embedded layers both approaches use (cached by geosample)."""
+    from geosample import layers
+
+    layers.countries()
+    layers.country_index()
+    layers.climate_sampler()
+    layers.landcover_sampler()
+
+
+def _run_geosample(samples: int) -> dict[str, Any]:
+    import geosample
+
+    t0 = time.perf_counter()
+    gdf = geosample.plan(samples=samples, res=SAMPLE_RES, progress=False)
+    wall = time.perf_counter() - t0
+    balance = gdf.attrs.get("balance", {})
+    extra = {
+        "resolutions": balance.get("resolutions"),
+        "draw": balance.get("draw"),
+        "strata": int(gdf["stratum"].nunique()) if "stratum" in gdf else None,
+    }
+    return {"wall_s": wall, "rows": len(gdf), "extra": extra}
+
+
+def _equal_allocation(total: int, counts: Any) -> Any:
+    """Equal shares per stratum, capped by its size, remainder redistributed (water filling)."""
+    import numpy as np
+
+    counts = np.asarray(counts, dtype=np.int64)
+    take = np.zeros_like(counts)
+    left = min(int(total), int(counts.sum()))
+    open_ = counts > 0
+    while left > 0 and open_.any():
+        share, extra = divmod(left, int(open_.sum()))
+        give = np.zeros_like(counts)
+        give[open_] = share
+        if extra:  # the odd few go to the open strata with the most room
+            room_order = np.flatnonzero(open_)[np.argsort(-(counts - take)[open_], kind="stable")]
+            give[room_order[:extra]] += 1
+        give = np.minimum(give, counts - take)
+        take += give
+        left -= int(give.sum())
+        open_ = take < counts
+    return take
+
+
+def _run_baseline(samples: int) -> dict[str, Any]:
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+    from h3.api import basic_int as h3i
+
+    from geosample import layers
+
+    countries = layers.countries()
+    rng = np.random.default_rng(SEED)
+
+    t0 = time.perf_counter()
+    # 1. Polyfill the world's land (every country but Antarctica) at res 5; union of cells.
+    land = countries[countries["continent"] != "Antarctica"]
+    cells: set[int] = set()
+    for geom in land.geometry.values:
+        if geom is not None and not geom.is_empty:
+            cells.update(h3i.geo_to_cells(geom, BASELINE_RES))
+    cell_arr = np.fromiter(cells, dtype=np.uint64, count=len(cells))
+    t_fill = time.perf_counter()
+
+    # 2. Every cell's centre and its labels from the same embedded layers.
+    latlng = np.array([h3i.cell_to_latlng(int(c)) for c in cell_arr], dtype=np.float64).reshape(-1, 2)
+    lat, lon = latlng[:, 0], latlng[:, 1]
+    row = layers.country_index().lookup(lon, lat)
+    continent_of_row = countries["continent"].astype(str).to_numpy()
+    continent = np.where(row >= 0, continent_of_row[np.maximum(row, 0)], "")
+    climate, clim_ok = layers.climate_sampler().sample(lon, lat)
+    cover, cover_ok = layers.landcover_sampler().sample(lon, lat)
+    ok = (row >= 0) & clim_ok & cover_ok
+    t_label = time.perf_counter()
+
+    # 3. Group cells by stratum and draw with equal allocation.
+    keys = pd.MultiIndex.from_arrays([continent[ok], np.asarray(climate)[ok], np.asarray(cover)[ok]])
+    stratum, uniques = pd.factorize(keys)
+    idx = np.flatnonzero(ok)
+    counts = np.bincount(stratum, minlength=len(uniques))
+    take = _equal_allocation(samples, counts)
+    order = np.argsort(stratum, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    chosen = [idx[order[starts[s] + rng.choice(counts[s], size=take[s], replace=False)]] for s in np.flatnonzero(take)]
+    pick = np.concatenate(chosen) if chosen else np.empty(0, dtype=np.int64)
+    pick_stratum = np.repeat(np.flatnonzero(take), take[take > 0])
+
+    # 4. Descend each chosen res-5 cell to a uniformly random res-9 child (pentagon-safe).
+    parents = cell_arr[pick]
+    children = np.empty(parents.size, dtype=np.uint64)
+    for i, parent in enumerate(parents.tolist()):
+        n_children = h3i.cell_to_children_size(parent, SAMPLE_RES)
+        children[i] = h3i.child_pos_to_cell(parent, SAMPLE_RES, int(rng.integers(n_children)))
+    child_ll = np.array([h3i.cell_to_latlng(int(c)) for c in children], dtype=np.float64).reshape(-1, 2)
+    labels = uniques[pick_stratum]
+    out = gpd.GeoDataFrame(
+        {
+            "sample_id": np.arange(children.size),
+            "h3": [h3i.int_to_str(int(c)) for c in children],
+            "lon": child_ll[:, 1],
+            "lat": child_ll[:, 0],
+            "continent": labels.get_level_values(0),
+            "climate": labels.get_level_values(1),
+            "landcover": labels.get_level_values(2),
+        },
+        geometry=gpd.points_from_xy(child_ll[:, 1], child_ll[:, 0]),
+        crs="EPSG:4326",
+    )
+    wall = time.perf_counter() - t0
+    extra = {
+        "res5_cells": int(cell_arr.size),
+        "labelled_cells": int(ok.sum()),
+        "strata": len(uniques),
+        "polyfill_s": round(t_fill - t0, 2),
+        "label_s": round(t_label - t_fill, 2),
+        "draw_s": round(wall - (t_label - t0), 2),
+    }
+    return {"wall_s": wall, "rows": len(out), "extra": extra}
+
+
+def run_case(case: str) -> dict[str, Any]:
+    """Run one case in this process and return its measurements."""
+    t0 = time.perf_counter()
+    import geosample  # noqa: F401
+
+    _load_layers()
+    load_s = time.perf_counter() - t0
+    runner = _run_baseline if case.startswith("baseline") else _run_geosample
+    result = runner(SAMPLES[case])
+    result["load_s"] = load_s
+    return result
+
+
+def child_main(case: str) -> int:
+    """Entry point of a child: run the case, print one tagged JSON line on stdout."""
+    try:
+        result = run_case(case)
+    except Exception:  # the traceback is the result
+        result = {"error": traceback.format_exc()}
+    result.update(_peak_rss_mb())
+    result["case"] = case
+    print(RESULT_TAG + json.dumps(result, default=str), flush=True)
+    return 1 if "error" in result else 0
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+def spawn(case: str) -> dict[str, Any]:
+    """Run ``case`` in a fresh interpreter and parse its result line."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", case]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)  # stderr passes through
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG) :])
+    return {"case": case, "error": f"child exited {proc.returncode} without a result:\n{proc.stdout[-4000:]}"}
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU, cores, RAM and package versions."""
+    facts: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts["cpu"] = cpu
+    facts["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        kb = next(int(x.split()[1]) for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal"))
+        facts["ram_gb"] = round(kb / 2**20, 1)
+    except (OSError, StopIteration):
+        facts["ram_gb"] = None
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in ("geosample", "h3", "numpy", "shapely", "geopandas"):
+        try:
+            facts[pkg] = version(pkg)
+        except PackageNotFoundError:
+            facts[pkg] = None
+    return facts
+
+
+def summarise(case: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best/median wall time and max peak RSS over the successful repeats."""
+    good = [r for r in runs if "error" not in r]
+    summary: dict[str, Any] = {"case": case, "runs": runs}
+    if not good:
+        summary["error"] = runs[-1].get("error", "failed")
+        return summary
+    walls = [r["wall_s"] for r in good]
+    summary.update(
+        best_s=min(walls),
+        median_s=statistics.median(walls),
+        load_s=statistics.median(r["load_s"] for r in good),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in good),
+        rows=good[-1]["rows"],
+        extra=good[-1].get("extra"),
+        failed_runs=len(runs) - len(good),
+    )
+    return summary
+
+
+def _mark(ok: bool | None) -> str:
+    return "n/a " if ok is None else ("PASS" if ok else "MISS")
+
+
+def report(facts: dict[str, Any], results: dict[str, dict[str, Any]], repeat: int) -> dict[str, Any]:
+    """Print the table, the machine and the targets; return the target checks."""
+    print()
+    print(
+        f"machine: {facts['cpu']} | {facts['cores']} cores | {facts['ram_gb']} GB RAM | "
+        f"Python {facts['python']} | geosample {facts['geosample']} | h3 {facts['h3']} | numpy {facts['numpy']}"
+    )
+    print(f"repeats: {repeat} (wall = best, median in brackets; load = import + embedded layers, not in wall)")
+    print()
+    head = f"{'case':<16} {'wall s':>8} {'(median)':>9} {'load s':>7} {'peak RSS MB':>12} {'rows':>10}"
+    print(head)
+    print("-" * len(head))
+    for case, s in results.items():
+        if "error" in s:
+            print(f"{case:<16} {'ERROR':>8}")
+            continue
+        median = f"({s['median_s']:.2f})"
+        print(
+            f"{case:<16} {s['best_s']:>8.2f} {median:>9} {s['load_s']:>7.2f} {s['peak_rss_mb']:>12.0f} {s['rows']:>10,}"
+        )
+    g100, base, g1m = (results.get(c, {}) for c in ("geosample-100k", "baseline-100k", "geosample-1m"))
+    ratio = base["best_s"] / g100["best_s"] if "best_s" in g100 and "best_s" in base else None
+    if ratio is not None:
+        print(f"\nratio baseline-100k / geosample-100k (best wall): {ratio:.1f}x")
+    for case, s in results.items():
+        if s.get("extra"):
+            print(f"  {case}: {json.dumps(s['extra'], default=str)}")
+
+    checks = {
+        "geosample-100k < 20 s": g100["best_s"] < TARGET_100K_S if "best_s" in g100 else None,
+        ">= 5x faster than baseline": ratio >= TARGET_SPEEDUP if ratio is not None else None,
+        "geosample-100k peak < 2 GB": g100["peak_rss_mb"] < TARGET_PEAK_MB if "peak_rss_mb" in g100 else None,
+        "geosample-1m < 180 s": g1m["best_s"] < TARGET_1M_S if "best_s" in g1m else None,
+    }
+    print("\ntargets:")
+    for name, ok in checks.items():
+        print(f"  [{_mark(ok)}] {name}")
+    if "peak_rss_mb" in g1m:
+        print(f"  (info) geosample-1m peak RSS: {g1m['peak_rss_mb']:.0f} MB")
+    for case, s in results.items():
+        if "error" in s:
+            print(f"\n{case} failed:\n{s['error']}")
+    return {"ratio": ratio, "checks": {k: _mark(v).strip() for k, v in checks.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments; run one case (child) or all requested cases (parent)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=sorted(SAMPLES), help=argparse.SUPPRESS)  # child mode
+    parser.add_argument("--cases", default=",".join(DEFAULT_CASES), help="comma-separated cases to run")
+    parser.add_argument("--with-1m", action="store_true", help="also run geosample-1m (takes minutes)")
+    parser.add_argument("--json", type=Path, help="also save the results to this JSON file")
+    parser.add_argument("--repeat", type=int, default=1, help="fresh runs per case (reports best and median)")
+    args = parser.parse_args(argv)
+    if args.case:
+        return child_main(args.case)
+
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    if args.with_1m and "geosample-1m" not in cases:
+        cases.append("geosample-1m")
+    unknown = [c for c in cases if c not in SAMPLES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(SAMPLES)}")
+    facts = machine_facts()
+    results = {}
+    for case in cases:
+        runs = []
+        for i in range(max(1, args.repeat)):
+            print(f"running {case} ({i + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
+            runs.append(spawn(case))
+        results[case] = summarise(case, runs)
+    verdict = report(facts, results, max(1, args.repeat))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": facts, "results": results, **verdict}, indent=2, default=str))
+        print(f"\nsaved {args.json}")
+    return 1 if any("error" in s for s in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Build geosample's embedded reference layers from the project's source files.
+
+Run once by a maintainer, from the project root::
+
+    python data/layers/build_layers.py SOURCE_DIR
+
+where SOURCE_DIR holds the original files listed in
+``geosample/data/layers/PROVENANCE.md``. It writes the package data under
+``geosample/data/layers/``: a GeoParquet of the Natural Earth countries and two
+tiled, compressed COGs. geosample never reads SOURCE_DIR at run time.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+
+from geosample.layers._raster import RunLengthRaster
+
+OUT = Path(__file__).resolve().parents[2] / "geosample" / "data" / "layers"
+
+COUNTRY_COLUMNS = {
+    "NAME": "name",
+    "ADM0_A3": "adm0_a3",
+    "ISO_A3_EH": "iso_a3_eh",
+    "CONTINENT": "continent",
+    "REGION_UN": "region_un",
+    "SUBREGION": "subregion",
+}
+
+
+def build_countries(zip_path: Path) -> None:
+    """Natural Earth admin-0 countries -> GeoParquet, geometries repaired."""
+    with tempfile.TemporaryDirectory() as tmp:
+        zipfile.ZipFile(zip_path).extractall(tmp)
+        shp = next(Path(tmp).glob("*.shp"))
+        gdf = gpd.read_file(shp, columns=list(COUNTRY_COLUMNS), engine="pyogrio")
+    gdf = gdf.rename(columns=COUNTRY_COLUMNS)
+    # ISO_A3_EH is "-99" for a few territories; ADM0_A3 always has a code (DESIGN.md).
+    gdf["iso3"] = np.where(gdf["iso_a3_eh"] == "-99", gdf["adm0_a3"], gdf["iso_a3_eh"])
+    invalid = int((~gdf.geometry.is_valid).sum())
+    gdf["geometry"] = shapely.make_valid(gdf.geometry.values)
+    gdf = gdf.set_crs("EPSG:4326", allow_override=True)
+    gdf = gdf[["iso3", "name", "adm0_a3", "continent", "region_un", "subregion", "geometry"]]
+    gdf.to_parquet(OUT / "countries.parquet", compression="zstd", schema_version="1.1.0")
+    print(f"countries: {len(gdf)} rows, {invalid} geometries repaired with make_valid")
+
+
+def build_cog(src_path: Path, dst_name: str, crs: str, tags: dict[str, str], runs_name: str = "") -> None:
+    """Re-write a stripped global uint8 raster as a tiled, compressed COG (and run-length codes)."""
+    with rasterio.open(src_path) as src:
+        data = src.read(1)
+        profile = {
+            "driver": "COG",
+            "dtype": "uint8",
+            "count": 1,
+            "width": src.width,
+            "height": src.height,
+            "transform": src.transform,
+            # MODIS CMG is on the Clarke 1866 sphere; at 0.05° the datum shift is far
+            # below a pixel, so both layers are declared WGS 84 lon/lat.
+            "crs": CRS.from_string(crs),
+            "nodata": src.nodata,
+            "compress": "ZSTD",
+            "level": 19,
+            "blocksize": 512,
+            "overview_resampling": "mode",
+        }
+    with rasterio.open(OUT / dst_name, "w", **profile) as dst:
+        dst.write(data, 1)
+        dst.update_tags(**tags)
+    if runs_name:
+        n_runs = RunLengthRaster.write(data, profile["transform"], int(profile["nodata"]), OUT / runs_name)
+        print(f"{runs_name}: {n_runs} runs")
+    with rasterio.open(OUT / dst_name) as check:
+        assert check.is_tiled and check.overviews(1), dst_name
+        assert np.array_equal(check.read(1, out_shape=(64, 128), resampling=Resampling.nearest).shape, (64, 128))
+    print(f"{dst_name}: {(OUT / dst_name).stat().st_size / 1e6:.1f} MB")
+
+
+def main(source: Path) -> None:
+    """Build every layer from SOURCE_DIR."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    build_countries(source / "ne_10m_admin_0_countries_deu.zip")
+    build_cog(
+        source / "koppen_geiger_main_classes_1km.tif",
+        "koppen_geiger_main_1km.tif",
+        "EPSG:4326",
+        {"classes": "0 sea/nodata; 1 A; 2 B; 3 C; 4 D; 5 E", "source": "Beck et al. 2018"},
+        runs_name="koppen_geiger_main_1km.runs.npz",
+    )
+    build_cog(
+        source / "modis_mcd12c1_2019_igbp_0p05deg.tif",
+        "modis_igbp_2019_0p05deg.tif",
+        "EPSG:4326",
+        {"classes": "IGBP 0-16, 255 nodata", "source": "MCD12C1 v006 2019"},
+    )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/layers"))

@@ -1,0 +1,5 @@
+"""``python -m geosample``."""
+
+from geosample.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""The ``geosample`` command: thin click wrappers over the stage functions."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from click.core import ParameterSource
+
+from geosample import __version__
+from geosample.errors import ConfigError, GeosampleError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="geosample")
+@click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Build globally balanced, labelled, captioned remote-sensing image–text datasets."""
+
+
+def load_config_section(path: Path, section: str) -> dict[str, Any]:
+    """A stage's settings from a YAML config: its own section, or the top level."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings (key: value)")
+    if section in data:
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"config file {path}: section {section!r} must be a mapping of settings")
+        return dict(data[section])
+    return data
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Dataset folder DS to write (required).")
+@click.option("-n", "--samples", type=int, help="Number of sites.  [default: 1000]")
+@click.option("--res", type=int, help="H3 resolution of the samples, 0–15.  [default: 9]")
+@click.option("--seed", type=int, help="Random seed.  [default: 0]")
+@click.option("--aoi", help="world | FILE | ISO3,ISO3 | bbox:W,S,E,N  [default: world, land but Antarctica]")
+@click.option(
+    "--strata",
+    help="Comma list of continent, country, climate, landcover, NAME=RASTER, NAME=VECTOR:COLUMN.  "
+    "[default: continent,climate,landcover]",
+)
+@click.option("--allocation", help="equal | proportional | sqrt | heterogeneity | WEIGHTS.csv  [default: equal]")
+@click.option("--parent-res", type=int, help="H3 resolution of the spacing cells.  [default: auto]")
+@click.option("--max-per-parent", type=int, help="At most K sites per parent cell.  [default: 1]")
+@click.option("--start", help="First day of the imagery period, YYYY-MM-DD.  [default: 2020-01-01]")
+@click.option("--end", help="Last day of the imagery period, YYYY-MM-DD.  [default: 2024-12-31]")
+@click.option("--time-bins", type=click.Choice(["year", "season", "month"]), help="Temporal bins.  [default: year]")
+@click.option("--window-days", type=int, help="Time window length inside the bin.  [default: the whole bin]")
+@click.option("--chip-size", type=float, multiple=True, help="Chip side in metres; repeat for multi-scale.  [default: 2560]")
+@click.option("--land-only/--no-land-only", default=None, help="Keep only centres on land.  [default: land-only]")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@click.option("--overwrite", is_flag=True, help="Replace a plan made with other settings.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@click.pass_context
+def plan(ctx: click.Context, config_path: Path | None, overwrite: bool, progress: bool | None, quiet: bool, **flags: Any) -> None:
+    """Plan a globally balanced, stratified H3 sample of sites into DS/plan.parquet."""
+    from geosample.sampling._report import summary_table
+    from geosample.sampling.config import PlanConfig
+    from geosample.sampling.plan import plan as run_plan
+
+    settings: dict[str, Any] = {}
+    base_dir = None
+    if config_path is not None:
+        settings = load_config_section(config_path, "plan")
+        base_dir = config_path.parent
+    for name, value in flags.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = list(value) if isinstance(value, tuple) else value
+    out = settings.pop("out", None)
+    if out is None:
+        raise ConfigError("no dataset folder given; add -o/--out DS (or 'out:' in the config)")
+    out_path = Path(out) if base_dir is None or Path(out).is_absolute() or flags.get("out") else base_dir / out
+    cfg = PlanConfig.from_mapping(settings, base_dir=base_dir)
+    started = time.perf_counter()
+    samples = run_plan(out_path, config=cfg, overwrite=overwrite, progress=progress)
+    if not quiet:
+        click.echo(summary_table(samples.attrs["balance"]))
+        click.echo(
+            f"wrote {out_path}/plan.parquet ({len(samples)} samples), plan.gpkg, report/ "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    click.echo(f"geosample: warning: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    warnings.showwarning = _show_warning
+    try:
+        cli.main(args=args, prog_name="geosample", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("geosample: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        click.echo(f"geosample: error: {exc.format_message()} (see 'geosample {_command(args)}--help')", err=True)
+        sys.exit(2)
+    except GeosampleError as exc:
+        if debug:
+            raise
+        click.echo(f"geosample: error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        if debug:
+            raise
+        click.echo(f"geosample: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("geosample: interrupted", err=True)
+        sys.exit(130)
+
+
+def _command(args: list[str]) -> str:
+    names = [a for a in args if not a.startswith("-")]
+    return f"{names[0]} " if names and names[0] in cli.commands else ""
+
+
+if __name__ == "__main__":
+    main()

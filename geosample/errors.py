@@ -1,0 +1,44 @@
+"""The exceptions and warnings geosample raises.
+
+Every user mistake is a :class:`GeosampleError`; the CLI prints its message
+as one line and exits with status 2. Subclasses also inherit the builtin they
+refine, so ``except ValueError`` keeps working for library users.
+"""
+
+from __future__ import annotations
+
+
+class GeosampleError(Exception):
+    """Root of geosample's errors: a problem the user can fix."""
+
+
+class ConfigError(GeosampleError, ValueError):
+    """A parameter, flag or config value is invalid."""
+
+
+class AOIError(GeosampleError, ValueError):
+    """The area of interest cannot be read or is unusable."""
+
+
+class LayerError(GeosampleError, ValueError):
+    """A reference or user layer cannot be read or has no usable values."""
+
+
+class CapacityError(GeosampleError, ValueError):
+    """More samples were asked for than the area can hold under the spacing rule."""
+
+
+class DatasetError(GeosampleError, ValueError):
+    """The dataset folder is missing, incomplete or inconsistent."""
+
+
+class GeosampleWarning(UserWarning):
+    """Root of geosample's warnings: odd but not fatal."""
+
+
+class CapacityWarning(GeosampleWarning):
+    """A stratum could not hold its share; the remainder went to the others."""
+
+
+class GeometryRepairWarning(GeosampleWarning):
+    """An input geometry was invalid and was repaired with ``make_valid``."""

@@ -1,0 +1,477 @@
+"""Figures of the sampling-plan report: sample map and samples per time bin.
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects (never pyplot's
+global state) and saved as deterministic PNGs: the same input gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as MplPath
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+from pyproj import Transformer
+
+from geosample._gpkg import qualitative_colors
+
+__all__ = ["plot_sample_map", "plot_time_bins"]
+
+MAP_CRS = "EPSG:8857"  # Equal Earth (greenwich)
+MAP_FIGSIZE = (12.0, 6.5)
+BARS_FIGSIZE = (12.0, 5.5)
+DPI = 150
+MAP_AXES_RECT = (0.005, 0.02, 0.79, 0.88)  # left, bottom, width, height (figure fraction)
+LEGEND_X = 0.80
+OCEAN_COLOR = "#eaf4fb"
+LAND_COLOR = "#dcdcdc"
+LAND_EDGE_COLOR = "#a0a0a0"
+OUTLINE_COLOR = "#7f8c99"
+MAX_CATEGORIES = 20
+MAX_LEGEND_ENTRIES = 30
+DISPLAY_TOLERANCE_DEG = 0.05  # land simplification for a world map
+MIN_TOLERANCE_DEG = 0.002
+# A sample set is "regional" (map zoomed in) below these lon/lat spans (degrees).
+REGIONAL_MAX_LON_SPAN = 150.0
+REGIONAL_MAX_LAT_SPAN = 75.0
+ZOOM_MARGIN = 0.08  # fraction of the samples' projected extent
+ZOOM_MIN_HALF_SIZE_M = 150_000.0
+PNG_METADATA = {"Software": None}
+MISSING_LABEL = "(missing)"
+MAX_ANNOTATED_BARS = 80
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def _save_png(fig: Figure, path: str | os.PathLike[str]) -> None:
+    """Saves ``fig`` as a deterministic PNG via a temporary file and ``os.replace``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fig.savefig(fh, format="png", dpi=DPI, metadata=PNG_METADATA)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- categories
+
+
+def _sorted_unique(values: pd.Series) -> list[Any]:
+    """Returns the distinct non-null values of ``values`` in sorted order."""
+    unique = pd.Index(values.dropna().unique())
+    try:
+        return list(unique.sort_values())
+    except TypeError:
+        return sorted(unique, key=str)
+
+
+def _labels(values: pd.Series) -> pd.Series:
+    """Returns ``values`` as strings, with ``(missing)`` for nulls."""
+    return values.map(lambda v: MISSING_LABEL if pd.isna(v) else str(v)).astype(object)
+
+
+def _color_groups(values: pd.Series, column: str) -> tuple[pd.Series, str]:
+    """Returns the series to colour by and the legend title.
+
+    With more than :data:`MAX_CATEGORIES` distinct values the points are coloured
+    by the part of the value before the first ``/`` (e.g. the continent of
+    ``'Asia/B/barren'``).
+    """
+    labels = _labels(values)
+    if labels.nunique() <= MAX_CATEGORIES:
+        return labels, column
+    first = labels.str.split("/", n=1).str[0]
+    return first, f"{column}: coloured by the part before '/'"
+
+
+def _legend_handles(categories: Sequence[Any], colors: Sequence[str], counts: pd.Series) -> list[Line2D]:
+    """Returns legend proxies labelled with counts, capped at 30 entries."""
+    shown = list(zip(categories, colors, strict=True))[:MAX_LEGEND_ENTRIES]
+    handles = [
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="o",
+            markersize=6.0,
+            markerfacecolor=color,
+            markeredgewidth=0,
+            label=f"{cat} ({counts.get(cat, 0):,})",
+        )
+        for cat, color in shown
+    ]
+    if len(categories) > MAX_LEGEND_ENTRIES:
+        more = len(categories) - MAX_LEGEND_ENTRIES
+        handles.append(Line2D([], [], linestyle="none", label=f"(+{more} more)"))
+    return handles
+
+
+def _marker_area(n_points: int) -> float:
+    """Returns a scatter marker area (pt²) suited to ``n_points`` points."""
+    if n_points < 1_000:
+        return 10.0
+    if n_points < 10_000:
+        return 4.0
+    if n_points < 100_000:
+        return 1.2
+    return 0.35
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _world_outline(transformer: Transformer, step: float = 1.0) -> np.ndarray:
+    """Returns the projected boundary of the world (densified lon/lat rectangle)."""
+    lons = np.arange(-180.0, 180.0 + step / 2, step)
+    lats = np.arange(-90.0, 90.0 + step / 2, step)
+    ring_lon = np.concatenate([lons, np.full(lats.size, 180.0), lons[::-1], np.full(lats.size, -180.0)])
+    ring_lat = np.concatenate([np.full(lons.size, -90.0), lats, np.full(lons.size, 90.0), lats[::-1]])
+    x, y = transformer.transform(ring_lon, ring_lat)
+    return np.column_stack([x, y])
+
+
+def _polygon_path(geom: shapely.Geometry) -> MplPath | None:
+    """Converts a (multi)polygon to one compound matplotlib path (holes included)."""
+    rings = []
+    for part in shapely.get_parts(geom):
+        rings.append(shapely.get_exterior_ring(part))
+        rings.extend(shapely.get_interior_ring(part, i) for i in range(shapely.get_num_interior_rings(part)))
+    vertices, codes = [], []
+    for ring in rings:
+        coords = shapely.get_coordinates(ring)
+        if len(coords) < 3:
+            continue
+        ring_codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
+        ring_codes[0] = MplPath.MOVETO
+        ring_codes[-1] = MplPath.CLOSEPOLY
+        vertices.append(coords)
+        codes.append(ring_codes)
+    if not vertices:
+        return None
+    return MplPath(np.concatenate(vertices), np.concatenate(codes))
+
+
+def _land_geometries(land: gpd.GeoSeries | gpd.GeoDataFrame) -> np.ndarray:
+    """Returns the land polygons in lon/lat (EPSG:4326) as a shapely array."""
+    series = land.geometry if isinstance(land, gpd.GeoDataFrame) else land
+    if series.crs is not None and not series.crs.equals("EPSG:4326"):
+        series = series.to_crs("EPSG:4326")
+    geoms = np.asarray(series.values, dtype=object)
+    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])  # Polygon, MultiPolygon
+    return geoms[keep & polygonal]
+
+
+def _prepare_land(
+    geoms: np.ndarray,
+    transformer: Transformer,
+    lonlat_box: tuple[float, float, float, float] | None,
+) -> list[MplPath]:
+    """Selects, simplifies and projects land polygons into matplotlib paths.
+
+    Args:
+        geoms: Land polygons in lon/lat.
+        transformer: lon/lat to map CRS transformer.
+        lonlat_box: Only land intersecting this (xmin, ymin, xmax, ymax) box is
+            drawn; ``None`` draws everything.
+
+    Returns:
+        One path per land polygon.
+    """
+    tolerance = DISPLAY_TOLERANCE_DEG
+    if lonlat_box is not None:
+        geoms = geoms[shapely.intersects(geoms, shapely.box(*lonlat_box))]
+        span = max(lonlat_box[2] - lonlat_box[0], lonlat_box[3] - lonlat_box[1])
+        tolerance = float(np.clip(span / 600.0, MIN_TOLERANCE_DEG, DISPLAY_TOLERANCE_DEG))
+    simple = shapely.simplify(geoms, tolerance, preserve_topology=False)
+    simple = simple[~shapely.is_empty(simple)]
+    projected = shapely.transform(simple, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    paths = (_polygon_path(g) for g in projected)
+    return [p for p in paths if p is not None]
+
+
+def _is_regional(lon: np.ndarray, lat: np.ndarray) -> bool:
+    """Tells whether the (finite) coordinates cover a region small enough to zoom in on."""
+    if lon.size == 0:
+        return False
+    return bool(np.ptp(lon) <= REGIONAL_MAX_LON_SPAN and np.ptp(lat) <= REGIONAL_MAX_LAT_SPAN)
+
+
+def _zoom_limits(x: np.ndarray, y: np.ndarray, aspect: float) -> tuple[float, float, float, float]:
+    """Returns (xmin, xmax, ymin, ymax) around the points, matching ``aspect`` (w/h)."""
+    cx, cy = (x.min() + x.max()) / 2, (y.min() + y.max()) / 2
+    half_w = max(np.ptp(x) * (0.5 + ZOOM_MARGIN), ZOOM_MIN_HALF_SIZE_M)
+    half_h = max(np.ptp(y) * (0.5 + ZOOM_MARGIN), ZOOM_MIN_HALF_SIZE_M)
+    if half_w / half_h < aspect:
+        half_w = half_h * aspect
+    else:
+        half_h = half_w / aspect
+    return cx - half_w, cx + half_w, cy - half_h, cy + half_h
+
+
+def _lonlat_box(
+    limits: tuple[float, float, float, float], transformer: Transformer
+) -> tuple[float, float, float, float]:
+    """Returns the lon/lat bounding box of a projected view (with a 2° margin)."""
+    xmin, xmax, ymin, ymax = limits
+    t = np.linspace(0.0, 1.0, 101)
+    xs = np.concatenate(
+        [xmin + (xmax - xmin) * t, np.full(t.size, xmax), xmax - (xmax - xmin) * t, np.full(t.size, xmin)]
+    )
+    ys = np.concatenate(
+        [np.full(t.size, ymin), ymin + (ymax - ymin) * t, np.full(t.size, ymax), ymax - (ymax - ymin) * t]
+    )
+    lon, lat = transformer.transform(xs, ys, direction="INVERSE")
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90)
+    if not ok.any():
+        return (-180.0, -90.0, 180.0, 90.0)
+    margin = 2.0
+    return (
+        max(float(lon[ok].min()) - margin, -180.0),
+        max(float(lat[ok].min()) - margin, -90.0),
+        min(float(lon[ok].max()) + margin, 180.0),
+        min(float(lat[ok].max()) + margin, 90.0),
+    )
+
+
+# --------------------------------------------------------------------------- sample map
+
+
+def _map_axes(fig: Figure) -> Any:
+    """Adds the fixed-position, frameless, equal-aspect map axes to ``fig``."""
+    ax = fig.add_axes(MAP_AXES_RECT)
+    ax.set_axis_off()
+    ax.set_aspect("equal", adjustable="box")
+    return ax
+
+
+def _map_view(
+    lon: np.ndarray, lat: np.ndarray, outline: np.ndarray, transformer: Transformer
+) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float] | None]:
+    """Returns the axes limits and, when zoomed in, the lon/lat box of land to draw."""
+    finite = np.isfinite(lon) & np.isfinite(lat)
+    if _is_regional(lon[finite], lat[finite]):
+        x, y = transformer.transform(lon[finite], lat[finite])
+        aspect = (MAP_FIGSIZE[0] * MAP_AXES_RECT[2]) / (MAP_FIGSIZE[1] * MAP_AXES_RECT[3])
+        limits = _zoom_limits(x, y, aspect)
+        return limits, _lonlat_box(limits, transformer)
+    pad = 0.01 * np.ptp(outline[:, 0])
+    xmin, ymin = outline.min(axis=0) - pad
+    xmax, ymax = outline.max(axis=0) + pad
+    return (float(xmin), float(xmax), float(ymin), float(ymax)), None
+
+
+def _draw_background(ax: Any, outline: np.ndarray, land_paths: list[MplPath]) -> None:
+    """Draws the ocean (the projection's outline) and the land polygons."""
+    ocean = PathPatch(
+        MplPath(outline, closed=True), facecolor=OCEAN_COLOR, edgecolor=OUTLINE_COLOR, linewidth=0.8, zorder=0
+    )
+    ax.add_patch(ocean)
+    land = PathCollection(land_paths, facecolors=LAND_COLOR, edgecolors=LAND_EDGE_COLOR, linewidths=0.3, zorder=1)
+    ax.add_collection(land)
+
+
+def _draw_samples(fig: Figure, ax: Any, samples: pd.DataFrame, x: np.ndarray, y: np.ndarray, column: str) -> None:
+    """Scatters the samples coloured by ``column`` and adds the legend."""
+    groups, legend_title = _color_groups(samples[column], column)
+    categories = _sorted_unique(groups)
+    colors = qualitative_colors(len(categories))
+    point_colors = groups.map(dict(zip(categories, colors, strict=True))).to_numpy()
+    ax.scatter(x, y, s=_marker_area(len(samples)), c=point_colors, linewidths=0, zorder=2)
+    handles = _legend_handles(categories, colors, groups.value_counts())
+    fig.legend(
+        handles=handles,
+        title=legend_title,
+        loc="center left",
+        bbox_to_anchor=(LEGEND_X, 0.5),
+        fontsize=8,
+        title_fontsize=8,
+        frameon=False,
+        ncols=1 if len(handles) <= 22 else 2,
+    )
+
+
+def _map_title(n_samples: int, column: str, n_values: int, title: str | None) -> str:
+    """Returns the map title, with the number of values of ``column`` when grouped."""
+    base = title if title is not None else f"{n_samples:,} samples"
+    if n_values <= MAX_CATEGORIES:
+        return base
+    noun = "strata" if column == "stratum" else f"distinct '{column}' values"
+    return f"{base} ({n_values:,} {noun})"
+
+
+def plot_sample_map(
+    samples: pd.DataFrame,
+    land: gpd.GeoSeries | gpd.GeoDataFrame,
+    path: str | os.PathLike[str],
+    *,
+    column: str = "stratum",
+    title: str | None = None,
+) -> Figure:
+    """Draws the samples on an Equal Earth world map and saves it as a PNG.
+
+    Land is light grey over a very light blue ocean bounded by the projection's
+    outline. Points are coloured by ``column``; with more than 20 distinct values
+    they are coloured by the part of the value before the first ``/``. When the
+    samples cover a small region the map zooms to them.
+
+    Args:
+        samples: Samples with ``lon`` and ``lat`` columns (degrees, WGS 84).
+        land: Land polygons (any CRS; lon/lat if it has none). Detailed
+            geometries are simplified for display.
+        path: Output PNG file.
+        column: Categorical column to colour by.
+        title: Figure title; defaults to the number of samples.
+
+    Returns:
+        The figure (its single axes holds the map extent in EPSG:8857 metres).
+    """
+    transformer = Transformer.from_crs("EPSG:4326", MAP_CRS, always_xy=True)
+    lon = samples["lon"].to_numpy(dtype=float)
+    lat = samples["lat"].to_numpy(dtype=float)
+    x, y = transformer.transform(lon, lat)
+    fig = Figure(figsize=MAP_FIGSIZE, dpi=DPI)
+    ax = _map_axes(fig)
+    outline = _world_outline(transformer)
+    limits, lonlat_box = _map_view(lon, lat, outline, transformer)
+    _draw_background(ax, outline, _prepare_land(_land_geometries(land), transformer, lonlat_box))
+    _draw_samples(fig, ax, samples, x, y, column)
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+    n_values = samples[column].nunique(dropna=False)
+    fig.suptitle(_map_title(len(samples), column, n_values, title), fontsize=13)
+    _save_png(fig, path)
+    return fig
+
+
+# --------------------------------------------------------------------------- time bins
+
+
+def _bin_counts(samples: pd.DataFrame, bin_column: str, hue_column: str | None) -> pd.DataFrame:
+    """Returns counts with one row per time bin (sorted) and one column per hue."""
+    bins = samples[bin_column]
+    order = [str(b) for b in _sorted_unique(bins)]
+    if bins.isna().any():
+        order.append(MISSING_LABEL)
+    if hue_column is None:
+        hue = pd.Series("count", index=samples.index, dtype=object)
+        hue_order = ["count"]
+    else:
+        hue = _labels(samples[hue_column])
+        hue_order = _sorted_unique(hue)
+    counts = pd.crosstab(_labels(bins), hue)
+    return counts.reindex(index=order, columns=hue_order, fill_value=0)
+
+
+def _thousands(value: float, _pos: int) -> str:
+    """Formats an axis tick as an integer with thousands separators."""
+    return f"{value:,.0f}"
+
+
+def _style_bin_ticks(ax: Any, labels: Sequence[str]) -> None:
+    """Sets the bin tick labels, rotated and thinned out when there are many."""
+    n = len(labels)
+    step = max(1, int(np.ceil(n / 80)))
+    positions = np.arange(0, n, step)
+    ax.set_xticks(positions)
+    longest = max((len(s) for s in labels), default=0)
+    rotation = 0 if n * max(longest, 1) <= 120 else 90
+    ax.set_xticklabels([labels[i] for i in positions], rotation=rotation, fontsize=8 if n > 24 else 9)
+    ax.set_xlim(-0.6, n - 0.4)
+
+
+def _annotate_totals(ax: Any, totals: np.ndarray) -> None:
+    """Writes each bar's total above it when there are few enough bars."""
+    n = len(totals)
+    if n > MAX_ANNOTATED_BARS:
+        return
+    fontsize, rotation = (8, 0) if n <= 24 else (6, 90)
+    for i, total in enumerate(totals):
+        ax.annotate(
+            f"{int(total):,}",
+            (i, total),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=fontsize,
+            rotation=rotation,
+        )
+
+
+def plot_time_bins(
+    samples: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    bin_column: str = "time_bin",
+    hue_column: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Draws a bar chart of the number of samples per time bin and saves it as a PNG.
+
+    Bars are stacked by ``hue_column`` when it has at most 20 distinct values.
+
+    Args:
+        samples: Samples with a ``bin_column`` column.
+        path: Output PNG file.
+        bin_column: Time bin of each sample (bins are shown in sorted order).
+        hue_column: Optional column to stack the bars by.
+        title: Figure title; defaults to one naming the bin column and the count.
+
+    Returns:
+        The figure.
+    """
+    stack = hue_column is not None and samples[hue_column].nunique(dropna=False) <= MAX_CATEGORIES
+    counts = _bin_counts(samples, bin_column, hue_column if stack else None)
+    fig = Figure(figsize=BARS_FIGSIZE, dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    positions = np.arange(len(counts))
+    bottom = np.zeros(len(counts))
+    width = 0.8 if len(counts) <= 100 else 1.0
+    colors = qualitative_colors(counts.shape[1]) if stack else ["#4c72b0"]
+    for name, color in zip(counts.columns, colors, strict=True):
+        values = counts[name].to_numpy(dtype=float)
+        ax.bar(positions, values, bottom=bottom, width=width, color=color, label=str(name), linewidth=0)
+        bottom += values
+    _annotate_totals(ax, bottom)
+    _style_bin_ticks(ax, list(counts.index))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.set_ylim(0, max(bottom.max(initial=0.0) * 1.1, 1.0))
+    ax.set_xlabel(bin_column)
+    ax.set_ylabel("samples")
+    ax.grid(axis="y", color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if stack:
+        handles, labels = ax.get_legend_handles_labels()  # reversed: matches the stack
+        ax.legend(
+            handles[::-1],
+            labels[::-1],
+            title=hue_column,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=8,
+            title_fontsize=8,
+            frameon=False,
+        )
+    default = f"Samples per {bin_column} ({len(samples):,} samples, {len(counts)} bins)"
+    ax.set_title(title if title is not None else default)
+    _save_png(fig, path)
+    return fig

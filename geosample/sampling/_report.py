@@ -1,0 +1,109 @@
+"""The plan's balance report (``DS/report/balance.json``) and its console summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], meta: dict[str, Any]) -> dict[str, Any]:
+    """Achieved vs target counts per stratum, per dimension value and per time bin.
+
+    Args:
+        sites: One row per site with the dimension columns, ``stratum`` and ``time_bin``.
+        strata: One row per stratum: ``stratum``, the dimensions, ``area_km2``,
+            ``weight``, ``target`` (first allocation), ``final_target`` (after
+            capacity-limited strata passed their remainder on), ``achieved``
+            and ``capacity_limited``.
+        dims: The stratification dimension names.
+        meta: Run facts recorded as they are (resolutions, probes, rounds).
+    """
+    counts = strata["achieved"].to_numpy(dtype=float)
+    nonzero = strata[strata["final_target"] > 0]
+    per_bin = sites.groupby("time_bin").size()
+    spread = sites.groupby(["stratum", "time_bin"]).size().unstack(fill_value=0)
+    spread = spread.reindex(columns=sorted(per_bin.index), fill_value=0)
+    shares = counts[counts > 0] / counts.sum() if counts.sum() else np.array([])
+    limited = strata[strata["capacity_limited"]]
+    report: dict[str, Any] = {
+        **meta,
+        "summary": {
+            "n_sites": int(len(sites)),
+            "n_strata": int(len(nonzero)),
+            "n_strata_capacity_limited": int(len(limited)),
+            "shortfall_redistributed": int((limited["final_target"] - limited["achieved"]).sum()),
+            "min_per_stratum": int(nonzero["achieved"].min()) if len(nonzero) else 0,
+            "max_per_stratum": int(nonzero["achieved"].max()) if len(nonzero) else 0,
+            "coefficient_of_variation": _round(counts[counts > 0].std() / counts[counts > 0].mean())
+            if (counts > 0).any()
+            else 0.0,
+            "normalised_entropy": _round(-(shares * np.log(shares)).sum() / np.log(len(shares)))
+            if len(shares) > 1
+            else 1.0,
+            "n_time_bins": int(len(per_bin)),
+            "max_time_bin_spread_within_stratum": int((spread.max(axis=1) - spread.min(axis=1)).max())
+            if len(spread)
+            else 0,
+        },
+        "dimensions": {
+            dim: {
+                str(value): {
+                    "target": int(group["target"].sum()),
+                    "final_target": int(group["final_target"].sum()),
+                    "achieved": int(group["achieved"].sum()),
+                    "strata": int((group["final_target"] > 0).sum()),
+                    "strata_capacity_limited": int(group["capacity_limited"].sum()),
+                }
+                for value, group in strata.groupby(dim, sort=True)
+            }
+            for dim in dims
+        },
+        "time_bins": {
+            str(b): {"target": _round(len(sites) / len(per_bin)), "achieved": int(c)} for b, c in per_bin.items()
+        },
+        "strata": [
+            {
+                "stratum": row["stratum"],
+                **{d: row[d] for d in dims},
+                "area_km2": _round(row["area_km2"]),
+                "weight": _round(row["weight"]),
+                "target": int(row["target"]),
+                "final_target": int(row["final_target"]),
+                "achieved": int(row["achieved"]),
+                "capacity_limited": bool(row["capacity_limited"]),
+            }
+            for row in strata.to_dict("records")
+        ],
+    }
+    if "season" in sites and sites["season"].notna().any():
+        report["seasons"] = {str(k): int(v) for k, v in sites.groupby("season").size().items()}
+    return report
+
+
+def _round(value: float) -> float:
+    return float(round(float(value), 6))
+
+
+def summary_table(report: dict[str, Any], *, max_rows: int = 12) -> str:
+    """Achieved vs target per dimension value, as aligned plain text."""
+    lines = []
+    s = report["summary"]
+    lines.append(
+        f"{s['n_sites']} sites in {s['n_strata']} strata, {s['n_time_bins']} time bins "
+        f"(per stratum {s['min_per_stratum']}–{s['max_per_stratum']}; "
+        f"{s['n_strata_capacity_limited']} capacity-limited)"
+    )
+    for dim, values in report["dimensions"].items():
+        rows = sorted(values.items(), key=lambda kv: -kv[1]["achieved"])
+        shown, rest = rows[:max_rows], rows[max_rows:]
+        if rest:
+            shown.append((f"({len(rest)} more)", {k: sum(c[k] for _, c in rest) for k in shown[0][1]}))
+        width = max(len(dim), *(len(v) for v, _ in shown))
+        lines.append(f"  {dim:<{width}}  {'target':>7}  {'achieved':>8}  {'limited strata':>14}")
+        for value, c in shown:
+            limited = f"{c['strata_capacity_limited']}/{c['strata']}"
+            lines.append(f"  {value:<{width}}  {c['target']:>7}  {c['achieved']:>8}  {limited:>14}")
+    lines.append("  (target: first allocation; capacity-limited strata passed their remainder to the others)")
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""``geosample.plan``: a globally balanced, hierarchical H3 sample of sites."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geosample import __version__, layers
+from geosample._dataset import read_config, write_section
+from geosample.errors import AOIError, CapacityError, CapacityWarning, DatasetError
+from geosample.sampling import _h3, sampler
+from geosample.sampling._geometry import chip_footprints, utm_epsg
+from geosample.sampling._report import balance_report
+from geosample.sampling.allocation import apportion, stratum_weights
+from geosample.sampling.aoi import parse_aoi
+from geosample.sampling.config import PlanConfig
+from geosample.sampling.strata import build_dimensions
+from geosample.sampling.timebins import assign_windows, make_bins
+
+PLAN_FILE = "plan.parquet"
+PLAN_GPKG = "plan.gpkg"
+
+
+def plan(
+    out: str | Path | None = None,
+    *,
+    config: PlanConfig | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    **settings: Any,
+) -> gpd.GeoDataFrame:
+    """Plan a balanced sample of sites and, with ``out``, write the dataset's plan files.
+
+    Args:
+        out: Dataset folder ``DS``; writes ``plan.parquet``, ``plan.gpkg``,
+            ``report/balance.json``, ``report/map.png``, ``report/time.png``
+            and the ``plan`` section of ``geosample.yaml``. ``None`` only
+            computes.
+        config: A ready :class:`PlanConfig`; otherwise ``settings`` build one
+            (``samples=500, aoi="KEN", strata="climate,landcover"``, ...).
+        overwrite: Replace a plan made with other settings.
+        progress: Show a progress bar (default: when stderr is a terminal).
+
+    Returns:
+        One row per sample (GeoDataFrame, EPSG:4326); ``.attrs["balance"]``
+        holds the balance report.
+    """
+    cfg = config if config is not None else PlanConfig.from_mapping(settings)
+    if out is not None:
+        _check_dataset(Path(out), cfg, overwrite)
+    samples, report = _compute(cfg, progress)
+    if out is not None:
+        write_plan(Path(out), samples, report, cfg)
+    samples.attrs["balance"] = report
+    return samples
+
+
+def _check_dataset(ds: Path, cfg: PlanConfig, overwrite: bool) -> None:
+    if ds.exists() and not ds.is_dir():
+        raise DatasetError(f"--out {ds} is a file; give a folder for the dataset")
+    recorded = read_config(ds).get("plan") if ds.exists() else None
+    if recorded and not overwrite and (ds / PLAN_FILE).exists():
+        if {k: v for k, v in recorded.items() if k in cfg.to_dict()} != cfg.to_dict():
+            raise DatasetError(
+                f"{ds} already holds a plan made with other settings; use --overwrite to replace it "
+                "(later stages' files then no longer match) or choose a new --out folder"
+            )
+
+
+def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    rng_atlas, rng_draw, rng_alloc, rng_time = (np.random.default_rng(s) for s in seeds)
+    aoi = parse_aoi(cfg.aoi)
+    dims = build_dimensions(cfg.strata)
+    bins = make_bins(cfg.start, cfg.end, cfg.time_bins, cfg.window_days)
+    classifier = sampler.Classifier(aoi, dims, cfg.land_only)
+    dim_names = [d.name for d in dims]
+
+    atlas_res = min(sampler.choose_atlas_res(aoi, cfg.res), cfg.parent_res if cfg.parent_res is not None else 15)
+    heterogeneity = cfg.allocation == "heterogeneity"
+    atlas, lsi = sampler.build_atlas(classifier, atlas_res, cfg.res, rng_atlas, heterogeneity=heterogeneity)
+    if atlas.cell_of_entry.size == 0:
+        where = "land with data in every stratum layer" if cfg.land_only else "points"
+        fix = "; use --no-land-only to sample water" if cfg.land_only and atlas.rejected.get("sea") else ""
+        raise AOIError(f"the AOI {aoi.label!r} has no {where} ({atlas.n_probes} probes tried){fix}")
+    labels = classifier.labels()
+    n_strata = len(labels)
+    area = atlas.stratum_area_km2(n_strata)
+    parent_res = (
+        cfg.parent_res
+        if cfg.parent_res is not None
+        else sampler.auto_parent_res(atlas.valid_area_km2, cfg.samples, cfg.max_per_parent, atlas_res, cfg.res)
+    )
+    sampler.check_capacity(cfg.samples, atlas.valid_area_km2, parent_res, cfg.max_per_parent, aoi.label)
+
+    proposal = lsi if heterogeneity else None
+    hetero_area = None
+    if lsi is not None:
+        entry_area = atlas.area_km2[atlas.cell_of_entry] * atlas.share_of_entry * lsi[atlas.cell_of_entry]
+        hetero_area = np.bincount(atlas.stratum_of_entry, weights=entry_area, minlength=n_strata)
+    weights = stratum_weights(cfg.allocation, labels, dim_names, area, hetero_area)
+    targets = apportion(cfg.samples, weights, rng_alloc)
+
+    bar = _progress_bar(cfg.samples, progress)
+    with bar if bar is not None else nullcontext():
+        result = sampler.draw(
+            classifier, atlas, targets, sample_res=cfg.res, parent_res=parent_res,
+            max_per_parent=cfg.max_per_parent, rng=rng_draw, proposal_weight=proposal,
+            progress=bar.update if bar is not None else None,
+        )  # fmt: skip
+        final_target, result = _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar)
+
+    achieved = np.bincount(result.stratum, minlength=n_strata)
+    limited = result.exhausted & (achieved < final_target)
+    if limited.any():
+        warnings.warn(
+            f"{int(limited.sum())} strata could not hold their share under the spacing rule; "
+            f"their remainder went to the others (see report/balance.json)",
+            CapacityWarning,
+            stacklevel=3,
+        )
+    sites = _site_table(cfg, result, labels, dim_names, bins, rng_time)
+    samples = _sample_rows(cfg, sites)
+    strata_table = pd.DataFrame(
+        {
+            "stratum": ["/".join(lab) for lab in labels],
+            **{d: [lab[i] for lab in labels] for i, d in enumerate(dim_names)},
+            "area_km2": area,
+            "weight": weights,
+            "target": targets,
+            "final_target": final_target,
+            "achieved": achieved,
+            "capacity_limited": limited,
+        }
+    )
+    strata_table = strata_table[(strata_table["weight"] > 0) | (strata_table["achieved"] > 0)]
+    strata_table = strata_table.sort_values("stratum", kind="stable").reset_index(drop=True)
+    meta = {
+        "geosample_version": __version__,
+        "aoi": aoi.label,
+        "n_samples": int(len(samples)),
+        "resolutions": {"sample": cfg.res, "parent": parent_res, "atlas": atlas_res},
+        "max_per_parent": cfg.max_per_parent,
+        "allocation": cfg.allocation,
+        "atlas": {
+            "cells": int(atlas.cells.size),
+            "probes_per_cell": atlas.probes_per_cell,
+            "valid_area_km2": round(atlas.valid_area_km2, 1),
+            "capacity_estimate": sampler.capacity(atlas.valid_area_km2, parent_res, cfg.max_per_parent),
+        },
+        "draw": {"rounds": result.rounds, "candidates": result.candidates},
+    }
+    report = balance_report(sites, strata_table, dim_names, meta)
+    return samples, report
+
+
+def _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar):  # noqa: ANN001, ANN202
+    """Give capacity-limited strata's remainder to the others until the total is met."""
+    n_strata = targets.size
+    final_target = targets.copy()
+    exhausted = result.exhausted.copy()
+    for _ in range(n_strata + 1):
+        achieved = np.bincount(result.stratum, minlength=n_strata)
+        short = cfg.samples - int(achieved.sum())
+        if short <= 0:
+            break
+        open_ = ~exhausted & (weights > 0)
+        if not open_.any():
+            raise CapacityError(
+                f"the AOI {classifier.aoi.label!r} holds about {int(achieved.sum())} samples under the spacing rule "
+                f"(--parent-res {parent_res}, --max-per-parent {cfg.max_per_parent}), fewer than --samples "
+                f"{cfg.samples}; ask for fewer, use a finer --parent-res or a larger --max-per-parent"
+            )
+        budget = cfg.samples - int(achieved[~open_].sum())
+        final_target = np.where(open_, apportion_preferring(budget, weights * open_, achieved, rng_alloc), final_target)
+        need = np.where(open_, np.maximum(final_target - achieved, 0), 0)
+        if need.sum() > short:
+            need = apportion(short, need.astype(float), rng_alloc)
+            final_target = np.where(open_, achieved + need, final_target)
+        more = sampler.draw(
+            classifier, atlas, need, sample_res=cfg.res, parent_res=parent_res, max_per_parent=cfg.max_per_parent,
+            rng=rng_draw, proposal_weight=proposal, used=(result.cells, result.stratum),
+            progress=bar.update if bar is not None else None,
+        )  # fmt: skip
+        exhausted |= more.exhausted & (need > 0)
+        result = sampler.DrawResult(
+            more.cells, more.stratum, exhausted, result.rounds + more.rounds, result.candidates + more.candidates
+        )
+    return final_target, result
+
+
+def apportion_preferring(total: int, weights: np.ndarray, have: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Apportion, breaking remainder ties towards strata that already have more."""
+    base = apportion(total, weights, rng)
+    exact = total * weights / weights.sum()
+    floor = np.floor(exact).astype(np.int64)
+    extra = int(base.sum() - floor.sum())
+    if extra == 0:
+        return base
+    remainder = np.round(exact - floor, 12)
+    order = np.lexsort((rng.permutation(weights.size), -have, -remainder))
+    order = order[weights[order] > 0]
+    out = floor.copy()
+    out[order[:extra]] += 1
+    return out
+
+
+def _site_table(cfg, result, labels, dim_names, bins, rng) -> pd.DataFrame:  # noqa: ANN001
+    order = np.argsort(result.cells, kind="stable")
+    cells = result.cells[order]
+    strata = result.stratum[order]
+    lon, lat = _h3.centres(cells)
+    site = pd.DataFrame({"site_id": _h3.to_hex(cells), "lon": lon, "lat": lat})
+    site["stratum"] = np.array(["/".join(lab) for lab in labels], dtype=object)[strata]
+    for i, d in enumerate(dim_names):
+        site[d] = np.array([lab[i] for lab in labels], dtype=object)[strata]
+    windows = assign_windows(strata, lat, bins, cfg.start, cfg.end, cfg.window_days, rng)
+    site = pd.concat([site, windows], axis=1)
+    if cfg.time_bins != "season":
+        site = site.drop(columns="season")
+    return site
+
+
+def _sample_rows(cfg: PlanConfig, sites: pd.DataFrame) -> gpd.GeoDataFrame:
+    epsg = utm_epsg(sites["lon"].to_numpy(), sites["lat"].to_numpy())
+    parts = []
+    for size in cfg.chip_size:
+        rows = sites.copy()
+        rows.insert(0, "sample_id", rows["site_id"] + f"-{size:g}m")
+        rows.insert(2, "h3", rows["site_id"])
+        rows.insert(3, "h3_res", np.int64(cfg.res))
+        rows["chip_size_m"] = float(size)
+        rows["epsg"] = epsg.astype(np.int64)
+        rows["geometry"] = chip_footprints(rows["lon"].to_numpy(), rows["lat"].to_numpy(), epsg, float(size))
+        parts.append(rows)
+    table = pd.concat(parts, ignore_index=True).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    return gpd.GeoDataFrame(table, geometry="geometry", crs="EPSG:4326")
+
+
+def _progress_bar(total: int, enabled: bool | None):  # noqa: ANN202
+    if enabled is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="plan", unit="site", disable=None if enabled is None else not enabled, leave=False)
+
+
+def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
+    """Write every plan file into ``ds``: each is finished under a temporary name first."""
+    from geosample._gpkg import write_styled_gpkg
+    from geosample.sampling._plots import plot_sample_map, plot_time_bins
+
+    ds.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".plan-", dir=ds))
+    try:
+        (staging / "report").mkdir()
+        samples.to_parquet(
+            staging / PLAN_FILE, index=False, compression="zstd", schema_version="1.1.0", write_covering_bbox=True
+        )
+        write_styled_gpkg(samples, staging / PLAN_GPKG, "samples", category_column="stratum")
+        (staging / "report" / "balance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        first_site = samples.drop_duplicates("site_id")
+        plot_sample_map(first_site, layers.land_polygons(), staging / "report" / "map.png", column="stratum",
+                        title=f"geosample plan: {len(first_site)} sites, {report['summary']['n_strata']} strata")  # fmt: skip
+        hue = cfg.strata[0] if cfg.strata[0] in first_site else None
+        plot_time_bins(first_site, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue)
+        (ds / "report").mkdir(exist_ok=True)
+        for name in (PLAN_FILE, PLAN_GPKG, "report/balance.json", "report/map.png", "report/time.png"):
+            (staging / name).replace(ds / name)
+        write_section(
+            ds,
+            "plan",
+            {**cfg.to_dict(), "resolutions": report["resolutions"], "geosample_version": __version__},
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,494 @@
+"""Hierarchical, stratified H3 sampling that never enumerates the fine grid.
+
+Three resolutions are at work, coarse to fine:
+
+* the **atlas** resolution ``A``: the only level whose cells are enumerated
+  (those covering the AOI, at most ~20 000). Random probe points inside each
+  atlas cell estimate how much of it every stratum covers;
+* the **parent** resolution ``P``: the spacing rule, at most ``K`` sites per
+  parent cell;
+* the **sample** resolution ``R``: a site is the centre of one cell.
+
+Each stratum receives a target from the allocation; candidates for it are
+drawn by picking atlas cells in proportion to the stratum's estimated area
+there, descending to ``R`` by random child digits, and keeping a candidate
+only if the layers at its centre say it is in the AOI, on land (when asked)
+and in that stratum, and its parent cell still has room. The cost is
+proportional to the number of samples, not to the number of fine cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+import rasterio.features
+from rasterio.transform import from_origin
+
+from geosample import layers
+from geosample.errors import AOIError, CapacityError
+from geosample.layers._raster import apply_affine
+from geosample.sampling import _h3
+from geosample.sampling.aoi import AOI
+from geosample.sampling.strata import Dimension, Points
+
+NONE_LABEL = "none"
+_MAX_ATLAS_CELLS = 20_000
+_PROBE_BUDGET = 600_000
+_MAX_COVER_PIXELS = 6_000_000
+_ROUND_CANDIDATES = 2_000_000
+_MAX_ROUNDS = 200
+_EXHAUSTED_FRESH_SHARE = 0.05
+
+
+@dataclasses.dataclass
+class Classifier:
+    """Decides, at a batch of points, AOI membership, land and stratum."""
+
+    aoi: AOI
+    dims: list[Dimension]
+    land_only: bool
+    keys: dict[tuple[int, ...], int] = dataclasses.field(default_factory=dict)
+    """Stratum code tuple -> stratum id, in order of discovery."""
+
+    def classify(
+        self, lon: np.ndarray, lat: np.ndarray, target: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, int]]:
+        """Stratum id per point (-1 where rejected) and rejection counts.
+
+        With ``target`` (a stratum id per point), a point is kept only in its
+        target stratum; dimensions are tested cheapest first and each test
+        runs only on the points still alive, so most misses cost one lookup.
+        """
+        points = Points(lon, lat)
+        n = len(points)
+        alive = np.arange(n)
+        codes = np.full((n, len(self.dims)), -1, dtype=np.int64)
+        want = None if target is None else self._key_codes()[target]
+        reasons: dict[str, int] = {}
+        for d in sorted(range(len(self.dims)), key=lambda i: self.dims[i].cost):
+            got = self.dims[d].classify(points.subset(alive))
+            codes[alive, d] = got
+            if want is not None:
+                alive = alive[got == want[alive, d]]
+        sub = points.subset(alive)
+        inside = self.aoi.contains(sub)
+        reasons["outside_aoi"] = int((~inside).sum())
+        valid = inside
+        if self.land_only:
+            land = sub.country >= 0
+            reasons["sea"] = int((valid & ~land).sum())
+            valid = valid & land
+            has_data = (codes[alive] >= 0).all(axis=1)
+            reasons["no_layer_data"] = int((valid & ~has_data).sum())
+            valid = valid & has_data
+        alive = alive[valid]
+        out = np.full(n, -1, dtype=np.int64)
+        if alive.size:
+            if want is not None:
+                out[alive] = target[alive]
+            else:
+                shifted = codes[alive] + 1
+                radix = shifted.max(axis=0) + 1
+                key = np.zeros(alive.size, dtype=np.int64)
+                for d in range(shifted.shape[1]):
+                    key = key * radix[d] + shifted[:, d]
+                uniques, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+                ids = np.array([self._id(tuple(int(v) for v in codes[alive[i]])) for i in first], dtype=np.int64)
+                out[alive] = ids[inverse.ravel()]
+        return out, reasons
+
+    def _key_codes(self) -> np.ndarray:
+        return np.array(list(self.keys), dtype=np.int64).reshape(len(self.keys), len(self.dims))
+
+    def _id(self, key: tuple[int, ...]) -> int:
+        if key not in self.keys:
+            self.keys[key] = len(self.keys)
+        return self.keys[key]
+
+    def labels(self) -> list[tuple[str, ...]]:
+        """Per stratum id, the value of each dimension."""
+        out = []
+        for key in self.keys:
+            out.append(tuple(NONE_LABEL if c < 0 else d.categories[c] for d, c in zip(self.dims, key, strict=True)))
+        return out
+
+
+@dataclasses.dataclass
+class Atlas:
+    """The enumerated coarse cells and the strata estimated inside them."""
+
+    res: int
+    cells: np.ndarray
+    """Atlas cells (uint64)."""
+    area_km2: np.ndarray
+    """Area of each atlas cell."""
+    cell_of_entry: np.ndarray
+    """Sparse (cell, stratum) table: atlas cell position of each entry."""
+    stratum_of_entry: np.ndarray
+    """Stratum id of each entry."""
+    share_of_entry: np.ndarray
+    """Share of the cell's probes that fell in the stratum."""
+    probes_per_cell: int
+    n_probes: int
+    rejected: dict[str, int]
+
+    def stratum_area_km2(self, n_strata: int) -> np.ndarray:
+        """Estimated area of each stratum inside the AOI."""
+        area = self.area_km2[self.cell_of_entry] * self.share_of_entry
+        return np.bincount(self.stratum_of_entry, weights=area, minlength=n_strata)
+
+    @property
+    def valid_area_km2(self) -> float:
+        """Estimated area where a site may lie."""
+        return float((self.area_km2[self.cell_of_entry] * self.share_of_entry).sum())
+
+
+def choose_atlas_res(aoi: AOI, max_res: int) -> int:
+    """The finest resolution (≤ ``max_res``) at which the AOI needs ≤ 20 000 cells."""
+    area = estimate_area_km2(aoi)
+    res = 0
+    while res < max_res and area / _h3.mean_cell_area_km2(res + 1) <= _MAX_ATLAS_CELLS:
+        res += 1
+    return res
+
+
+def estimate_area_km2(aoi: AOI) -> float:
+    """Area of the AOI from a ~1-million-pixel rasterisation over its bounds."""
+    west, south, east, north = aoi.bounds
+    px = max(math.sqrt((east - west) * (north - south) / 1e6), 1e-6)
+    mask, transform = _rasterise(aoi, px, all_touched=False)
+    if not mask.any():  # smaller than one pixel: fall back to a planar estimate
+        mask, transform = _rasterise(aoi, px / 20, all_touched=True)
+    rows = np.flatnonzero(mask.any(axis=1))
+    lat = transform.f + (rows + 0.5) * transform.e
+    km_per_deg = 111.32
+    pixel_km2 = (px * km_per_deg) ** 2 * np.cos(np.radians(lat))
+    return float((mask[rows].sum(axis=1) * pixel_km2).sum())
+
+
+def _rasterise(aoi: AOI, px: float, *, all_touched: bool) -> tuple[np.ndarray, object]:
+    west, south, east, north = aoi.bounds
+    width = max(1, math.ceil((east - west) / px))
+    height = max(1, math.ceil((north - south) / px))
+    transform = from_origin(west, north, px, px)
+    mask = rasterio.features.rasterize(
+        ((g, 1) for g in aoi.shapes()),
+        out_shape=(height, width),
+        transform=transform,
+        all_touched=all_touched,
+        dtype="uint8",
+    ).astype(bool)
+    return mask, transform
+
+
+def cover_cells(aoi: AOI, res: int) -> np.ndarray:
+    """Cells at ``res`` that overlap the AOI (those of every touched pixel's centre and corners)."""
+    west, south, east, north = aoi.bounds
+    px = _h3_edge_deg(res) / 2
+    while (east - west) * (north - south) / px**2 > _MAX_COVER_PIXELS:
+        px *= 1.5
+    mask, transform = _rasterise(aoi, px, all_touched=True)
+    rows, cols = np.nonzero(mask)
+    corner = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=bool)
+    for dr in (0, 1):
+        for dc in (0, 1):
+            corner[rows + dr, cols + dc] = True
+    crow, ccol = np.nonzero(corner)
+    x = np.concatenate([transform.c + (cols + 0.5) * px, transform.c + ccol * px])
+    y = np.concatenate([transform.f - (rows + 0.5) * px, transform.f - crow * px])
+    x = np.clip(x, -180.0, 180.0)
+    y = np.clip(y, -90.0, 90.0)
+    return np.unique(_h3.cells_from_points(x, y, res))
+
+
+def _h3_edge_deg(res: int) -> float:
+    import h3
+
+    return float(h3.average_hexagon_edge_length(res, "km")) / 111.32
+
+
+def build_atlas(
+    classifier: Classifier,
+    res: int,
+    sample_res: int,
+    rng: np.random.Generator,
+    heterogeneity: bool = False,
+) -> tuple[Atlas, np.ndarray | None]:
+    """Enumerate the AOI's atlas cells and probe the strata inside them."""
+    cells = cover_cells(classifier.aoi, res)
+    if cells.size == 0:
+        raise AOIError(f"the AOI {classifier.aoi.label!r} covers no area; give a polygon with an area")
+    per_cell = int(np.clip(math.ceil(_PROBE_BUDGET / cells.size), 16, 256))
+    probe_cells = np.repeat(np.arange(cells.size), per_cell)
+    probes = _h3.random_descendants(cells[probe_cells], sample_res, rng)
+    lon, lat = _h3.centres(probes)
+    sid, rejected = classifier.classify(lon, lat)
+    ok = sid >= 0
+    pairs = probe_cells[ok] * (len(classifier.keys) + 1) + sid[ok]
+    uniq, counts = np.unique(pairs, return_counts=True)
+    cell_of_entry = uniq // (len(classifier.keys) + 1)
+    stratum_of_entry = uniq % (len(classifier.keys) + 1)
+    keep = np.unique(cell_of_entry)
+    remap = np.full(cells.size, -1, dtype=np.int64)
+    remap[keep] = np.arange(keep.size)
+    atlas = Atlas(
+        res=res,
+        cells=cells[keep],
+        area_km2=_h3.cell_areas_km2(cells[keep]),
+        cell_of_entry=remap[cell_of_entry],
+        stratum_of_entry=stratum_of_entry.astype(np.int64),
+        share_of_entry=counts / per_cell,
+        probes_per_cell=per_cell,
+        n_probes=int(probe_cells.size),
+        rejected=rejected,
+    )
+    lsi = landscape_shape_index(atlas.cells) if heterogeneity else None
+    return atlas, lsi
+
+
+def landscape_shape_index(cells: np.ndarray) -> np.ndarray:
+    """Landscape shape index of MODIS land cover over each cell's bounding box.
+
+    LSI = 0.25·E/√A (McGarigal's FRAGSTATS, landscape level), with E the
+    number of pixel edges between different classes plus the window's
+    perimeter, and A its number of pixels: 1 for a uniform square, growing
+    with fragmentation. Edge counts come from summed-area tables, so each
+    cell costs O(1).
+    """
+    import h3
+
+    with rasterio.open(layers.layer_path("modis_igbp_2019_0p05deg.tif")) as src:
+        grid = src.read(1)
+        inverse = ~src.transform
+    horizontal = np.zeros((grid.shape[0] + 1, grid.shape[1]), dtype=np.int32)
+    horizontal[1:, 1:] = np.cumsum(np.cumsum(grid[:, 1:] != grid[:, :-1], axis=0, dtype=np.int32), axis=1)
+    vertical = np.zeros((grid.shape[0], grid.shape[1] + 1), dtype=np.int32)
+    vertical[1:, 1:] = np.cumsum(np.cumsum(grid[1:, :] != grid[:-1, :], axis=0, dtype=np.int32), axis=1)
+    del grid
+
+    def box_sum(sat: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> int:
+        if r1 <= r0 or c1 <= c0:
+            return 0
+        return int(sat[r1, c1] - sat[r0, c1] - sat[r1, c0] + sat[r0, c0])
+
+    out = np.empty(cells.size)
+    for i, cell in enumerate(cells.tolist()):
+        ring = np.array(h3.api.basic_int.cell_to_boundary(cell))
+        lats, lons = ring[:, 0], ring[:, 1]
+        spans = [(lons.min(), lons.max())]
+        if lons.max() - lons.min() > 180:  # crosses the antimeridian
+            spans = [(lons[lons > 0].min(), 180.0), (-180.0, lons[lons < 0].max())]
+        edges = pixels = perimeter = 0
+        for west, east in spans:
+            c0, r0 = (int(np.floor(v)) for v in apply_affine(inverse, west, lats.max()))
+            c1, r1 = (int(np.ceil(v)) for v in apply_affine(inverse, east, lats.min()))
+            r0, r1 = max(r0, 0), min(max(r1, r0 + 1), horizontal.shape[0] - 1)
+            c0, c1 = max(c0, 0), min(max(c1, c0 + 1), vertical.shape[1] - 1)
+            h, w = r1 - r0, c1 - c0
+            edges += box_sum(horizontal, r0, r1, c0, c1 - 1) + box_sum(vertical, r0, r1 - 1, c0, c1)
+            pixels += h * w
+            perimeter += 2 * (h + w)
+        out[i] = 0.25 * (edges + perimeter) / math.sqrt(max(pixels, 1))
+    return out
+
+
+def auto_parent_res(valid_area_km2: float, n: int, k: int, atlas_res: int, sample_res: int) -> int:
+    """The coarsest resolution (≥ atlas, ≤ sample) with room for 4× the sites."""
+    for res in range(atlas_res, sample_res + 1):
+        if k * valid_area_km2 / _h3.mean_cell_area_km2(res) >= 4 * n:
+            return res
+    return sample_res
+
+
+def capacity(valid_area_km2: float, parent_res: int, k: int) -> int:
+    """Estimated number of sites the valid area holds under the spacing rule."""
+    return int(k * valid_area_km2 / _h3.mean_cell_area_km2(parent_res))
+
+
+@dataclasses.dataclass
+class DrawResult:
+    """Accepted sites and the bookkeeping the report needs."""
+
+    cells: np.ndarray
+    """Site cells at the sample resolution (uint64)."""
+    stratum: np.ndarray
+    """Stratum id of each site."""
+    exhausted: np.ndarray
+    """Per stratum: its parent cells ran out before its target was met."""
+    rounds: int
+    candidates: int
+
+
+def draw(
+    classifier: Classifier,
+    atlas: Atlas,
+    targets: np.ndarray,
+    *,
+    sample_res: int,
+    parent_res: int,
+    max_per_parent: int,
+    rng: np.random.Generator,
+    proposal_weight: np.ndarray | None = None,
+    used: tuple[np.ndarray, np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> DrawResult:
+    """Draw ``targets[s]`` sites for each stratum ``s``.
+
+    Args:
+        proposal_weight: Extra weight per atlas cell (e.g. heterogeneity).
+        used: Sites already accepted (cells, strata) from an earlier call,
+            whose parent cells count against the spacing rule.
+        progress: Called with the number of sites accepted in each round.
+    """
+    n_strata = targets.size
+    entry_weight = atlas.area_km2[atlas.cell_of_entry] * atlas.share_of_entry
+    if proposal_weight is not None:
+        entry_weight = entry_weight * proposal_weight[atlas.cell_of_entry]
+    by_stratum = np.argsort(atlas.stratum_of_entry, kind="stable")
+    bounds = np.searchsorted(atlas.stratum_of_entry[by_stratum], np.arange(n_strata + 1))
+    cumulative = []
+    acceptance = np.zeros(n_strata)
+    for s in range(n_strata):
+        entries = by_stratum[bounds[s] : bounds[s + 1]]
+        w = entry_weight[entries]
+        cumulative.append((entries, np.cumsum(w) / w.sum() if w.sum() > 0 else np.array([])))
+        if w.sum() > 0:
+            acceptance[s] = float((w / w.sum() * atlas.share_of_entry[entries]).sum())
+
+    cells = [] if used is None else [used[0]]
+    strata = [] if used is None else [used[1]]
+    site_cells = np.unique(used[0]) if used is not None else np.empty(0, dtype=np.uint64)
+    parents, parent_counts = (
+        np.unique(_h3.parent(used[0], parent_res), return_counts=True)
+        if used is not None
+        else (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
+    )
+    need = targets.astype(np.int64).copy()
+    exhausted = np.array([c[1].size == 0 for c in cumulative]) & (need > 0)
+    # Parent cells reachable from the atlas cells where a stratum was seen bound
+    # what it can hold; a stratum rarer than its probes promised stops after a
+    # candidate budget instead of drawing for ever.
+    children = float(7 ** (parent_res - atlas.res))
+    reachable = max_per_parent * np.bincount(atlas.stratum_of_entry, minlength=n_strata) * children
+    if used is not None:
+        reachable = reachable - np.bincount(used[1], minlength=n_strata)
+    need = np.minimum(need, np.maximum(reachable, 0).astype(np.int64))
+    capped = need < targets
+    budget = 3000 + 50 * need
+    tried_total = np.zeros(n_strata)
+    recent_hits = np.zeros(n_strata)
+    recent_fresh = np.zeros(n_strata)
+    misses = np.zeros(n_strata, dtype=np.int64)
+    rounds = total_candidates = 0
+    while rounds < _MAX_ROUNDS:
+        active = np.flatnonzero((need > 0) & ~exhausted)
+        if active.size == 0:
+            break
+        rounds += 1
+        wanted = np.ceil(need[active] * 1.25 / np.maximum(acceptance[active], 1e-3)).astype(np.int64) + 8
+        wanted = np.minimum(wanted, need[active] * 10 + 1000)
+        if wanted.sum() > _ROUND_CANDIDATES:
+            wanted = np.maximum(1, wanted * _ROUND_CANDIDATES // wanted.sum())
+        target_of = np.repeat(active, wanted)
+        cell_pos = np.empty(target_of.size, dtype=np.int64)
+        offset = 0
+        for s, count in zip(active.tolist(), wanted.tolist(), strict=True):
+            entries, cdf = cumulative[s]
+            pick = np.minimum(np.searchsorted(cdf, rng.random(count), side="right"), cdf.size - 1)
+            cell_pos[offset : offset + count] = atlas.cell_of_entry[entries[pick]]
+            offset += count
+        candidates = _h3.random_descendants(atlas.cells[cell_pos], sample_res, rng)
+        total_candidates += candidates.size
+        lon, lat = _h3.centres(candidates)
+        sid, _ = classifier.classify(lon, lat, target_of)
+        matched = np.flatnonzero(sid == target_of)
+        matched = matched[rng.permutation(matched.size)]
+        cand = candidates[matched]
+        cand_parent = _h3.parent(cand, parent_res)
+        # A site cell is taken once; a parent cell holds at most K sites.
+        fresh = ~np.isin(cand, site_cells)
+        fresh &= _first_occurrence(cand)
+        slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(parents, parent_counts, cand_parent)
+        fresh &= slot < max_per_parent
+        # Within a stratum keep the first `need` fresh candidates.
+        stratum_rank = _rank_within_group(target_of[matched], fresh)
+        keep = fresh & (stratum_rank < need[target_of[matched]])
+        accepted = cand[keep]
+        accepted_stratum = target_of[matched][keep]
+        if accepted.size:
+            cells.append(accepted)
+            strata.append(accepted_stratum)
+            site_cells = np.union1d(site_cells, accepted)
+            parents, parent_counts = _merge_counts(parents, parent_counts, _h3.parent(accepted, parent_res))
+            need -= np.bincount(accepted_stratum, minlength=n_strata)
+            if progress is not None:
+                progress(int(accepted.size))
+        # Adapt acceptance and detect strata whose parent cells are used up.
+        tried = np.bincount(target_of, minlength=n_strata)
+        tried_total += tried
+        hits = np.bincount(target_of[matched], minlength=n_strata)
+        fresh_hits = np.bincount(target_of[matched][fresh], minlength=n_strata)
+        got = np.bincount(accepted_stratum, minlength=n_strata)
+        observed = (got + 0.5) / (tried + 1.0)
+        acceptance[active] = np.maximum(observed[active], 0.25 * acceptance[active])
+        # The share of hits landing in unused parent cells estimates the unused
+        # share of the stratum; decayed sums pool the last few rounds.
+        recent_hits = 0.5 * recent_hits + hits
+        recent_fresh = 0.5 * recent_fresh + fresh_hits
+        full = (need > 0) & (recent_hits >= 20) & (recent_fresh < _EXHAUSTED_FRESH_SHARE * recent_hits)
+        misses = np.where(hits == 0, misses + (tried > 0), 0)
+        exhausted |= full | ((need > 0) & ((misses >= 8) | (tried_total > budget)))
+    exhausted |= (need > 0) | capped
+    all_cells = np.concatenate(cells) if cells else np.empty(0, dtype=np.uint64)
+    all_strata = np.concatenate(strata) if strata else np.empty(0, dtype=np.int64)
+    return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates)
+
+
+def _first_occurrence(values: np.ndarray) -> np.ndarray:
+    _, first = np.unique(values, return_index=True)
+    out = np.zeros(values.size, dtype=bool)
+    out[first] = True
+    return out
+
+
+def _rank_within_group(groups: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Rank of each masked item among masked items of its group, in order; huge where unmasked."""
+    rank = np.full(groups.size, np.iinfo(np.int64).max // 2, dtype=np.int64)
+    idx = np.flatnonzero(mask)
+    if idx.size:
+        order = idx[np.argsort(groups[idx], kind="stable")]
+        g = groups[order]
+        starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+        run = np.repeat(starts, np.diff(np.r_[starts, g.size]))
+        rank[order] = np.arange(g.size) - run
+    return rank
+
+
+def _lookup_counts(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if keys.size == 0:
+        return np.zeros(query.size, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return np.where(keys[pos] == query, counts[pos], 0)
+
+
+def _merge_counts(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    merged = np.concatenate([keys, new])
+    weights = np.concatenate([counts, np.ones(new.size, dtype=np.int64)])
+    uniq, inverse = np.unique(merged, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=weights).astype(np.int64)
+
+
+def check_capacity(n: int, valid_area_km2: float, parent_res: int, k: int, aoi_label: str) -> None:
+    """Refuse a plan that cannot fit before drawing anything."""
+    if valid_area_km2 <= 0:
+        return
+    cap = capacity(valid_area_km2, parent_res, k)
+    if n > cap:
+        raise CapacityError(
+            f"the AOI {aoi_label!r} holds about {cap} samples at --parent-res {parent_res} with "
+            f"--max-per-parent {k}, fewer than --samples {n}; ask for at most {cap}, use a finer "
+            "--parent-res or a larger --max-per-parent"
+        )
