@@ -13,7 +13,7 @@ import yaml
 from click.core import ParameterSource
 
 from geosample import __version__
-from geosample.errors import ConfigError, GeosampleError
+from geosample.errors import ConfigError, GeosampleError, GeosampleWarning
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -42,7 +42,10 @@ def load_config_section(path: Path, section: str) -> dict[str, Any]:
     if section in data:
         if not isinstance(data[section], dict):
             raise ConfigError(f"config file {path}: section {section!r} must be a mapping of settings")
-        return dict(data[section])
+        settings = dict(data[section])
+        if "out" in data and "out" not in settings:
+            settings["out"] = data["out"]
+        return settings
     return data
 
 
@@ -100,8 +103,15 @@ def plan(ctx: click.Context, config_path: Path | None, overwrite: bool, progress
         )
 
 
+_default_showwarning = warnings.showwarning
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    click.echo(f"geosample: warning: {message}", err=True)
+    """geosample's own warnings as one line; others as Python shows them."""
+    if issubclass(category, GeosampleWarning):
+        click.echo(f"geosample: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,6 +76,7 @@ def read_vector(path: str | Path, *, what: str = "layer", columns: list[str] | N
             gdf = gpd.read_file(path, engine="pyogrio", columns=columns)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first.split("; It might help")[0].rstrip(".")
         raise LayerError(f"cannot read {what} file {path}: {first}") from None
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf:
         raise LayerError(f"{what} file {path} has no geometry column")

@@ -80,9 +80,18 @@ def _sorted_unique(values: pd.Series) -> list[Any]:
         return sorted(unique, key=str)
 
 
+def _label(value: Any) -> str:
+    """Formats one category or bin value (dates without a time of day as dates)."""
+    if pd.isna(value):
+        return MISSING_LABEL
+    if isinstance(value, pd.Timestamp) and value == value.normalize():
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
 def _labels(values: pd.Series) -> pd.Series:
-    """Returns ``values`` as strings, with ``(missing)`` for nulls."""
-    return values.map(lambda v: MISSING_LABEL if pd.isna(v) else str(v)).astype(object)
+    """Returns ``values`` formatted with :func:`_label`."""
+    return values.map(_label).astype(object)
 
 
 def _color_groups(values: pd.Series, column: str) -> tuple[pd.Series, str]:
@@ -307,11 +316,16 @@ def _draw_samples(fig: Figure, ax: Any, samples: pd.DataFrame, x: np.ndarray, y:
 
 
 def _map_title(n_samples: int, column: str, n_values: int, title: str | None) -> str:
-    """Returns the map title, with the number of values of ``column`` when grouped."""
+    """Returns the map title, with the number of values of ``column`` when points are grouped.
+
+    The count is not repeated when a given ``title`` already states it.
+    """
     base = title if title is not None else f"{n_samples:,} samples"
     if n_values <= MAX_CATEGORIES:
         return base
     noun = "strata" if column == "stratum" else f"distinct '{column}' values"
+    if f"{n_values} {noun}" in base or f"{n_values:,} {noun}" in base:
+        return base
     return f"{base} ({n_values:,} {noun})"
 
 
@@ -365,7 +379,7 @@ def plot_sample_map(
 def _bin_counts(samples: pd.DataFrame, bin_column: str, hue_column: str | None) -> pd.DataFrame:
     """Returns counts with one row per time bin (sorted) and one column per hue."""
     bins = samples[bin_column]
-    order = [str(b) for b in _sorted_unique(bins)]
+    order = [_label(b) for b in _sorted_unique(bins)]
     if bins.isna().any():
         order.append(MISSING_LABEL)
     if hue_column is None:
@@ -421,6 +435,7 @@ def plot_time_bins(
     bin_column: str = "time_bin",
     hue_column: str | None = None,
     title: str | None = None,
+    order: list[str] | None = None,
 ) -> Figure:
     """Draws a bar chart of the number of samples per time bin and saves it as a PNG.
 
@@ -429,15 +444,18 @@ def plot_time_bins(
     Args:
         samples: Samples with a ``bin_column`` column.
         path: Output PNG file.
-        bin_column: Time bin of each sample (bins are shown in sorted order).
+        bin_column: Time bin of each sample.
         hue_column: Optional column to stack the bars by.
         title: Figure title; defaults to one naming the bin column and the count.
+        order: Bins in display order (e.g. chronological); default sorted.
 
     Returns:
         The figure.
     """
     stack = hue_column is not None and samples[hue_column].nunique(dropna=False) <= MAX_CATEGORIES
     counts = _bin_counts(samples, bin_column, hue_column if stack else None)
+    if order is not None:
+        counts = counts.reindex([b for b in order if b in counts.index] + [b for b in counts.index if b not in order])
     fig = Figure(figsize=BARS_FIGSIZE, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     positions = np.arange(len(counts))

@@ -176,9 +176,9 @@ def _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, 
         open_ = ~exhausted & (weights > 0)
         if not open_.any():
             raise CapacityError(
-                f"the AOI {classifier.aoi.label!r} holds about {int(achieved.sum())} samples under the spacing rule "
-                f"(--parent-res {parent_res}, --max-per-parent {cfg.max_per_parent}), fewer than --samples "
-                f"{cfg.samples}; ask for fewer, use a finer --parent-res or a larger --max-per-parent"
+                f"the AOI {classifier.aoi.label!r} holds about {int(achieved.sum())} sample(s) under the spacing rule "
+                f"(parent resolution {parent_res}, --max-per-parent {cfg.max_per_parent}), fewer than --samples "
+                f"{cfg.samples}; ask for at most {int(achieved.sum())}, or {sampler.finer_hint(parent_res)}"
             )
         budget = cfg.samples - int(achieved[~open_].sum())
         final_target = np.where(open_, apportion_preferring(budget, weights * open_, achieved, rng_alloc), final_target)
@@ -254,6 +254,15 @@ def _progress_bar(total: int, enabled: bool | None):  # noqa: ANN202
     return tqdm(total=total, desc="plan", unit="site", disable=None if enabled is None else not enabled, leave=False)
 
 
+def _chronological_bins(sites: pd.DataFrame, cfg: PlanConfig) -> tuple[pd.DataFrame, list[str]]:
+    """Bins in time order; season bins by local season, the unit they are balanced in."""
+    bins = make_bins(cfg.start, cfg.end, cfg.time_bins, cfg.window_days)
+    if cfg.time_bins != "season":
+        return sites, [b.span(True)[2] for b in bins]
+    labelled = sites.assign(time_bin=sites["time_bin"].str[:4] + " " + sites["season"])
+    return labelled, [f"{b.year} {b.season}" for b in bins]
+
+
 def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
     """Write every plan file into ``ds``: each is finished under a temporary name first."""
     from geosample._gpkg import write_styled_gpkg
@@ -271,8 +280,9 @@ def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg:
         first_site = samples.drop_duplicates("site_id")
         plot_sample_map(first_site, layers.land_polygons(), staging / "report" / "map.png", column="stratum",
                         title=f"geosample plan: {len(first_site)} sites, {report['summary']['n_strata']} strata")  # fmt: skip
-        hue = cfg.strata[0] if cfg.strata[0] in first_site else None
-        plot_time_bins(first_site, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue)
+        hue = first_site.columns[first_site.columns.get_loc("stratum") + 1]
+        sites_by_bin, order = _chronological_bins(first_site, cfg)
+        plot_time_bins(sites_by_bin, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue, order=order)
         (ds / "report").mkdir(exist_ok=True)
         for name in (PLAN_FILE, PLAN_GPKG, "report/balance.json", "report/map.png", "report/time.png"):
             (staging / name).replace(ds / name)

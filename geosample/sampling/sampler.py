@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 import rasterio.features
-from rasterio.transform import from_origin
+from rasterio import Affine
 
 from geosample import layers
 from geosample.errors import AOIError, CapacityError
@@ -173,7 +173,7 @@ def _rasterise(aoi: AOI, px: float, *, all_touched: bool) -> tuple[np.ndarray, o
     west, south, east, north = aoi.bounds
     width = max(1, math.ceil((east - west) / px))
     height = max(1, math.ceil((north - south) / px))
-    transform = from_origin(west, north, px, px)
+    transform = Affine(px, 0.0, west, 0.0, -px, north)
     mask = rasterio.features.rasterize(
         ((g, 1) for g in aoi.shapes()),
         out_shape=(height, width),
@@ -488,7 +488,13 @@ def check_capacity(n: int, valid_area_km2: float, parent_res: int, k: int, aoi_l
     cap = capacity(valid_area_km2, parent_res, k)
     if n > cap:
         raise CapacityError(
-            f"the AOI {aoi_label!r} holds about {cap} samples at --parent-res {parent_res} with "
-            f"--max-per-parent {k}, fewer than --samples {n}; ask for at most {cap}, use a finer "
-            "--parent-res or a larger --max-per-parent"
+            f"the AOI {aoi_label!r} holds about {cap} sample(s) at parent resolution {parent_res} with "
+            f"--max-per-parent {k}, fewer than --samples {n}; ask for at most {cap}, or {finer_hint(parent_res)}"
         )
+
+
+def finer_hint(parent_res: int) -> str:
+    """How to make room for more samples."""
+    if parent_res >= 15:
+        return "use a larger --max-per-parent"
+    return f"use a finer --parent-res (and --res) than {parent_res}, or a larger --max-per-parent"

@@ -192,8 +192,10 @@ def build_dimension(spec: str) -> Dimension:
             "or a user layer as NAME=PATH (raster) or NAME=PATH:COLUMN (vector)"
         )
     name, target = (s.strip() for s in spec.split("=", 1))
-    if not _NAME_RE.match(name) or name in _RESERVED or name in BUILTIN_DIMENSIONS:
-        raise ConfigError(f"stratum name {name!r} is not usable as a column; pick a new name of letters, digits and _")
+    if name in BUILTIN_DIMENSIONS or name in _RESERVED:
+        raise ConfigError(f"stratum name {name!r} is taken by a built-in column; give the user layer another NAME")
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"stratum name {name!r} is not usable as a column; use letters, digits and _")
     path, column = Path(target), None
     if not path.exists() and ":" in target:
         head, column = target.rsplit(":", 1)

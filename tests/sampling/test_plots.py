@@ -157,3 +157,11 @@ def test_time_bins_few_bins_sorted_with_totals(tmp_path: Path, samples: pd.DataF
     assert ax.get_xticklabels()[0].get_rotation() == 0
     totals = yearly["time_bin"].value_counts().sort_index()
     assert [t.get_text() for t in ax.texts] == [f"{v:,}" for v in totals]
+
+
+def test_sample_map_title_states_strata_once(tmp_path: Path, samples: pd.DataFrame, land: gpd.GeoDataFrame) -> None:
+    n = samples["stratum"].nunique()
+    fig = plot_sample_map(samples, land, tmp_path / "a.png", title=f"Plan: {n} strata")
+    assert fig.texts[0].get_text() == f"Plan: {n} strata"
+    fig = plot_sample_map(samples, land, tmp_path / "b.png", title="Plan")
+    assert fig.texts[0].get_text() == f"Plan ({n} strata)"
