@@ -28,6 +28,7 @@ from geosample.layers._raster import RunLengthRaster
 
 OUT = Path(__file__).resolve().parents[2] / "geosample" / "data" / "layers"
 
+SIMPLIFY_DEG = 0.02
 COUNTRY_COLUMNS = {
     "NAME": "name",
     "ADM0_A3": "adm0_a3",
@@ -53,6 +54,12 @@ def build_countries(zip_path: Path) -> None:
     gdf = gdf[["iso3", "name", "adm0_a3", "continent", "region_un", "subregion", "geometry"]]
     gdf.to_parquet(OUT / "countries.parquet", compression="zstd", schema_version="1.1.0")
     print(f"countries: {len(gdf)} rows, {invalid} geometries repaired with make_valid")
+    # A light copy for maps and for rasterising coarse AOI covers, never for lookups.
+    light = gdf[["iso3", "continent"]].copy()
+    light["geometry"] = shapely.make_valid(shapely.simplify(gdf.geometry.values, SIMPLIFY_DEG, preserve_topology=True))
+    gpd.GeoDataFrame(light, geometry="geometry", crs="EPSG:4326").to_parquet(
+        OUT / "countries_simplified.parquet", compression="zstd", schema_version="1.1.0"
+    )
 
 
 def build_cog(src_path: Path, dst_name: str, crs: str, tags: dict[str, str], runs_name: str = "") -> None:

@@ -8,6 +8,7 @@ classes (1 km) and MODIS MCD12C1 2019 IGBP land cover (0.05°).
 from geosample.layers._embedded import (
     CLIMATE_CLASSES,
     IGBP_CLASSES,
+    SIMPLIFIED_TOLERANCE_DEG,
     climate_sampler,
     countries,
     country_index,
@@ -21,6 +22,7 @@ from geosample.layers._vector import PolygonIndex, read_vector
 __all__ = [
     "CLIMATE_CLASSES",
     "IGBP_CLASSES",
+    "SIMPLIFIED_TOLERANCE_DEG",
     "PolygonIndex",
     "RasterPointSampler",
     "climate_sampler",

@@ -9,8 +9,11 @@ the resolution, 45–51 the base cell, and each resolution r in 1..15 has a
 
 from __future__ import annotations
 
+import itertools
+
 import h3
 import numpy as np
+from h3 import _cy
 
 _RES_SHIFT = np.uint64(52)
 _RES_MASK = np.uint64(0xF) << _RES_SHIFT
@@ -72,9 +75,9 @@ def random_descendants(cells: np.ndarray, res: int, rng: np.random.Generator) ->
 
 def centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre longitude and latitude (degrees) of each cell."""
-    to_latlng = h3.api.basic_int.cell_to_latlng
+    # h3's Cython entry point, without the Python wrapper's argument checks.
     flat = np.fromiter(
-        (v for c in cells.tolist() for v in to_latlng(c)), dtype=np.float64, count=2 * len(cells)
+        itertools.chain.from_iterable(map(_cy.cell_to_latlng, cells.tolist())), dtype=np.float64, count=2 * len(cells)
     ).reshape(-1, 2)
     return flat[:, 1].copy(), flat[:, 0].copy()
 

@@ -15,8 +15,10 @@ def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], m
         sites: One row per site with the dimension columns, ``stratum`` and ``time_bin``.
         strata: One row per stratum: ``stratum``, the dimensions, ``area_km2``,
             ``weight``, ``target`` (first allocation), ``final_target`` (after
-            capacity-limited strata passed their remainder on), ``achieved``
-            and ``capacity_limited``.
+            capacity-limited strata passed their remainder on), ``achieved``,
+            ``capacity_limited`` and ``limit_reason`` (``capacity``: its parent
+            cells were seen to be used up; ``rare``: candidates rarely landed
+            in it and its candidate budget ran out).
         dims: The stratification dimension names.
         meta: Run facts recorded as they are (resolutions, probes, rounds).
     """
@@ -33,6 +35,7 @@ def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], m
             "n_sites": int(len(sites)),
             "n_strata": int(len(nonzero)),
             "n_strata_capacity_limited": int(len(limited)),
+            "n_strata_limited_as_rare": int((limited["limit_reason"] == "rare").sum()),
             "shortfall_redistributed": int((limited["final_target"] - limited["achieved"]).sum()),
             "min_per_stratum": int(nonzero["achieved"].min()) if len(nonzero) else 0,
             "max_per_stratum": int(nonzero["achieved"].max()) if len(nonzero) else 0,
@@ -73,6 +76,7 @@ def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], m
                 "final_target": int(row["final_target"]),
                 "achieved": int(row["achieved"]),
                 "capacity_limited": bool(row["capacity_limited"]),
+                "limit_reason": row["limit_reason"] or None,
             }
             for row in strata.to_dict("records")
         ],

@@ -123,8 +123,8 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     limited = result.exhausted & (achieved < final_target)
     if limited.any():
         warnings.warn(
-            f"{int(limited.sum())} strata could not hold their share under the spacing rule; "
-            f"their remainder went to the others (see report/balance.json)",
+            f"{int(limited.sum())} strata could not hold their share (their parent cells ran out, or candidates "
+            "rarely landed in them); their remainder went to the others (see report/balance.json)",
             CapacityWarning,
             stacklevel=3,
         )
@@ -140,6 +140,7 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             "final_target": final_target,
             "achieved": achieved,
             "capacity_limited": limited,
+            "limit_reason": np.where(limited, np.where(result.rare, "rare", "capacity"), ""),
         }
     )
     strata_table = strata_table[(strata_table["weight"] > 0) | (strata_table["achieved"] > 0)]
@@ -192,8 +193,9 @@ def _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, 
             progress=bar.update if bar is not None else None,
         )  # fmt: skip
         exhausted |= more.exhausted & (need > 0)
+        rare = result.rare | (more.rare & (need > 0))
         result = sampler.DrawResult(
-            more.cells, more.stratum, exhausted, result.rounds + more.rounds, result.candidates + more.candidates
+            more.cells, more.stratum, exhausted, result.rounds + more.rounds, result.candidates + more.candidates, rare
         )
     return final_target, result
 
@@ -240,7 +242,10 @@ def _sample_rows(cfg: PlanConfig, sites: pd.DataFrame) -> gpd.GeoDataFrame:
         rows.insert(3, "h3_res", np.int64(cfg.res))
         rows["chip_size_m"] = float(size)
         rows["epsg"] = epsg.astype(np.int64)
-        rows["geometry"] = chip_footprints(rows["lon"].to_numpy(), rows["lat"].to_numpy(), epsg, float(size))
+        # A UTM-straight edge of a few km is straight in lon/lat to well under a
+        # millimetre; large chips get up to 8 segments per edge.
+        densify = int(np.clip(np.ceil(size / 5000.0), 1, 8))
+        rows["geometry"] = chip_footprints(rows["lon"].to_numpy(), rows["lat"].to_numpy(), epsg, float(size), densify)
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True).sort_values("sample_id", kind="stable").reset_index(drop=True)
     return gpd.GeoDataFrame(table, geometry="geometry", crs="EPSG:4326")

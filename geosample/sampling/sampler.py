@@ -36,7 +36,7 @@ from geosample.sampling.strata import Dimension, Points
 
 NONE_LABEL = "none"
 _MAX_ATLAS_CELLS = 20_000
-_PROBE_BUDGET = 600_000
+_PROBE_BUDGET = 400_000
 _MAX_COVER_PIXELS = 6_000_000
 _ROUND_CANDIDATES = 2_000_000
 _MAX_ROUNDS = 200
@@ -134,6 +134,10 @@ class Atlas:
     probes_per_cell: int
     n_probes: int
     rejected: dict[str, int]
+    probe_cells: np.ndarray
+    """Probes that landed in a stratum: uniform random site cells at the sample resolution."""
+    probe_stratum: np.ndarray
+    """Their stratum ids."""
 
     def stratum_area_km2(self, n_strata: int) -> np.ndarray:
         """Estimated area of each stratum inside the AOI."""
@@ -170,12 +174,17 @@ def estimate_area_km2(aoi: AOI) -> float:
 
 
 def _rasterise(aoi: AOI, px: float, *, all_touched: bool) -> tuple[np.ndarray, object]:
+    """The AOI as a boolean mask on a ``px``-degree grid over its bounds.
+
+    Outlines simplified by less than a tenth of a pixel are used when the
+    AOI has them (country-based AOIs): the mask is the same, found faster.
+    """
     west, south, east, north = aoi.bounds
     width = max(1, math.ceil((east - west) / px))
     height = max(1, math.ceil((north - south) / px))
     transform = Affine(px, 0.0, west, 0.0, -px, north)
     mask = rasterio.features.rasterize(
-        ((g, 1) for g in aoi.shapes()),
+        ((g, 1) for g in aoi.shapes(tolerance=px / 10)),
         out_shape=(height, width),
         transform=transform,
         all_touched=all_touched,
@@ -244,6 +253,8 @@ def build_atlas(
         probes_per_cell=per_cell,
         n_probes=int(probe_cells.size),
         rejected=rejected,
+        probe_cells=probes[ok],
+        probe_stratum=sid[ok],
     )
     lsi = landscape_shape_index(atlas.cells) if heterogeneity else None
     return atlas, lsi
@@ -317,9 +328,56 @@ class DrawResult:
     stratum: np.ndarray
     """Stratum id of each site."""
     exhausted: np.ndarray
-    """Per stratum: its parent cells ran out before its target was met."""
+    """Per stratum: drawing stopped before its target was met."""
     rounds: int
     candidates: int
+    rare: np.ndarray | None = None
+    """Per stratum: it stopped because candidates rarely landed in it (the budget
+    ran out), not because its parent cells were seen to be used up."""
+
+
+class _Sites:
+    """Accepted sites with the spacing rule and per-stratum quotas enforced."""
+
+    def __init__(self, parent_res: int, max_per_parent: int, need: np.ndarray, used: tuple | None) -> None:
+        self.parent_res = parent_res
+        self.max_per_parent = max_per_parent
+        self.need = need
+        self.cells = [] if used is None else [used[0]]
+        self.strata = [] if used is None else [used[1]]
+        self.taken = np.unique(used[0]) if used is not None else np.empty(0, dtype=np.uint64)
+        self.parents, self.parent_counts = (
+            np.unique(_h3.parent(used[0], parent_res), return_counts=True)
+            if used is not None
+            else (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
+        )
+
+    def offer(self, cand: np.ndarray, stratum: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Accept candidates (already known to be in ``stratum``) in random order.
+
+        Returns the per-candidate "fresh" mask (its site cell and a slot in its
+        parent cell were free) and the accepted mask.
+        """
+        order = rng.permutation(cand.size)
+        cand, stratum = cand[order], stratum[order]
+        cand_parent = _h3.parent(cand, self.parent_res)
+        # A site cell is taken once; a parent cell holds at most K sites.
+        fresh = ~np.isin(cand, self.taken) & _first_occurrence(cand)
+        slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
+        fresh &= slot < self.max_per_parent
+        keep = fresh & (_rank_within_group(stratum, fresh) < self.need[stratum])
+        accepted, accepted_stratum = cand[keep], stratum[keep]
+        if accepted.size:
+            self.cells.append(accepted)
+            self.strata.append(accepted_stratum)
+            self.taken = np.union1d(self.taken, accepted)
+            self.parents, self.parent_counts = _merge_counts(
+                self.parents, self.parent_counts, _h3.parent(accepted, self.parent_res)
+            )
+            self.need -= np.bincount(accepted_stratum, minlength=self.need.size)
+        unshuffle = np.empty_like(order)
+        unshuffle[order] = np.arange(order.size)
+        return fresh[unshuffle], keep[unshuffle]
 
 
 def draw(
@@ -336,6 +394,10 @@ def draw(
     progress: Callable[[int], None] | None = None,
 ) -> DrawResult:
     """Draw ``targets[s]`` sites for each stratum ``s``.
+
+    The atlas probes come first: they are uniform random cells of the AOI
+    whose strata are already known, so every stratum takes what it needs
+    from its own probes before any new candidate is drawn.
 
     Args:
         proposal_weight: Extra weight per atlas cell (e.g. heterogeneity).
@@ -358,16 +420,6 @@ def draw(
         if w.sum() > 0:
             acceptance[s] = float((w / w.sum() * atlas.share_of_entry[entries]).sum())
 
-    cells = [] if used is None else [used[0]]
-    strata = [] if used is None else [used[1]]
-    site_cells = np.unique(used[0]) if used is not None else np.empty(0, dtype=np.uint64)
-    parents, parent_counts = (
-        np.unique(_h3.parent(used[0], parent_res), return_counts=True)
-        if used is not None
-        else (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
-    )
-    need = targets.astype(np.int64).copy()
-    exhausted = np.array([c[1].size == 0 for c in cumulative]) & (need > 0)
     # Parent cells reachable from the atlas cells where a stratum was seen bound
     # what it can hold; a stratum rarer than its probes promised stops after a
     # candidate budget instead of drawing for ever.
@@ -375,21 +427,29 @@ def draw(
     reachable = max_per_parent * np.bincount(atlas.stratum_of_entry, minlength=n_strata) * children
     if used is not None:
         reachable = reachable - np.bincount(used[1], minlength=n_strata)
-    need = np.minimum(need, np.maximum(reachable, 0).astype(np.int64))
+    need = np.minimum(targets.astype(np.int64), np.maximum(reachable, 0).astype(np.int64))
     capped = need < targets
-    budget = 3000 + 50 * need
+    sites = _Sites(parent_res, max_per_parent, need, used)
+    exhausted = np.array([c[1].size == 0 for c in cumulative]) & (need > 0)
+    if used is None and proposal_weight is None:
+        _, kept = sites.offer(atlas.probe_cells, atlas.probe_stratum, rng)
+        if progress is not None:
+            progress(int(kept.sum()))
+    budget = 2000 + 20 * sites.need
     tried_total = np.zeros(n_strata)
     recent_hits = np.zeros(n_strata)
     recent_fresh = np.zeros(n_strata)
     misses = np.zeros(n_strata, dtype=np.int64)
+    rare_total = np.zeros(n_strata, dtype=bool)
     rounds = total_candidates = 0
     while rounds < _MAX_ROUNDS:
-        active = np.flatnonzero((need > 0) & ~exhausted)
+        active = np.flatnonzero((sites.need > 0) & ~exhausted)
         if active.size == 0:
             break
         rounds += 1
-        wanted = np.ceil(need[active] * 1.25 / np.maximum(acceptance[active], 1e-3)).astype(np.int64) + 8
-        wanted = np.minimum(wanted, need[active] * 10 + 1000)
+        need_active = sites.need[active]
+        wanted = np.ceil(need_active * 1.25 / np.maximum(acceptance[active], 1e-3)).astype(np.int64) + 8
+        wanted = np.minimum(wanted, need_active * 10 + 1000)
         if wanted.sum() > _ROUND_CANDIDATES:
             wanted = np.maximum(1, wanted * _ROUND_CANDIDATES // wanted.sum())
         target_of = np.repeat(active, wanted)
@@ -405,46 +465,32 @@ def draw(
         lon, lat = _h3.centres(candidates)
         sid, _ = classifier.classify(lon, lat, target_of)
         matched = np.flatnonzero(sid == target_of)
-        matched = matched[rng.permutation(matched.size)]
-        cand = candidates[matched]
-        cand_parent = _h3.parent(cand, parent_res)
-        # A site cell is taken once; a parent cell holds at most K sites.
-        fresh = ~np.isin(cand, site_cells)
-        fresh &= _first_occurrence(cand)
-        slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(parents, parent_counts, cand_parent)
-        fresh &= slot < max_per_parent
-        # Within a stratum keep the first `need` fresh candidates.
-        stratum_rank = _rank_within_group(target_of[matched], fresh)
-        keep = fresh & (stratum_rank < need[target_of[matched]])
-        accepted = cand[keep]
-        accepted_stratum = target_of[matched][keep]
-        if accepted.size:
-            cells.append(accepted)
-            strata.append(accepted_stratum)
-            site_cells = np.union1d(site_cells, accepted)
-            parents, parent_counts = _merge_counts(parents, parent_counts, _h3.parent(accepted, parent_res))
-            need -= np.bincount(accepted_stratum, minlength=n_strata)
-            if progress is not None:
-                progress(int(accepted.size))
+        fresh, kept = sites.offer(candidates[matched], target_of[matched], rng)
+        if progress is not None and kept.any():
+            progress(int(kept.sum()))
         # Adapt acceptance and detect strata whose parent cells are used up.
         tried = np.bincount(target_of, minlength=n_strata)
         tried_total += tried
         hits = np.bincount(target_of[matched], minlength=n_strata)
         fresh_hits = np.bincount(target_of[matched][fresh], minlength=n_strata)
-        got = np.bincount(accepted_stratum, minlength=n_strata)
+        got = np.bincount(target_of[matched][kept], minlength=n_strata)
         observed = (got + 0.5) / (tried + 1.0)
         acceptance[active] = np.maximum(observed[active], 0.25 * acceptance[active])
         # The share of hits landing in unused parent cells estimates the unused
         # share of the stratum; decayed sums pool the last few rounds.
         recent_hits = 0.5 * recent_hits + hits
         recent_fresh = 0.5 * recent_fresh + fresh_hits
-        full = (need > 0) & (recent_hits >= 20) & (recent_fresh < _EXHAUSTED_FRESH_SHARE * recent_hits)
+        open_need = sites.need > 0
+        full = open_need & (recent_hits >= 20) & (recent_fresh < _EXHAUSTED_FRESH_SHARE * recent_hits)
         misses = np.where(hits == 0, misses + (tried > 0), 0)
-        exhausted |= full | ((need > 0) & ((misses >= 8) | (tried_total > budget)))
-    exhausted |= (need > 0) | capped
-    all_cells = np.concatenate(cells) if cells else np.empty(0, dtype=np.uint64)
-    all_strata = np.concatenate(strata) if strata else np.empty(0, dtype=np.int64)
-    return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates)
+        rare = open_need & ~full & ~exhausted & ((misses >= 8) | (tried_total > budget))
+        exhausted |= full | rare
+        rare_total |= rare
+    rare_total |= (sites.need > 0) & ~exhausted & ~capped
+    exhausted |= (sites.need > 0) | capped
+    all_cells = np.concatenate(sites.cells) if sites.cells else np.empty(0, dtype=np.uint64)
+    all_strata = np.concatenate(sites.strata) if sites.strata else np.empty(0, dtype=np.int64)
+    return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates, rare_total & (sites.need > 0))
 
 
 def _first_occurrence(values: np.ndarray) -> np.ndarray:
