@@ -67,14 +67,18 @@ def load_config_section(path: Path, section: str) -> dict[str, Any]:
 @click.option("--end", help="Last day of the imagery period, YYYY-MM-DD.  [default: 2024-12-31]")
 @click.option("--time-bins", type=click.Choice(["year", "season", "month"]), help="Temporal bins.  [default: year]")
 @click.option("--window-days", type=int, help="Time window length inside the bin.  [default: the whole bin]")
-@click.option("--chip-size", type=float, multiple=True, help="Chip side in metres; repeat for multi-scale.  [default: 2560]")
+@click.option(
+    "--chip-size", type=float, multiple=True, help="Chip side in metres; repeat for multi-scale.  [default: 2560]"
+)
 @click.option("--land-only/--no-land-only", default=None, help="Keep only centres on land.  [default: land-only]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
 @click.option("--overwrite", is_flag=True, help="Replace a plan made with other settings.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
 @click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
 @click.pass_context
-def plan(ctx: click.Context, config_path: Path | None, overwrite: bool, progress: bool | None, quiet: bool, **flags: Any) -> None:
+def plan(
+    ctx: click.Context, config_path: Path | None, overwrite: bool, progress: bool | None, quiet: bool, **flags: Any
+) -> None:
     """Plan a globally balanced, stratified H3 sample of sites into DS/plan.parquet."""
     from geosample.sampling._report import summary_table
     from geosample.sampling.config import PlanConfig
@@ -91,7 +95,7 @@ def plan(ctx: click.Context, config_path: Path | None, overwrite: bool, progress
     out = settings.pop("out", None)
     if out is None:
         raise ConfigError("no dataset folder given; add -o/--out DS (or 'out:' in the config)")
-    out_path = Path(out) if base_dir is None or Path(out).is_absolute() or flags.get("out") else base_dir / out
+    out_path = Path(out)
     cfg = PlanConfig.from_mapping(settings, base_dir=base_dir)
     started = time.perf_counter()
     samples = run_plan(out_path, config=cfg, overwrite=overwrite, progress=progress)
@@ -107,7 +111,7 @@ _default_showwarning = warnings.showwarning
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """geosample's own warnings as one line; others as Python shows them."""
+    """Geosample's own warnings as one line; others as Python shows them."""
     if issubclass(category, GeosampleWarning):
         click.echo(f"geosample: warning: {message}", err=True)
     else:

@@ -98,7 +98,9 @@ def test_missing_out_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
 def test_invalid_aoi_geometry_is_repaired_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bowtie = shapely.Polygon([(30, 0), (32, 2), (32, 0), (30, 2)])
     gpd.GeoDataFrame(geometry=[bowtie], crs=4326).to_file(tmp_path / "bowtie.geojson")
-    code, out, err = run(["plan", "-o", str(tmp_path / "DS"), "-n", "10", "--aoi", str(tmp_path / "bowtie.geojson")], capsys)
+    code, out, err = run(
+        ["plan", "-o", str(tmp_path / "DS"), "-n", "10", "--aoi", str(tmp_path / "bowtie.geojson")], capsys
+    )
     assert code == 0
     assert "repaired 1 invalid geometry" in err
 
@@ -112,13 +114,22 @@ def test_aoi_in_another_crs_is_reprojected(tmp_path: Path, capsys: pytest.Captur
     assert plan["lon"].between(36, 38).all() and plan["lat"].between(-2, 0).all()
 
 
-def test_config_file_and_flags_override_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    config = tmp_path / "plan.yaml"
-    config.write_text(yaml.safe_dump({"out": "DS", "plan": {"samples": 30, "aoi": "KEN", "strata": ["climate"], "seed": 4}}))
+def test_config_file_and_flags_override_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `out` in a config is relative to the working directory, like -o
+    (tmp_path / "configs").mkdir()
+    gpd.GeoDataFrame(geometry=[shapely.box(36, -2, 38, 0)], crs=4326).to_file(tmp_path / "configs" / "aoi.geojson")
+    config = tmp_path / "configs" / "plan.yaml"
+    config.write_text(
+        yaml.safe_dump({"out": "DS", "plan": {"samples": 30, "aoi": "aoi.geojson", "strata": ["climate"], "seed": 4}})
+    )
     code, out, _ = run(["plan", "--config", str(config), "-n", "40"], capsys)
     assert code == 0, out
     recorded = yaml.safe_load((tmp_path / "DS" / "geosample.yaml").read_text())["plan"]
-    assert recorded["samples"] == 40 and recorded["aoi"] == "KEN" and recorded["strata"] == ["climate"]
+    # Input paths in a config are relative to the config's folder.
+    assert recorded["samples"] == 40 and recorded["aoi"] == str(tmp_path / "configs" / "aoi.geojson")
+    assert recorded["strata"] == ["climate"]
     assert recorded["seed"] == 4
     assert "climate" in out and "target" in out and "achieved" in out
 
@@ -153,7 +164,9 @@ def test_installed_command_smoke(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout
-    proc = subprocess.run([exe, "plan", "-o", str(tmp_path / "X"), "--res", "20"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [exe, "plan", "-o", str(tmp_path / "X"), "--res", "20"], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "geosample", "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0

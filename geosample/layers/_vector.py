@@ -81,14 +81,17 @@ def read_vector(path: str | Path, *, what: str = "layer", columns: list[str] | N
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf:
         raise LayerError(f"{what} file {path} has no geometry column")
     if gdf.crs is None:
-        raise LayerError(f"{what} file {path} has no CRS; set one in QGIS (Layer → Assign projection) or with ogr2ogr -a_srs")
+        raise LayerError(
+            f"{what} file {path} has no CRS; set one in QGIS (Layer → Assign projection) or with ogr2ogr -a_srs"
+        )
     gdf = gdf[~gdf.geometry.isna() & ~gdf.geometry.is_empty]
     if gdf.crs.to_epsg() != 4326:
         gdf = gdf.to_crs("EPSG:4326")
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
         warnings.warn(
-            f"{what} file {path}: repaired {int(invalid.sum())} invalid geometr{'y' if invalid.sum() == 1 else 'ies'} with make_valid",
+            f"{what} file {path}: repaired {int(invalid.sum())} invalid "
+            f"geometr{'y' if invalid.sum() == 1 else 'ies'} with make_valid",
             GeometryRepairWarning,
             stacklevel=2,
         )

@@ -1,0 +1,1 @@
+"""``geosample plan``: H3 hierarchical, stratified, time-balanced sampling."""

@@ -65,7 +65,9 @@ def stratum_weights(
 
 def _csv_weights(path: Path, labels: list[tuple[str, ...]], dim_names: list[str]) -> np.ndarray:
     if not path.exists():
-        raise ConfigError(f"--allocation file {path} does not exist; give equal, proportional, sqrt, heterogeneity or a CSV")
+        raise ConfigError(
+            f"--allocation file {path} does not exist; give equal, proportional, sqrt, heterogeneity or a CSV"
+        )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:

@@ -188,7 +188,9 @@ def _resolve_paths(kwargs: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         for item in kwargs["strata"]:
             if "=" in item:
                 name, spec = item.split("=", 1)
-                path, sep, column = spec.rpartition(":") if spec.count(":") and not Path(spec).exists() else (spec, "", "")
+                path, sep, column = (
+                    spec.rpartition(":") if spec.count(":") and not Path(spec).exists() else (spec, "", "")
+                )
                 strata.append(f"{name}={resolve(path)}{sep}{column}")
             else:
                 strata.append(item)

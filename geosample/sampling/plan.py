@@ -49,6 +49,7 @@ def plan(
             (``samples=500, aoi="KEN", strata="climate,landcover"``, ...).
         overwrite: Replace a plan made with other settings.
         progress: Show a progress bar (default: when stderr is a terminal).
+        **settings: :class:`PlanConfig` fields, when ``config`` is not given.
 
     Returns:
         One row per sample (GeoDataFrame, EPSG:4326); ``.attrs["balance"]``
@@ -117,7 +118,9 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             max_per_parent=cfg.max_per_parent, rng=rng_draw, proposal_weight=proposal,
             progress=bar.update if bar is not None else None,
         )  # fmt: skip
-        final_target, result = _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar)
+        final_target, result = _redistribute(
+            cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar
+        )
 
     achieved = np.bincount(result.stratum, minlength=n_strata)
     limited = result.exhausted & (achieved < final_target)
@@ -283,11 +286,13 @@ def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg:
         write_styled_gpkg(samples, staging / PLAN_GPKG, "samples", category_column="stratum")
         (staging / "report" / "balance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         first_site = samples.drop_duplicates("site_id")
-        plot_sample_map(first_site, layers.land_polygons(), staging / "report" / "map.png", column="stratum",
-                        title=f"geosample plan: {len(first_site)} sites, {report['summary']['n_strata']} strata")  # fmt: skip
+        title = f"geosample plan: {len(first_site)} sites, {report['summary']['n_strata']} strata"
+        plot_sample_map(first_site, layers.land_polygons(), staging / "report" / "map.png", title=title)
         hue = first_site.columns[first_site.columns.get_loc("stratum") + 1]
         sites_by_bin, order = _chronological_bins(first_site, cfg)
-        plot_time_bins(sites_by_bin, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue, order=order)
+        plot_time_bins(
+            sites_by_bin, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue, order=order
+        )
         (ds / "report").mkdir(exist_ok=True)
         for name in (PLAN_FILE, PLAN_GPKG, "report/balance.json", "report/map.png", "report/time.png"):
             (staging / name).replace(ds / name)

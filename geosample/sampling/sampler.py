@@ -400,6 +400,13 @@ def draw(
     from its own probes before any new candidate is drawn.
 
     Args:
+        classifier: Decides each candidate's stratum.
+        atlas: Atlas cells, stratum shares and probes.
+        targets: Sites wanted per stratum id.
+        sample_res: Resolution of the sites.
+        parent_res: Resolution of the spacing cells.
+        max_per_parent: At most this many sites per spacing cell.
+        rng: Random generator.
         proposal_weight: Extra weight per atlas cell (e.g. heterogeneity).
         used: Sites already accepted (cells, strata) from an earlier call,
             whose parent cells count against the spacing rule.

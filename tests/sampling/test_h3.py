@@ -50,7 +50,9 @@ def test_children_are_drawn_evenly() -> None:
 
 
 def test_centres_and_points_round_trip() -> None:
-    cells = np.array([h3.str_to_int(h3.latlng_to_cell(lat, lon, 9)) for lat, lon in [(0, 0), (-45, 170), (80, -10)]], dtype=np.uint64)
+    cells = np.array(
+        [h3.str_to_int(h3.latlng_to_cell(lat, lon, 9)) for lat, lon in [(0, 0), (-45, 170), (80, -10)]], dtype=np.uint64
+    )
     lon, lat = _h3.centres(cells)
     np.testing.assert_array_equal(_h3.cells_from_points(lon, lat, 9), cells)
     assert list(_h3.to_hex(cells)) == [h3.int_to_str(int(c)) for c in cells]

@@ -24,13 +24,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.CapacityWarnin
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, gpd.GeoDataFrame, dict]:
     ds = tmp_path_factory.mktemp("world")
-    samples = geosample.plan(ds, samples=1500, seed=3, progress=False)
+    geosample.plan(ds, samples=1500, seed=3, progress=False)
     return ds, gpd.read_parquet(ds / "plan.parquet"), json.loads((ds / "report" / "balance.json").read_text())
 
 
 def test_writes_every_file(world: tuple) -> None:
     ds, _, _ = world
-    for name in ("plan.parquet", "plan.gpkg", "report/balance.json", "report/map.png", "report/time.png", "geosample.yaml"):
+    for name in (
+        "plan.parquet",
+        "plan.gpkg",
+        "report/balance.json",
+        "report/map.png",
+        "report/time.png",
+        "geosample.yaml",
+    ):
         assert (ds / name).stat().st_size > 0, name
     assert not [p for p in ds.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
@@ -59,7 +66,9 @@ def test_strata_equal_the_layers_at_the_centre(world: tuple) -> None:
     truth = strata_at(plan["lon"].to_numpy(), plan["lat"].to_numpy())
     for dim in ("continent", "climate", "landcover"):
         mismatch = plan[dim].to_numpy() != truth[dim]
-        assert not mismatch.any(), f"{dim}: {plan.loc[mismatch, [dim, 'lon', 'lat']].head()} vs {truth[dim][mismatch][:5]}"
+        assert not mismatch.any(), (
+            f"{dim}: {plan.loc[mismatch, [dim, 'lon', 'lat']].head()} vs {truth[dim][mismatch][:5]}"
+        )
 
 
 def test_centre_is_the_cell_centre(world: tuple) -> None:
@@ -124,7 +133,9 @@ def test_same_seed_same_bytes_new_seed_new_plan(tmp_path: Path) -> None:
     a, b, c = ((tmp_path / x / "plan.parquet").read_bytes() for x in "abc")
     assert a == b
     assert a != c
-    assert (tmp_path / "a" / "report" / "balance.json").read_bytes() == (tmp_path / "b" / "report" / "balance.json").read_bytes()
+    assert (tmp_path / "a" / "report" / "balance.json").read_bytes() == (
+        tmp_path / "b" / "report" / "balance.json"
+    ).read_bytes()
 
 
 def test_iso_aoi_and_multi_scale(tmp_path: Path) -> None:
@@ -214,9 +225,7 @@ def test_user_raster_and_vector_strata(tmp_path: Path) -> None:
         geometry=[shapely.box(30, 0, 40, 5), shapely.box(30, -5, 40, 0)],
         crs="EPSG:4326",
     ).to_crs("EPSG:3857").to_file(vector)
-    plan = geosample.plan(
-        samples=60, aoi="bbox:31,-4,39,4", strata=f"zone={raster},half={vector}:zone", progress=False
-    )
+    plan = geosample.plan(samples=60, aoi="bbox:31,-4,39,4", strata=f"zone={raster},half={vector}:zone", progress=False)
     assert (plan["zone"].to_numpy() == np.where(plan["lon"] < 35, "7", "9")).all()
     assert (plan["half"].to_numpy() == np.where(plan["lat"] > 0, "north", "south")).all()
     assert set(plan["stratum"]) == {"7/north", "9/north", "7/south", "9/south"}

@@ -14,9 +14,9 @@ from independent import strata_at, utm_epsg_scalar
 import geosample
 from geosample.errors import AOIError, CapacityError
 
-boxes = st.tuples(
-    st.floats(-170, 170), st.floats(-55, 70), st.floats(0.5, 12), st.floats(0.5, 8)
-).map(lambda t: (t[0], t[1], min(t[0] + t[2], 180.0), min(t[1] + t[3], 84.0)))
+boxes = st.tuples(st.floats(-170, 170), st.floats(-55, 70), st.floats(0.5, 12), st.floats(0.5, 8)).map(
+    lambda t: (t[0], t[1], min(t[0] + t[2], 180.0), min(t[1] + t[3], 84.0))
+)
 
 
 @settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
