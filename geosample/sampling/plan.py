@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from geosample import __version__, layers
 from geosample._dataset import read_config, write_section
@@ -24,7 +27,7 @@ from geosample.sampling.allocation import apportion, stratum_weights
 from geosample.sampling.aoi import parse_aoi
 from geosample.sampling.config import PlanConfig
 from geosample.sampling.strata import build_dimensions
-from geosample.sampling.timebins import assign_windows, make_bins
+from geosample.sampling.timebins import Bin, assign_windows, make_bins
 
 PLAN_FILE = "plan.parquet"
 PLAN_GPKG = "plan.gpkg"
@@ -113,14 +116,10 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
 
     bar = _progress_bar(cfg.samples, progress)
     with bar if bar is not None else nullcontext():
-        result = sampler.draw(
-            classifier, atlas, targets, sample_res=cfg.res, parent_res=parent_res,
-            max_per_parent=cfg.max_per_parent, rng=rng_draw, proposal_weight=proposal,
-            progress=bar.update if bar is not None else None,
-        )  # fmt: skip
-        final_target, result = _redistribute(
-            cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar
-        )
+        update = bar.update if bar is not None else None
+        drawer = _Drawer(cfg, classifier, atlas, parent_res, proposal, rng_draw, update)
+        result = drawer.draw(targets)
+        final_target, result = _redistribute(drawer, weights, targets, result, rng_alloc)
 
     achieved = np.bincount(result.stratum, minlength=n_strata)
     limited = result.exhausted & (achieved < final_target)
@@ -167,8 +166,32 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     return samples, report
 
 
-def _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, proposal, rng_draw, rng_alloc, bar):  # noqa: ANN001, ANN202
+@dataclasses.dataclass
+class _Drawer:
+    """The fixed arguments of :func:`sampler.draw` for one plan."""
+
+    cfg: PlanConfig
+    classifier: sampler.Classifier
+    atlas: sampler.Atlas
+    parent_res: int
+    proposal: np.ndarray | None
+    rng: np.random.Generator
+    progress: Callable[[int], object] | None
+
+    def draw(self, targets: np.ndarray, used: tuple[np.ndarray, np.ndarray] | None = None) -> sampler.DrawResult:
+        """Draw ``targets`` more sites, besides ``used`` ones."""
+        return sampler.draw(
+            self.classifier, self.atlas, targets, sample_res=self.cfg.res, parent_res=self.parent_res,
+            max_per_parent=self.cfg.max_per_parent, rng=self.rng, proposal_weight=self.proposal, used=used,
+            progress=self.progress,
+        )  # fmt: skip
+
+
+def _redistribute(
+    drawer: _Drawer, weights: np.ndarray, targets: np.ndarray, result: sampler.DrawResult, rng: np.random.Generator
+) -> tuple[np.ndarray, sampler.DrawResult]:
     """Give capacity-limited strata's remainder to the others until the total is met."""
+    cfg, parent_res = drawer.cfg, drawer.parent_res
     n_strata = targets.size
     final_target = targets.copy()
     exhausted = result.exhausted.copy()
@@ -180,21 +203,18 @@ def _redistribute(cfg, classifier, atlas, weights, targets, result, parent_res, 
         open_ = ~exhausted & (weights > 0)
         if not open_.any():
             raise CapacityError(
-                f"the AOI {classifier.aoi.label!r} holds about {int(achieved.sum())} sample(s) under the spacing rule "
+                f"the AOI {drawer.classifier.aoi.label!r} holds about {int(achieved.sum())} sample(s) "
+                "under the spacing rule "
                 f"(parent resolution {parent_res}, --max-per-parent {cfg.max_per_parent}), fewer than --samples "
                 f"{cfg.samples}; ask for at most {int(achieved.sum())}, or {sampler.finer_hint(parent_res)}"
             )
         budget = cfg.samples - int(achieved[~open_].sum())
-        final_target = np.where(open_, apportion_preferring(budget, weights * open_, achieved, rng_alloc), final_target)
+        final_target = np.where(open_, apportion_preferring(budget, weights * open_, achieved, rng), final_target)
         need = np.where(open_, np.maximum(final_target - achieved, 0), 0)
         if need.sum() > short:
-            need = apportion(short, need.astype(float), rng_alloc)
+            need = apportion(short, need.astype(float), rng)
             final_target = np.where(open_, achieved + need, final_target)
-        more = sampler.draw(
-            classifier, atlas, need, sample_res=cfg.res, parent_res=parent_res, max_per_parent=cfg.max_per_parent,
-            rng=rng_draw, proposal_weight=proposal, used=(result.cells, result.stratum),
-            progress=bar.update if bar is not None else None,
-        )  # fmt: skip
+        more = drawer.draw(need, used=(result.cells, result.stratum))
         exhausted |= more.exhausted & (need > 0)
         rare = result.rare | (more.rare & (need > 0))
         result = sampler.DrawResult(
@@ -219,7 +239,15 @@ def apportion_preferring(total: int, weights: np.ndarray, have: np.ndarray, rng:
     return out
 
 
-def _site_table(cfg, result, labels, dim_names, bins, rng) -> pd.DataFrame:  # noqa: ANN001
+def _site_table(
+    cfg: PlanConfig,
+    result: sampler.DrawResult,
+    labels: list[tuple[str, ...]],
+    dim_names: list[str],
+    bins: list[Bin],
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """One row per site: cell, centre, stratum values and time window."""
     order = np.argsort(result.cells, kind="stable")
     cells = result.cells[order]
     strata = result.stratum[order]
@@ -254,11 +282,9 @@ def _sample_rows(cfg: PlanConfig, sites: pd.DataFrame) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(table, geometry="geometry", crs="EPSG:4326")
 
 
-def _progress_bar(total: int, enabled: bool | None):  # noqa: ANN202
+def _progress_bar(total: int, enabled: bool | None) -> tqdm | None:
     if enabled is False:
         return None
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc="plan", unit="site", disable=None if enabled is None else not enabled, leave=False)
 
 

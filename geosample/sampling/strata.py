@@ -164,15 +164,14 @@ class _UserVector(_GrowingCategories):
         if gdf.empty:
             raise LayerError(f"stratum layer {path} has no polygons; a vector stratum needs polygons")
         self._index = layers.PolygonIndex(gdf.geometry.values)
-        self._values = gdf[column].to_numpy()
+        self._present = gdf[column].notna().to_numpy()
+        self._labels = gdf[column].astype(str).to_numpy()
 
     def classify(self, points: Points) -> np.ndarray:
         rows = self._index.lookup(points.lon, points.lat)
         valid = rows >= 0
-        values = self._values[np.maximum(rows, 0)] if self._values.size else np.array([])
-        present = np.array([v is not None and v == v for v in values], dtype=bool) if values.size else valid
-        valid &= present
-        return self.encode(np.asarray(values, dtype=str), valid)
+        valid[valid] = self._present[rows[valid]]
+        return self.encode(self._labels[np.maximum(rows, 0)], valid)
 
 
 def build_dimension(spec: str) -> Dimension:
