@@ -24,11 +24,11 @@ import shapely
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
+from geosample.layers import SIMPLIFIED_TOLERANCE_DEG
 from geosample.layers._raster import RunLengthRaster
 
 OUT = Path(__file__).resolve().parents[2] / "geosample" / "data" / "layers"
 
-SIMPLIFY_DEG = 0.02
 COUNTRY_COLUMNS = {
     "NAME": "name",
     "ADM0_A3": "adm0_a3",
@@ -56,7 +56,8 @@ def build_countries(zip_path: Path) -> None:
     print(f"countries: {len(gdf)} rows, {invalid} geometries repaired with make_valid")
     # A light copy for maps and for rasterising coarse AOI covers, never for lookups.
     light = gdf[["iso3", "continent"]].copy()
-    light["geometry"] = shapely.make_valid(shapely.simplify(gdf.geometry.values, SIMPLIFY_DEG, preserve_topology=True))
+    simplified = shapely.simplify(gdf.geometry.values, SIMPLIFIED_TOLERANCE_DEG, preserve_topology=True)
+    light["geometry"] = shapely.make_valid(simplified)
     gpd.GeoDataFrame(light, geometry="geometry", crs="EPSG:4326").to_parquet(
         OUT / "countries_simplified.parquet", compression="zstd", schema_version="1.1.0"
     )

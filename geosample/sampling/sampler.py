@@ -95,7 +95,7 @@ class Classifier:
                 key = np.zeros(alive.size, dtype=np.int64)
                 for d in range(shifted.shape[1]):
                     key = key * radix[d] + shifted[:, d]
-                uniques, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+                _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
                 ids = np.array([self._id(tuple(int(v) for v in codes[alive[i]])) for i in first], dtype=np.int64)
                 out[alive] = ids[inverse.ravel()]
         return out, reasons
@@ -331,7 +331,7 @@ class DrawResult:
     """Per stratum: drawing stopped before its target was met."""
     rounds: int
     candidates: int
-    rare: np.ndarray | None = None
+    rare: np.ndarray
     """Per stratum: it stopped because candidates rarely landed in it (the budget
     ran out), not because its parent cells were seen to be used up."""
 
