@@ -7,13 +7,21 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from geosample.errors import DatasetError
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+
 CONFIG_FILE = "geosample.yaml"
+PLAN_FILE = "plan.parquet"
+CHIPS_FILE = "chips.parquet"
+LABELS_FILE = "labels.parquet"
+CAPTIONS_FILE = "captions.parquet"
 
 
 @contextlib.contextmanager
@@ -55,3 +63,35 @@ def write_section(ds: str | Path, stage: str, values: dict[str, Any]) -> None:
     data[stage] = values
     with atomic_path(Path(ds) / CONFIG_FILE) as tmp:
         tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def read_plan(ds: str | Path) -> gpd.GeoDataFrame:
+    """``DS/plan.parquet``, or a :class:`DatasetError` that says how to make it."""
+    import geopandas as gpd
+
+    ds = Path(ds)
+    if not ds.is_dir():
+        raise DatasetError(f"dataset folder {ds} does not exist; make it with 'geosample plan -o {ds}'")
+    path = ds / PLAN_FILE
+    if not path.exists():
+        raise DatasetError(f"{ds} has no {PLAN_FILE}; run 'geosample plan -o {ds}' first")
+    try:
+        return gpd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
+        raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run 'geosample plan'") from None
+
+
+def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
+    """A stage's Parquet table in ``DS`` (plain pandas), or None if that stage has not run.
+
+    ``hint`` names the command that writes it, for the error raised when the file is unreadable.
+    """
+    import pandas as pd
+
+    path = Path(ds) / name
+    if not path.exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run '{hint}'") from None

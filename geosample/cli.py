@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 import time
 import warnings
@@ -18,7 +20,39 @@ from geosample.errors import ConfigError, GeosampleError, GeosampleWarning
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+# Commands that live beside their stage, imported only when used, so that
+# `geosample plan` starts without loading pystac-client, torch or open_clip.
+LAZY_COMMANDS = {
+    "fetch": "geosample.stac.command:fetch",
+    "label": "geosample.labels.command:label",
+    "taxonomy": "geosample.labels.command:taxonomy",
+    "caption": "geosample.captions.command:caption",
+    "evaluate": "geosample.retrieval.command:evaluate",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose stage commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: D102
+        return sorted({*super().list_commands(ctx), *(n for n in LAZY_COMMANDS if _lazy_available(n))})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:  # noqa: D102
+        if cmd_name in LAZY_COMMANDS and _lazy_available(cmd_name):
+            module_name, attr = LAZY_COMMANDS[cmd_name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        return super().get_command(ctx, cmd_name)
+
+
+def _lazy_available(name: str) -> bool:
+    module_name = LAZY_COMMANDS[name].split(":")[0]
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="geosample")
 @click.option("--debug", is_flag=True, help="Show Python tracebacks for errors.")
 def cli(debug: bool) -> None:
@@ -154,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _command(args: list[str]) -> str:
     names = [a for a in args if not a.startswith("-")]
-    return f"{names[0]} " if names and names[0] in cli.commands else ""
+    known = set(cli.commands) | set(LAZY_COMMANDS)
+    return f"{names[0]} " if names and names[0] in known else ""
 
 
 if __name__ == "__main__":

@@ -32,6 +32,22 @@ class DatasetError(GeosampleError, ValueError):
     """The dataset folder is missing, incomplete or inconsistent."""
 
 
+class TaxonomyError(GeosampleError, ValueError):
+    """A taxonomy file is invalid, or a class code or scheme is not in it."""
+
+
+class SourceError(GeosampleError, ValueError):
+    """A label or imagery source (raster, vector, STAC API) cannot be used."""
+
+
+class StacError(GeosampleError, OSError):
+    """A STAC API or catalogue is unreachable or answered something that is not STAC."""
+
+
+class PluginError(GeosampleError, LookupError):
+    """A caption backend or encoder is unknown or could not be loaded."""
+
+
 class GeosampleWarning(UserWarning):
     """Root of geosample's warnings: odd but not fatal."""
 
@@ -42,3 +58,11 @@ class CapacityWarning(GeosampleWarning):
 
 class GeometryRepairWarning(GeosampleWarning):
     """An input geometry was invalid and was repaired with ``make_valid``."""
+
+
+class PluginWarning(GeosampleWarning):
+    """An installed plugin failed to load and was skipped."""
+
+
+class DataQualityWarning(GeosampleWarning):
+    """Data is usable but odd: a chip mostly nodata, unmapped source values, a sample without labels."""

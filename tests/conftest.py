@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +21,22 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def _small_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small real plan (24 sites in central Europe), made once per test session."""
+    from geosample import PlanConfig, plan
+
+    ds = tmp_path_factory.mktemp("plan") / "DS"
+    cfg = PlanConfig.from_mapping({"samples": 24, "aoi": "bbox:5,40,25,55", "seed": 1})
+    plan(ds, config=cfg, progress=False)
+    return ds
+
+
+@pytest.fixture
+def planned_ds(_small_plan: Path, tmp_path: Path) -> Path:
+    """A private copy of the small planned dataset folder DS, for a test to add stages to."""
+    ds = tmp_path / "DS"
+    shutil.copytree(_small_plan, ds)
+    return ds
