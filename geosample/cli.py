@@ -24,7 +24,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # `geosample plan` starts without loading pystac-client, torch or open_clip.
 LAZY_COMMANDS = {
     "fetch": "geosample.stac.command:fetch",
-    "label": "geosample.labels.command:label",
+    "label": "geosample.labels.label_command:label",
     "taxonomy": "geosample.labels.command:taxonomy",
     "caption": "geosample.captions.command:caption",
     "evaluate": "geosample.retrieval.command:evaluate",

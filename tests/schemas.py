@@ -45,7 +45,7 @@ def validate(document: dict[str, Any], schema: str) -> None:
     """
     contents = _schema(schema)
     cls = jsonschema.validators.validator_for(contents)
-    cls(contents, registry=_registry()).validate(document)
+    cls(contents, registry=_registry(), format_checker=cls.FORMAT_CHECKER).validate(document)
 
 
 def stac_extension_schema(url: str) -> str:

@@ -1,0 +1,319 @@
+"""``geosample label``: multi-level taxonomy labels for every sample, from a land-cover source.
+
+For each chip footprint, the source is read onto the chip's own grid (only
+the window under the chip), pixels are counted per source value over the
+whole chip and over five layout regions, the counts are mapped to the
+taxonomy's classes through the chosen crosswalk, and the finest-level
+fractions are rolled up to every level of the taxonomy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from geosample import __version__
+from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_plan, write_section
+from geosample.errors import DataQualityWarning, DatasetError, SourceError
+from geosample.labels.config import LabelConfig
+from geosample.labels.fractions import REGIONS
+from geosample.labels.grids import LabelGrid, chip_label_grids
+from geosample.labels.sources import LabelSource, open_source
+
+if TYPE_CHECKING:
+    from geosample.labels.taxonomy import Taxonomy
+
+UNMAPPED_ERROR_SHARE = 0.01
+"""Above this share of valid pixels with values the crosswalk does not know, the scheme is wrong: stop."""
+_TASK_CHIPS = 64
+_NOT_RESULT_SETTINGS = {"workers"}
+
+
+@dataclasses.dataclass
+class ClassCounts:
+    """Pixel counts of every class, per chip and layout region.
+
+    ``counts[i, r, c]``: chip ``i``, region ``r`` (``fractions.REGIONS``),
+    class ``codes[c]``. Pixels that are no data, or whose value the crosswalk
+    does not map, are not counted; ``unmapped`` holds the latter per source value.
+    """
+
+    codes: list[str]
+    counts: np.ndarray
+    unmapped: dict[str, int]
+    nodata: np.ndarray
+
+    @property
+    def whole(self) -> np.ndarray:
+        """(n_chips, n_classes) counts over the whole chip (the four quadrants tile it)."""
+        return self.counts[:, :4].sum(axis=1)
+
+
+def count_classes(
+    source: LabelSource,
+    grids: list[LabelGrid],
+    mapping: dict[str, str],
+    *,
+    workers: int = 1,
+    progress: bool = False,
+) -> ClassCounts:
+    """Count the taxonomy classes of ``source`` on every grid, reading windows on ``workers`` threads."""
+    slot_values = source.slots.values
+    nodata_slot = len(slot_values) - 1
+    codes = sorted({code for value, code in mapping.items()}, key=_code_key)
+    index = {code: i for i, code in enumerate(codes)}
+    n_classes = len(codes)
+    # Slot -> class column; n_classes: unmapped, n_classes + 1: no data.
+    slot_class = np.array(
+        [index.get(mapping.get(value, ""), n_classes) for value in slot_values[:-1]] + [n_classes + 1],
+        dtype=np.int64,
+    )
+    slot_class[nodata_slot] = n_classes + 1
+    onehot = np.zeros((len(slot_values), n_classes + 2))
+    onehot[np.arange(len(slot_values)), slot_class] = 1.0
+    counts = np.zeros((len(grids), 5, n_classes), dtype=np.int32)
+    nodata = np.zeros(len(grids), dtype=np.int64)
+    unmapped_slots = np.zeros(len(slot_values), dtype=np.int64)
+    local = threading.local()
+    lock = threading.Lock()
+
+    def run(start: int) -> int:
+        reader = getattr(local, "reader", None)
+        if reader is None:
+            reader = local.reader = source.reader()
+        stop = min(start + _TASK_CHIPS, len(grids))
+        seen = np.zeros(len(slot_values), dtype=np.int64)
+        for i in range(start, stop):
+            slot_counts = reader.counts(grids[i])
+            present = np.flatnonzero(slot_counts[:4].sum(axis=0))
+            cls = slot_class[present]
+            per_class = slot_counts[:, present] @ onehot[present]
+            counts[i] = per_class[:, :n_classes]
+            nodata[i] = per_class[:4, n_classes + 1].sum()
+            odd = present[cls == n_classes]
+            seen[odd] += slot_counts[:4, odd].sum(axis=0)
+        with lock:
+            unmapped_slots[:] += seen
+        return stop - start
+
+    starts = range(0, len(grids), _TASK_CHIPS)
+    bar = _progress_bar(len(grids), progress)
+    try:
+        if workers <= 1:
+            for start in starts:
+                bar.update(run(start))
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="geosample-label") as pool:
+                for done in pool.map(run, starts):
+                    bar.update(done)
+    finally:
+        bar.close()
+    unmapped = {slot_values[s]: int(unmapped_slots[s]) for s in np.flatnonzero(unmapped_slots)}
+    return ClassCounts(codes, counts, unmapped, nodata)
+
+
+def label(
+    ds: str | Path,
+    config: LabelConfig | None = None,
+    *,
+    progress: bool | None = None,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Label every sample of ``DS`` and write ``DS/labels.parquet`` (plus STAC label items and a TrainingDML-AI file).
+
+    Args:
+        ds: The dataset folder (it must hold a plan).
+        config: The label settings; the defaults label offline from the embedded MODIS layer.
+        progress: Show a progress bar; ``None`` shows one on a terminal.
+        overwrite: Replace labels made with other settings.
+
+    Returns:
+        The labels table, one row per sample, as written.
+    """
+    from geosample.labels.exports import write_label_outputs
+    from geosample.labels.taxonomy import load_taxonomy
+
+    cfg = config or LabelConfig()
+    ds = Path(ds)
+    samples = read_plan(ds)
+    _check_rerun(ds, cfg, overwrite)
+    taxonomy = load_taxonomy(cfg.taxonomy)
+    source = open_source(
+        cfg.source,
+        scheme=cfg.scheme,
+        schemes=list(taxonomy.mappings),
+        resolution_m=cfg.resolution,
+        stac=cfg.stac,
+        asset=cfg.asset,
+        samples=samples,
+    )
+    scheme = source.scheme
+    mapping = taxonomy.mapping(scheme)
+    grids = chip_label_grids(samples, cfg.resolution or source.res_m)
+    show = _is_terminal() if progress is None else progress
+    counted = count_classes(source, grids, mapping, workers=cfg.workers, progress=show)
+    _check_coverage(counted, source, scheme, list(taxonomy.mappings), len(samples))
+    table = labels_table(samples["sample_id"].to_numpy(), counted, taxonomy, cfg.min_fraction, source.name)
+    write_label_outputs(ds, samples, table, taxonomy, cfg, source.name)
+    write_section(
+        ds,
+        "label",
+        {**cfg.to_dict(), "scheme_used": scheme, "taxonomy_key": taxonomy.key, "geosample_version": __version__},
+    )
+    table.attrs["class_names"] = {code: c.name for code, c in taxonomy.classes.items()}  # for summaries
+    return table
+
+
+def labels_table(
+    sample_ids: np.ndarray, counted: ClassCounts, taxonomy: Taxonomy, min_fraction: float, source_name: str
+) -> pd.DataFrame:
+    """The ``labels.parquet`` rows: multi-labels, dominant class and fractions at every level."""
+    whole = counted.whole.astype(np.float64)
+    valid = whole.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fine = np.where(valid[:, None] > 0, whole / valid[:, None], 0.0)
+    out: dict[str, Any] = {"sample_id": sample_ids}
+    for depth, level in enumerate(taxonomy.levels, start=1):
+        level_codes = taxonomy.codes_at(level)
+        level_codes += [code for code in counted.codes if taxonomy[code].depth < depth]
+        column = {code: j for j, code in enumerate(level_codes)}
+        roll = np.zeros((len(counted.codes), len(level_codes)))
+        for i, code in enumerate(counted.codes):
+            roll[i, column[level_code(taxonomy, code, level)]] = 1.0
+        fractions = fine @ roll
+        present = fractions >= min_fraction - 1e-12
+        labels_at, dominant_at = [], []
+        for i in range(len(sample_ids)):
+            hits = np.flatnonzero(present[i])
+            order = hits[np.argsort(-fractions[i, hits], kind="stable")]
+            labels_at.append([level_codes[j] for j in order])
+            dominant_at.append(level_codes[int(np.argmax(fractions[i]))] if fractions[i].max() > 0 else None)
+        out[f"l{depth}"] = labels_at
+        out[f"l{depth}_dominant"] = dominant_at
+    out["fractions"] = [_fraction_json(counted.codes, fine[i]) for i in range(len(sample_ids))]
+    out["quadrant_fractions"] = [_regions_json(counted.codes, counted.counts[i]) for i in range(len(sample_ids))]
+    out["label_source"] = source_name
+    out["taxonomy"] = taxonomy.key
+    out["valid_fraction"] = np.divide(
+        valid, valid + counted.nodata, out=np.zeros_like(valid), where=(valid + counted.nodata) > 0
+    )
+    return pd.DataFrame(out)
+
+
+def level_code(taxonomy: Taxonomy, code: str, level: str) -> str:
+    """The class standing for ``code`` at ``level``: its ancestor there, or ``code`` itself if it is coarser.
+
+    A source that cannot tell classes apart below some level (ESA WorldCover's
+    "tree cover" maps to a level-1 class) keeps that class at the finer
+    levels, so every level's labels describe all of the chip's valid area.
+    """
+    ancestor = taxonomy.ancestor(code, level)
+    return code if ancestor is None else ancestor
+
+
+def write_labels_parquet(table: pd.DataFrame, path: Path) -> None:
+    """Write the labels table with explicit Arrow types (lists of strings, nullable dominants)."""
+    fields = [pa.field("sample_id", pa.string())]
+    depths = sorted(int(c[1:]) for c in table.columns if c[0] == "l" and c[1:].isdigit())
+    for depth in depths:
+        fields.append(pa.field(f"l{depth}", pa.list_(pa.string())))
+    for depth in depths:
+        fields.append(pa.field(f"l{depth}_dominant", pa.string()))
+    fields += [
+        pa.field("fractions", pa.string()),
+        pa.field("quadrant_fractions", pa.string()),
+        pa.field("label_source", pa.string()),
+        pa.field("taxonomy", pa.string()),
+        pa.field("valid_fraction", pa.float64()),
+    ]
+    schema = pa.schema(fields)
+    arrow = pa.Table.from_pandas(table[[f.name for f in fields]], schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
+
+
+def _fraction_json(codes: list[str], fractions: np.ndarray) -> str:
+    nz = np.flatnonzero(fractions > 0)
+    order = nz[np.argsort(-fractions[nz], kind="stable")]
+    return json.dumps({codes[j]: round(float(fractions[j]), 6) for j in order})
+
+
+def _regions_json(codes: list[str], counts: np.ndarray) -> str:
+    regions = {}
+    for r, name in enumerate(REGIONS):
+        total = counts[r].sum()
+        regions[name] = json.loads(_fraction_json(codes, counts[r] / total)) if total > 0 else {}
+    return json.dumps(regions)
+
+
+def _check_rerun(ds: Path, cfg: LabelConfig, overwrite: bool) -> None:
+    recorded = read_config(ds).get("label")
+    if recorded and not overwrite and (ds / LABELS_FILE).exists():
+        wanted = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        previous = {k: recorded.get(k) for k in wanted}
+        if previous != wanted:
+            raise DatasetError(
+                f"{ds} already holds labels made with other settings; use --overwrite to replace them "
+                "(captions made from them then no longer match)"
+            )
+
+
+def _check_coverage(counted: ClassCounts, source: LabelSource, scheme: str, schemes: list[str], n: int) -> None:
+    whole = counted.whole.sum(axis=1)
+    unmapped_total = sum(counted.unmapped.values())
+    seen = int(whole.sum()) + unmapped_total
+    if seen == 0:
+        raise SourceError(
+            f"label source {source.name} has no data under any of the {n} chips; "
+            "check that it covers the plan's area (and that its CRS is right)"
+        )
+    if unmapped_total:
+        share = unmapped_total / seen
+        top = sorted(counted.unmapped.items(), key=lambda kv: -kv[1])[:8]
+        listed = ", ".join(f"{value} ({count / seen:.1%})" for value, count in top)
+        if share > UNMAPPED_ERROR_SHARE:
+            others = [s for s in schemes if s != scheme]
+            raise SourceError(
+                f"{share:.1%} of the pixels of {source.name} have values that scheme {scheme!r} does not map: "
+                f"{listed}; choose the --scheme that matches the source" + (f" ({', '.join(others)})" if others else "")
+            )
+        warnings.warn(
+            f"{share:.2%} of the pixels of {source.name} have values that scheme {scheme!r} does not map "
+            f"({listed}); they are treated as no data",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+    empty = int((whole == 0).sum())
+    if empty:
+        warnings.warn(
+            f"{empty} of {n} chips have no labelled pixels in {source.name} (outside it, or all no data); "
+            "their label lists are empty",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+
+
+def _code_key(code: str) -> tuple:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in code.split("."))
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="chip", desc="label", disable=not show, leave=False)
+
+
+def _is_terminal() -> bool:
+    import sys
+
+    return sys.stderr.isatty()

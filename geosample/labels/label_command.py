@@ -1,0 +1,75 @@
+"""``geosample label``: the click wrapper over :func:`geosample.labels.label.label`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from geosample.cli import CONTEXT, load_config_section
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("ds", type=click.Path(path_type=Path))
+@click.option("--taxonomy", help="Taxonomy file or shipped id.  [default: geosample-lulc]")
+@click.option(
+    "--source",
+    help="embedded | RASTER | VECTOR:COLUMN | stac:COLLECTION  [default: embedded, MODIS IGBP 2019, offline]",
+)
+@click.option("--scheme", help="Crosswalk of the source's values: esa-worldcover, modis-igbp, corine, osm, ...")
+@click.option("--min-fraction", type=float, help="Least share of a chip for a class to be a label.  [default: 0.05]")
+@click.option("--resolution", type=float, help="Label pixel size in metres.  [default: the source's]")
+@click.option("--stac", help="STAC API URL (or catalog.json) for a stac:COLLECTION source.")
+@click.option("--asset", help="Asset key of the land-cover COG in a stac: source's items.")
+@click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@click.option("--overwrite", is_flag=True, help="Replace labels made with other settings.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@click.pass_context
+def label(
+    ctx: click.Context,
+    ds: Path,
+    config_path: Path | None,
+    overwrite: bool,
+    progress: bool | None,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Label every sample of DS with the taxonomy's classes at every level, into DS/labels.parquet."""
+    from geosample.labels.config import LabelConfig
+    from geosample.labels.label import label as run_label
+
+    settings: dict[str, Any] = {}
+    base_dir = None
+    if config_path is not None:
+        settings = load_config_section(config_path, "label")
+        settings.pop("out", None)
+        base_dir = config_path.parent
+    for name, value in flags.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = value
+    cfg = LabelConfig.from_mapping(settings, base_dir=base_dir)
+    started = time.perf_counter()
+    table = run_label(ds, cfg, progress=progress, overwrite=overwrite)
+    if not quiet:
+        click.echo(label_summary(table))
+        click.echo(
+            f"wrote {ds}/labels.parquet ({len(table)} samples), stac/labels/, trainingdml.json, report/labels.json "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+
+
+def label_summary(table: Any, top: int = 5) -> str:
+    """Samples per dominant class at each level, most common first, with the classes' names."""
+    names = table.attrs.get("class_names", {})
+    lines = []
+    for column in [c for c in table.columns if c.endswith("_dominant")]:
+        counts = table[column].value_counts()
+        shown = ", ".join(f"{names.get(code, code)} {n}" for code, n in counts.head(top).items())
+        more = f", +{len(counts) - top} more" if len(counts) > top else ""
+        lines.append(f"{column.removesuffix('_dominant')} ({len(counts)} dominant classes): {shown}{more}")
+    return "\n".join(lines)
