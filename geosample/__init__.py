@@ -1,6 +1,22 @@
-"""geosample: globally balanced, hierarchically labelled, captioned remote-sensing datasets."""
+"""geosample: globally balanced, hierarchically labelled, captioned remote-sensing datasets.
+
+One function per stage, each writing its files into the dataset folder::
+
+    import geosample
+    geosample.plan("DS", config=geosample.PlanConfig(samples=500))
+    geosample.fetch("DS", config=geosample.FetchConfig(stac="https://...", collections=("sentinel-2-l2a",)))
+    geosample.label("DS")
+    geosample.caption("DS")
+    geosample.evaluate("DS", ...)
+
+The later stages are imported on first use, so ``import geosample`` stays
+light (no pystac-client, torch or open_clip until they are needed).
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -8,4 +24,30 @@ from geosample.errors import GeosampleError  # noqa: E402
 from geosample.sampling.config import PlanConfig  # noqa: E402
 from geosample.sampling.plan import plan  # noqa: E402
 
-__all__ = ["GeosampleError", "PlanConfig", "__version__", "plan"]
+_LAZY = {
+    "fetch": "geosample.stac.fetch",
+    "FetchConfig": "geosample.stac.config",
+    "label": "geosample.labels.label",
+    "LabelConfig": "geosample.labels.config",
+    "load_taxonomy": "geosample.labels.taxonomy",
+    "Taxonomy": "geosample.labels.taxonomy",
+    "caption": "geosample.captions.caption",
+    "CaptionConfig": "geosample.captions.config",
+    "evaluate": "geosample.retrieval.evaluate",
+    "EvaluateConfig": "geosample.retrieval.config",
+}
+
+__all__ = ["GeosampleError", "PlanConfig", "__version__", "plan", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a later stage's public name on first access."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'geosample' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

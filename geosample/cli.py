@@ -25,7 +25,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 LAZY_COMMANDS = {
     "fetch": "geosample.stac.command:fetch",
     "label": "geosample.labels.label_command:label",
-    "taxonomy": "geosample.labels.command:taxonomy",
+    "taxonomy": "geosample.labels.taxonomy_command:taxonomy",
     "caption": "geosample.captions.command:caption",
     "evaluate": "geosample.retrieval.command:evaluate",
 }
@@ -105,6 +105,14 @@ def load_config_section(path: Path, section: str) -> dict[str, Any]:
     "--chip-size", type=float, multiple=True, help="Chip side in metres; repeat for multi-scale.  [default: 2560]"
 )
 @click.option("--land-only/--no-land-only", default=None, help="Keep only centres on land.  [default: land-only]")
+@click.option("--revisits", type=int, help="Time windows per site, a series (slow processes).  [default: 1]")
+@click.option("--revisit-step", type=click.Choice(["years", "months"]), help="Unit between revisits.  [default: years]")
+@click.option("--revisit-interval", type=int, help="Steps between revisits.  [default: 1]")
+@click.option("--events", help="Catalogue of dated events (CSV lon/lat/date/type, GeoJSON, GPKG, GeoParquet).")
+@click.option("--before-days", type=int, help="Length of the window before an event.  [default: 90]")
+@click.option("--after-days", type=int, help="Length of the window after an event.  [default: 90]")
+@click.option("--gap-days", type=int, help="Days skipped on each side of an event.  [default: 0]")
+@click.option("--event-radius-m", type=float, help="Sites within this distance of a point event.  [default: chip size]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
 @click.option("--overwrite", is_flag=True, help="Replace a plan made with other settings.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")

@@ -159,6 +159,9 @@ def label(
     )
     scheme = source.scheme
     mapping = taxonomy.mapping(scheme)
+    if scheme == "osm":  # key=value tags resolve through the taxonomy's matcher (bare keys, most specific first)
+        tags = (value.split("=", 1) for value in source.slots.values[:-1] if "=" in value)
+        mapping = {f"{k}={v}": code for k, v in tags if (code := taxonomy.osm_code({k: v})) is not None}
     grids = chip_label_grids(samples, cfg.resolution or source.res_m)
     show = _is_terminal() if progress is None else progress
     counted = count_classes(source, grids, mapping, workers=cfg.workers, progress=show)

@@ -11,6 +11,8 @@ from typing import Any, Literal
 from geosample.errors import ConfigError
 
 TimeBinning = Literal["year", "season", "month"]
+RevisitStep = Literal["years", "months"]
+EVENT_DIMENSIONS = ("event_type", "event_year")
 ALLOCATIONS = ("equal", "proportional", "sqrt", "heterogeneity")
 BUILTIN_DIMENSIONS = ("continent", "country", "climate", "landcover")
 
@@ -47,6 +49,22 @@ class PlanConfig:
     """Chip side(s) in metres; several give one row per site and size."""
     land_only: bool = True
     """Keep only centres on land (inside a Natural Earth country) with data in every layer."""
+    revisits: int = 1
+    """Time windows per site: a series of this many windows, ``revisit_interval`` steps apart."""
+    revisit_step: RevisitStep = "years"
+    """Unit of the step between revisits: ``years`` or ``months``."""
+    revisit_interval: int = 1
+    """Steps between consecutive revisits (e.g. 6 with ``months`` for half-yearly)."""
+    events: str | None = None
+    """A catalogue of dated events (CSV with lon/lat/date/type, GeoJSON, GeoPackage, GeoParquet): sample around them."""
+    before_days: int = 90
+    """Length of the ``before`` window, ending ``gap_days`` before the event starts."""
+    after_days: int = 90
+    """Length of the ``after`` window, starting ``gap_days`` after the event ends."""
+    gap_days: int = 0
+    """Days skipped on each side of the event itself."""
+    event_radius_m: float | None = None
+    """Sites lie within this distance of a point event; ``None`` is the largest chip size."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -75,6 +93,22 @@ class PlanConfig:
             raise ConfigError(f"--chip-size repeats a size: {list(self.chip_size)}")
         if not self.strata:
             raise ConfigError("--strata is empty; give at least one dimension, e.g. continent")
+        _check_int(self.revisits, "--revisits", 1, 1000, "use 1 (one window per site) or more")
+        if self.revisit_step not in ("years", "months"):
+            raise ConfigError(f"--revisit-step {self.revisit_step!r} is not one of years, months")
+        _check_int(self.revisit_interval, "--revisit-interval", 1, 1200, "use a positive number of steps")
+        for flag, value in (("--before-days", self.before_days), ("--after-days", self.after_days)):
+            _check_int(value, flag, 1, 100_000, "give the window's length as a positive number of days")
+        _check_int(self.gap_days, "--gap-days", 0, 100_000, "use 0 or more days")
+        if self.event_radius_m is not None and not (
+            isinstance(self.event_radius_m, int | float) and 0 < self.event_radius_m <= 1_000_000
+        ):
+            raise ConfigError(f"--event-radius-m {self.event_radius_m!r} must be a positive number of metres")
+        event_dims = [d for d in self.strata if d in EVENT_DIMENSIONS]
+        if event_dims and self.events is None:
+            raise ConfigError(f"--strata {','.join(event_dims)} needs --events FILE, a catalogue of dated events")
+        if self.events is not None and self.revisits > 1:
+            raise ConfigError("--revisits applies to ordinary plans; with --events each site has a before and an after")
         if self.allocation not in ALLOCATIONS and not self.allocation.lower().endswith(".csv"):
             raise ConfigError(
                 f"--allocation {self.allocation!r} is not one of {', '.join(ALLOCATIONS)} or a path to a .csv file"
@@ -103,7 +137,16 @@ class PlanConfig:
         for name in ("start", "end"):
             if name in kwargs:
                 kwargs[name] = _as_date(kwargs[name], f"--{name}")
-        for name in ("samples", "res", "seed", "parent_res", "max_per_parent", "window_days"):
+        if "event_radius_m" in kwargs:
+            kwargs["event_radius_m"] = _as_float(kwargs["event_radius_m"], "--event-radius-m")
+        if "events" in kwargs:
+            kwargs["events"] = str(kwargs["events"])
+        if "strata" not in kwargs and "events" in kwargs:
+            kwargs["strata"] = ("event_type", "continent")
+        for name in (
+            "samples", "res", "seed", "parent_res", "max_per_parent", "window_days", "revisits", "revisit_interval",
+            "before_days", "after_days", "gap_days",
+        ):  # fmt: skip
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name.replace('_', '-')}")
         if "land_only" in kwargs and not isinstance(kwargs["land_only"], bool):
@@ -181,6 +224,8 @@ def _resolve_paths(kwargs: dict[str, Any], base_dir: Path) -> dict[str, Any]:
 
     if "aoi" in kwargs:
         kwargs["aoi"] = resolve(kwargs["aoi"])
+    if "events" in kwargs:
+        kwargs["events"] = resolve(kwargs["events"])
     if "allocation" in kwargs and kwargs["allocation"].lower().endswith(".csv"):
         kwargs["allocation"] = resolve(kwargs["allocation"])
     if "strata" in kwargs:

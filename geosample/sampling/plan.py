@@ -20,14 +20,23 @@ from tqdm.auto import tqdm
 from geosample import __version__, layers
 from geosample._dataset import read_config, write_section
 from geosample.errors import AOIError, CapacityError, CapacityWarning, DatasetError
-from geosample.sampling import _h3, sampler
+from geosample.sampling import _h3, events, sampler
 from geosample.sampling._geometry import chip_footprints, utm_epsg
 from geosample.sampling._report import balance_report
 from geosample.sampling.allocation import apportion, stratum_weights
 from geosample.sampling.aoi import parse_aoi
-from geosample.sampling.config import PlanConfig
+from geosample.sampling.config import EVENT_DIMENSIONS, PlanConfig
 from geosample.sampling.strata import build_dimensions
-from geosample.sampling.timebins import Bin, assign_windows, make_bins
+from geosample.sampling.timebins import (
+    Bin,
+    assign_windows,
+    bin_label,
+    bin_of,
+    local_season,
+    make_bins,
+    revisit_bins,
+    revisit_offset,
+)
 
 PLAN_FILE = "plan.parquet"
 PLAN_GPKG = "plan.gpkg"
@@ -81,11 +90,14 @@ def _check_dataset(ds: Path, cfg: PlanConfig, overwrite: bool) -> None:
 
 
 def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    if cfg.events is not None:
+        return _compute_events(cfg)
     seeds = np.random.SeedSequence(cfg.seed).spawn(4)
     rng_atlas, rng_draw, rng_alloc, rng_time = (np.random.default_rng(s) for s in seeds)
     aoi = parse_aoi(cfg.aoi)
     dims = build_dimensions(cfg.strata)
     bins = make_bins(cfg.start, cfg.end, cfg.time_bins, cfg.window_days)
+    bins = revisit_bins(bins, cfg.start, cfg.end, cfg.window_days, cfg.revisits, cfg.revisit_step, cfg.revisit_interval)
     classifier = sampler.Classifier(aoi, dims, cfg.land_only)
     dim_names = [d.name for d in dims]
 
@@ -131,7 +143,7 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             stacklevel=3,
         )
     sites = _site_table(cfg, result, labels, dim_names, bins, rng_time)
-    samples = _sample_rows(cfg, sites)
+    samples = _sample_rows(cfg, _revisit_rows(cfg, sites))
     strata_table = pd.DataFrame(
         {
             "stratum": ["/".join(lab) for lab in labels],
@@ -163,6 +175,28 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
         "draw": {"rounds": result.rounds, "candidates": result.candidates},
     }
     report = balance_report(sites, strata_table, dim_names, meta)
+    return samples, report
+
+
+def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    """An event-centred plan: sites around the catalogue's events, a before and an after row each."""
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+    aoi = parse_aoi(cfg.aoi)
+    ordinary = tuple(d for d in cfg.strata if d not in EVENT_DIMENSIONS)
+    classifier = sampler.Classifier(aoi, build_dimensions(ordinary) if ordinary else [], cfg.land_only)
+    catalogue = events.usable_events(events.read_events(cfg.events), cfg, aoi)
+    drawn = events.draw_event_sites(cfg, catalogue, classifier, rng)
+    samples = _sample_rows(cfg, events.event_rows(drawn.sites, cfg))
+    sites = drawn.sites.assign(time_bin=[str(d.year) for d in drawn.sites["event_start"]])
+    meta = {
+        "geosample_version": __version__,
+        "aoi": aoi.label,
+        "n_samples": int(len(samples)),
+        "max_per_parent": cfg.max_per_parent,
+        "allocation": cfg.allocation,
+        **drawn.meta,
+    }
+    report = balance_report(sites, drawn.strata, list(cfg.strata), meta)
     return samples, report
 
 
@@ -263,13 +297,41 @@ def _site_table(
     return site
 
 
+def _revisit_rows(cfg: PlanConfig, sites: pd.DataFrame) -> pd.DataFrame:
+    """``revisits`` rows per site, their windows shifted by whole steps; ``revisit_index`` numbers them."""
+    if cfg.revisits <= 1:
+        return sites
+    parts = []
+    north = sites["lat"].to_numpy() >= 0
+    for index in range(cfg.revisits):
+        rows = sites.copy()
+        offset = revisit_offset(cfg.revisit_step, cfg.revisit_interval, index)
+        starts = rows["start_datetime"] + offset
+        if cfg.window_days is not None:
+            ends = starts + pd.Timedelta(days=cfg.window_days) - pd.Timedelta(seconds=1)
+        else:  # the whole bin the shifted window falls in, clipped to the period
+            spans = [bin_of(day, cfg.time_bins, n).span(n)[:2] for day, n in zip(starts, north, strict=True)]
+            starts = pd.to_datetime([max(first, cfg.start) for first, _ in spans], utc=True)
+            ends = pd.to_datetime([min(last, cfg.end) for _, last in spans], utc=True) + pd.Timedelta(seconds=86_399)
+        rows["start_datetime"], rows["end_datetime"] = starts, ends
+        rows["time_bin"] = [bin_label(day, cfg.time_bins) for day in rows["start_datetime"]]
+        if cfg.time_bins == "season":
+            rows["season"] = [local_season(label[-3:], n) for label, n in zip(rows["time_bin"], north, strict=True)]
+        rows["revisit_index"] = np.int64(index)
+        rows["id_suffix"] = f"-r{index}"
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
 def _sample_rows(cfg: PlanConfig, sites: pd.DataFrame) -> gpd.GeoDataFrame:
     epsg = utm_epsg(sites["lon"].to_numpy(), sites["lat"].to_numpy())
+    suffix = sites.pop("id_suffix") if "id_suffix" in sites else ""
     parts = []
     for size in cfg.chip_size:
         rows = sites.copy()
-        rows.insert(0, "sample_id", rows["site_id"] + f"-{size:g}m")
-        rows.insert(2, "h3", rows["site_id"])
+        rows.insert(0, "sample_id", rows["site_id"] + f"-{size:g}m" + suffix)
+        if "h3" not in rows:
+            rows.insert(2, "h3", rows["site_id"])
         rows.insert(3, "h3_res", np.int64(cfg.res))
         rows["chip_size_m"] = float(size)
         rows["epsg"] = epsg.astype(np.int64)

@@ -117,3 +117,71 @@ def assign_windows(
             "end_datetime": pd.to_datetime(ends.astype("datetime64[s]") + day_end, utc=True),
         }
     )
+
+
+def revisit_offset(step: str, interval: int, index: int) -> pd.DateOffset:
+    """The shift of the ``index``-th revisit window from the first."""
+    return pd.DateOffset(years=interval * index) if step == "years" else pd.DateOffset(months=interval * index)
+
+
+def revisit_bins(
+    bins: list[Bin], start: dt.date, end: dt.date, window_days: int | None, revisits: int, step: str, interval: int
+) -> list[Bin]:
+    """The bins whose series of ``revisits`` windows fits before ``end``, after checking the windows cannot overlap.
+
+    Raises:
+        ConfigError: If the windows would overlap, or no series fits in the period.
+    """
+    if revisits <= 1:
+        return bins
+    step_offset = revisit_offset(step, interval, 1)
+    for b in bins:
+        for north in (True, False):
+            first, last, _ = b.span(north)
+            first, last = max(first, start), min(last, end)
+            length = window_days or (last - first).days + 1
+            step_days = ((pd.Timestamp(first) + step_offset).date() - first).days
+            if length > step_days:
+                raise ConfigError(
+                    f"revisit windows of {length} days would overlap with --revisit-interval {interval} {step}; "
+                    "use a shorter --window-days, finer --time-bins or a longer interval"
+                )
+    last = revisit_offset(step, interval, revisits - 1)
+    fitting = [
+        b for b in bins if all((pd.Timestamp(min(b.span(n)[1], end)) + last).date() <= end for n in (True, False))
+    ]
+    if not fitting:
+        first_end = min(min(b.span(n)[1], end) for b in bins for n in (True, False))
+        needed = (pd.Timestamp(first_end) + last).date()
+        raise ConfigError(
+            f"--revisits {revisits} every {interval} {step.rstrip('s')}(s) runs past --end {end} "
+            f"(the earliest series ends on {needed}); move --end later or ask for fewer revisits"
+        )
+    return fitting
+
+
+def bin_label(day: pd.Timestamp, binning: str) -> str:
+    """The label of the bin a day falls in (``2021``, ``2021-07``, ``2021-DJF`` with December in next year's DJF)."""
+    if binning == "year":
+        return str(day.year)
+    if binning == "month":
+        return f"{day.year}-{day.month:02d}"
+    block = {12: "DJF", 1: "DJF", 2: "DJF", 3: "MAM", 4: "MAM", 5: "MAM", 6: "JJA", 7: "JJA", 8: "JJA"}.get(
+        day.month, "SON"
+    )
+    return f"{day.year + (day.month == 12)}-{block}"
+
+
+def local_season(block: str, north: bool) -> str:
+    """The local season name of a months block (``DJF`` is winter in the north, summer in the south)."""
+    return next(season for season, b in _SEASON_MONTHS[north].items() if b == block)
+
+
+def bin_of(day: pd.Timestamp, binning: str, north: bool) -> Bin:
+    """The bin a day falls in (for seasons, by the hemisphere's local season)."""
+    if binning == "year":
+        return Bin(day.year)
+    if binning == "month":
+        return Bin(day.year, month=day.month)
+    label = bin_label(day, "season")
+    return Bin(int(label[:4]), season=local_season(label[-3:], north))
