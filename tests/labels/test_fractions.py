@@ -46,8 +46,16 @@ def test_label_resolution_bounds() -> None:
 
 def _utm_raster(path, values: np.ndarray, x0: float, y0: float, res: float, epsg: int = 32633, nodata=None):
     profile = dict(
-        driver="GTiff", width=values.shape[1], height=values.shape[0], count=1, dtype=values.dtype.name,
-        crs=f"EPSG:{epsg}", transform=from_origin(x0, y0, res, res), tiled=True, blockxsize=256, blockysize=256,
+        driver="GTiff",
+        width=values.shape[1],
+        height=values.shape[0],
+        count=1,
+        dtype=values.dtype.name,
+        crs=f"EPSG:{epsg}",
+        transform=from_origin(x0, y0, res, res),
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
         nodata=nodata,
     )
     with rasterio.open(path, "w", **profile) as dst:
@@ -93,7 +101,14 @@ def test_warped_grid_matches_point_sampling(tmp_path) -> None:
     values = rng.integers(0, 5, size=(400, 400)).astype(np.uint8)
     path = tmp_path / "lc_4326.tif"
     with rasterio.open(
-        path, "w", driver="GTiff", width=400, height=400, count=1, dtype="uint8", crs="EPSG:4326",
+        path,
+        "w",
+        driver="GTiff",
+        width=400,
+        height=400,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
         transform=from_origin(14.0, 46.0, res_deg, res_deg),
     ) as dst:
         dst.write(values, 1)

@@ -70,8 +70,18 @@ def test_embedded_labels_every_sample_at_three_levels(embedded_labels) -> None:
     plan = gpd.read_parquet(ds / "plan.parquet")
     labels = pd.read_parquet(ds / "labels.parquet")
     assert list(labels["sample_id"]) == list(plan["sample_id"])
-    assert {"l1", "l2", "l3", "l1_dominant", "l2_dominant", "l3_dominant", "fractions", "quadrant_fractions",
-            "label_source", "taxonomy"} <= set(labels.columns)
+    assert {
+        "l1",
+        "l2",
+        "l3",
+        "l1_dominant",
+        "l2_dominant",
+        "l3_dominant",
+        "fractions",
+        "quadrant_fractions",
+        "label_source",
+        "taxonomy",
+    } <= set(labels.columns)
     assert (labels["label_source"] == "modis-igbp@embedded").all()
     assert labels["taxonomy"].iloc[0].startswith("geosample-lulc@")
     for level in ("l1", "l2", "l3"):
@@ -133,8 +143,11 @@ def test_trainingdml_document_validates(embedded_labels) -> None:
         validate(entry, "trainingdml-ai-1.1/ai_eoTrainingData.json")
     assert doc["amountOfTrainingData"] == len(doc["data"]) == len(pd.read_parquet(ds / "labels.parquet"))
     assert doc["classificationScheme"].startswith("https://")
-    assert {task["id"] for task in doc["tasks"]} == {"scene-classification-l1", "scene-classification-l2",
-                                                     "scene-classification-l3"}
+    assert {task["id"] for task in doc["tasks"]} == {
+        "scene-classification-l1",
+        "scene-classification-l2",
+        "scene-classification-l3",
+    }
 
 
 def test_rerun_is_a_no_op_and_other_settings_need_overwrite(embedded_labels, tmp_path) -> None:
@@ -162,8 +175,13 @@ def worldcover_ds(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("wc")
     ds = root / "DS"
-    plan(ds, config=PlanConfig.from_mapping({"samples": 6, "aoi": "bbox:14.3,45.9,14.7,46.2", "seed": 3,
-                                             "strata": "continent", "res": 10}), progress=False)
+    plan(
+        ds,
+        config=PlanConfig.from_mapping(
+            {"samples": 6, "aoi": "bbox:14.3,45.9,14.7,46.2", "seed": 3, "strata": "continent", "res": 10}
+        ),
+        progress=False,
+    )
     samples = gpd.read_parquet(ds / "plan.parquet")
     left, bottom, right, top = samples.to_crs(32633).total_bounds
     x0, y0 = np.floor(left / 10) * 10 - 500, np.ceil(top / 10) * 10 + 500
@@ -173,9 +191,20 @@ def worldcover_ds(tmp_path_factory):
     values = WORLDCOVER[np.repeat(np.repeat(coarse, 40, axis=0), 40, axis=1)[:height, :width]]
     values[:50, :] = 0  # a strip of no data
     raster = root / "worldcover.tif"
-    with rasterio.open(raster, "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(x0, y0, 10, 10), nodata=0, tiled=True,
-                       compress="deflate") as dst:
+    with rasterio.open(
+        raster,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=from_origin(x0, y0, 10, 10),
+        nodata=0,
+        tiled=True,
+        compress="deflate",
+    ) as dst:
         dst.write(values, 1)
     return ds, raster
 
@@ -185,8 +214,14 @@ def _independent_fractions(raster: Path, row, mapping: dict) -> dict[str, float]
     grid = chip_label_grids(pd.DataFrame([row]), 10.0)[0]
     out = np.zeros((grid.size, grid.size), dtype=np.uint8)
     with rasterio.open(raster) as src:
-        reproject(rasterio.band(src, 1), out, dst_transform=grid.transform, dst_crs=f"EPSG:{grid.epsg}",
-                  resampling=Resampling.nearest, dst_nodata=0)
+        reproject(
+            rasterio.band(src, 1),
+            out,
+            dst_transform=grid.transform,
+            dst_crs=f"EPSG:{grid.epsg}",
+            resampling=Resampling.nearest,
+            dst_nodata=0,
+        )
     counts: dict[str, int] = {}
     for value, n in zip(*np.unique(out[out > 0], return_counts=True), strict=True):
         code = str(mapping[int(value)])
@@ -284,17 +319,24 @@ def test_raster_without_crs(planned_ds, tmp_path) -> None:
 
 def test_raster_outside_every_chip(planned_ds, tmp_path) -> None:
     path = tmp_path / "far.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs="EPSG:4326",
-                       transform=from_origin(-120, 10, 0.01, 0.01)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=10,
+        height=10,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=from_origin(-120, 10, 0.01, 0.01),
+    ) as dst:
         dst.write(np.full((10, 10), 10, dtype=np.uint8), 1)
     result = _run("label", planned_ds, "--source", path, "--scheme", "esa-worldcover")
     _assert_clean_failure(planned_ds, result, "no data under any", "covers")
 
 
 def test_vector_without_the_column(planned_ds, tmp_path) -> None:
-    gpd.GeoDataFrame({"kind": ["forest"]}, geometry=[shapely.box(5, 40, 25, 55)], crs=4326).to_file(
-        tmp_path / "v.gpkg"
-    )
+    gpd.GeoDataFrame({"kind": ["forest"]}, geometry=[shapely.box(5, 40, 25, 55)], crs=4326).to_file(tmp_path / "v.gpkg")
     result = _run("label", planned_ds, "--source", f"{tmp_path / 'v.gpkg'}:landuse", "--scheme", "osm")
     _assert_clean_failure(planned_ds, result, "no column 'landuse'", "kind")
 

@@ -39,8 +39,16 @@ def point_plan(tmp_path_factory):
     root = tmp_path_factory.mktemp("events")
     path = root / "events.csv"
     path.write_text(EVENTS_CSV)
-    cfg = PlanConfig.from_mapping({"events": str(path), "samples": 30, "event_radius_m": 10_000,
-                                   "before_days": 60, "after_days": 30, "gap_days": 5})
+    cfg = PlanConfig.from_mapping(
+        {
+            "events": str(path),
+            "samples": 30,
+            "event_radius_m": 10_000,
+            "before_days": 60,
+            "after_days": 30,
+            "gap_days": 5,
+        }
+    )
     with pytest.warns(UserWarning, match="old-flood"):
         samples = plan(root / "DS", config=cfg, progress=False)
     return root, samples
@@ -78,8 +86,12 @@ def test_sites_lie_near_their_event_and_respect_the_spacing_rule(point_plan) -> 
     raw = pd.read_csv(__import__("io").StringIO(EVENTS_CSV)).set_index("event_id")
     sites = samples.drop_duplicates("site_id")
     edge_m = h3.average_hexagon_edge_length(9, unit="m")
-    dist = _haversine_m(sites["lon"], sites["lat"], raw.loc[sites["event_id"], "lon"].to_numpy(),
-                        raw.loc[sites["event_id"], "lat"].to_numpy())
+    dist = _haversine_m(
+        sites["lon"],
+        sites["lat"],
+        raw.loc[sites["event_id"], "lon"].to_numpy(),
+        raw.loc[sites["event_id"], "lat"].to_numpy(),
+    )
     assert (dist <= 10_000 + 2 * edge_m).all()
     parent_res = json.loads((point_plan[0] / "DS" / "report" / "balance.json").read_text())["resolutions"]["parent"]
     parents = [h3.cell_to_parent(c, parent_res) for c in sites["h3"]]
@@ -121,13 +133,16 @@ def test_polygon_events_across_the_antimeridian(tmp_path) -> None:
     viti = shapely.box(177.40, -17.70, 177.60, -17.50)
     gdf = gpd.GeoDataFrame(
         {"event_id": ["am", "viti"], "type": ["wildfire", "flood"], "date": ["2022-03-01", "2022-04-01"]},
-        geometry=[shapely.MultiPolygon([east, west]), viti], crs=4326,
+        geometry=[shapely.MultiPolygon([east, west]), viti],
+        crs=4326,
     )
     path = tmp_path / "events.geojson"
     gdf.to_file(path)
-    samples = plan(tmp_path / "DS", config=PlanConfig.from_mapping({"events": str(path), "samples": 8,
-                                                                     "land_only": False, "aoi": "FJI"}),
-                   progress=False)
+    samples = plan(
+        tmp_path / "DS",
+        config=PlanConfig.from_mapping({"events": str(path), "samples": 8, "land_only": False, "aoi": "FJI"}),
+        progress=False,
+    )
     assert set(samples["event_id"]) == {"am", "viti"}
     for row in samples.drop_duplicates("site_id").itertuples():
         footprint = gdf.set_index("event_id").geometry[row.event_id]
@@ -144,8 +159,10 @@ def test_polygon_events_across_the_antimeridian(tmp_path) -> None:
     ("csv", "words"),
     [
         ("event_id,type,lon,lat\na,flood,7,50\n", ["no date column"]),
-        ("event_id,type,date,lon,lat\na,flood,2021-01-05,7,50\nb,flood,soon,7,50\nc,flood,2021-02-30,7,50\n",
-         ["row 2: 'soon'", "row 3: '2021-02-30'", "YYYY-MM-DD"]),
+        (
+            "event_id,type,date,lon,lat\na,flood,2021-01-05,7,50\nb,flood,soon,7,50\nc,flood,2021-02-30,7,50\n",
+            ["row 2: 'soon'", "row 3: '2021-02-30'", "YYYY-MM-DD"],
+        ),
         ("event_id,date,lon,lat\na,2021-01-05,7,50\n", ["no type column"]),
         ("event_id,type,date,lon,lat\na,flood,2021-06-05,-70,-40\n", ["no event", "AOI"]),
     ],
@@ -164,8 +181,7 @@ def test_bad_event_files(tmp_path, csv: str, words: list[str]) -> None:
 def test_negative_before_days_is_refused(tmp_path) -> None:
     path = tmp_path / "events.csv"
     path.write_text("event_id,type,date,lon,lat\na,flood,2021-06-05,7,50\n")
-    result = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "DS"), "--events", str(path),
-                                      "--before-days", "-3"])
+    result = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "DS"), "--events", str(path), "--before-days", "-3"])
     assert result.exit_code != 0 and "--before-days" in str(result.exception)
     assert not (tmp_path / "DS").exists()
 
@@ -174,9 +190,13 @@ def test_negative_before_days_is_refused(tmp_path) -> None:
 
 
 def test_revisits_are_series_of_shifted_windows(tmp_path) -> None:
-    samples = plan(tmp_path / "DS", config=PlanConfig.from_mapping(
-        {"samples": 12, "aoi": "bbox:5,40,25,55", "revisits": 3, "start": "2018-01-01", "end": "2024-12-31"}),
-        progress=False)
+    samples = plan(
+        tmp_path / "DS",
+        config=PlanConfig.from_mapping(
+            {"samples": 12, "aoi": "bbox:5,40,25,55", "revisits": 3, "start": "2018-01-01", "end": "2024-12-31"}
+        ),
+        progress=False,
+    )
     assert len(samples) == 36
     for _, group in samples.groupby("site_id"):
         group = group.sort_values("revisit_index")
@@ -191,9 +211,21 @@ def test_revisits_are_series_of_shifted_windows(tmp_path) -> None:
 
 
 def test_half_yearly_revisits_with_short_windows(tmp_path) -> None:
-    samples = plan(config=PlanConfig.from_mapping(
-        {"samples": 6, "aoi": "bbox:5,40,25,55", "revisits": 4, "revisit_step": "months", "revisit_interval": 6,
-         "window_days": 30, "start": "2020-01-01", "end": "2023-12-31"}), progress=False)
+    samples = plan(
+        config=PlanConfig.from_mapping(
+            {
+                "samples": 6,
+                "aoi": "bbox:5,40,25,55",
+                "revisits": 4,
+                "revisit_step": "months",
+                "revisit_interval": 6,
+                "window_days": 30,
+                "start": "2020-01-01",
+                "end": "2023-12-31",
+            }
+        ),
+        progress=False,
+    )
     for _, group in samples.groupby("site_id"):
         starts = list(group.sort_values("revisit_index")["start_datetime"])
         for a, b in zip(starts, starts[1:], strict=False):
@@ -212,8 +244,7 @@ def test_half_yearly_revisits_with_short_windows(tmp_path) -> None:
     ],
 )
 def test_bad_revisits(tmp_path, args: list[str], words: list[str]) -> None:
-    result = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "DS"), "-n", "5", "--aoi", "bbox:5,40,25,55",
-                                      *args])
+    result = CliRunner().invoke(cli, ["plan", "-o", str(tmp_path / "DS"), "-n", "5", "--aoi", "bbox:5,40,25,55", *args])
     assert result.exit_code != 0
     for word in words:
         assert word in str(result.exception)
