@@ -256,3 +256,14 @@ def test_plain_plans_are_unchanged_by_the_new_settings(tmp_path) -> None:
     assert "revisit_index" not in samples and "phase" not in samples
     assert all(not s.endswith(("-r0", "-before")) for s in samples["sample_id"])
     assert math.isclose(samples["chip_size_m"].iloc[0], 2560.0)
+
+
+def test_shipped_catalogue_plans_offline(tmp_path) -> None:
+    from pathlib import Path
+
+    catalogue = Path(__file__).parents[2] / "data" / "examples" / "events.csv"
+    samples = plan(tmp_path / "DS", config=PlanConfig.from_mapping(
+        {"events": str(catalogue), "samples": 40, "start": "2018-01-01", "end": "2025-06-30"}), progress=False)
+    raw = pd.read_csv(catalogue)
+    assert set(samples["event_type"]) == set(raw["type"])
+    assert samples.groupby("site_id").size().eq(2).all()
