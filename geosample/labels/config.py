@@ -28,6 +28,8 @@ class LabelConfig:
     """STAC API (or static catalogue) for a ``stac:COLLECTION`` source."""
     asset: str | None = None
     """Asset key of the land-cover COG in the STAC items of a ``stac:`` source; ``None`` picks the only raster."""
+    sign: str | None = None
+    """Sign asset URLs of a ``stac:`` source before reading: ``planetary-computer`` (its assets need it)."""
     workers: int = 4
     """Threads reading the source."""
 
@@ -65,7 +67,7 @@ class LabelConfig:
                 kwargs["workers"] = int(kwargs["workers"])
             except (TypeError, ValueError):
                 raise ConfigError(f"--workers must be an integer, not {kwargs['workers']!r}") from None
-        for name in ("taxonomy", "source", "scheme", "stac", "asset"):
+        for name in ("taxonomy", "source", "scheme", "stac", "asset", "sign"):
             if name in kwargs:
                 kwargs[name] = str(kwargs[name])
         if base_dir is not None:

@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,11 +95,29 @@ def write_stac_labels(
     """A self-contained STAC collection of label items, one per sample."""
     items = folder / "items"
     items.mkdir(parents=True)
-    levels = list(taxonomy.levels)
     collection_id = f"{name}-labels"
-    rows = samples.set_index("sample_id")
-    description = f"Scene labels from {source} mapped to {taxonomy.key}; levels {', '.join(levels)}."
     item_links = []
+    for item, feature in label_items(samples, table, taxonomy, source, collection_id):
+        (items / f"{item['id']}.geojson").write_text(json.dumps(feature), encoding="utf-8")
+        (items / f"{item['id']}.json").write_text(json.dumps(item), encoding="utf-8")
+        item_links.append({"rel": "item", "href": f"./items/{item['id']}.json", "type": "application/json"})
+    collection = label_collection(samples, table, taxonomy, source, collection_id, name)
+    collection["links"] += item_links
+    (folder / "collection.json").write_text(json.dumps(collection, indent=1), encoding="utf-8")
+
+
+def label_items(
+    samples: gpd.GeoDataFrame, table: pd.DataFrame, taxonomy: Taxonomy, source: str, collection_id: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """The STAC label item of every row of ``table``, and the one-feature GeoJSON its ``labels`` asset holds.
+
+    The asset's href is ``./<sample_id>.geojson``, beside the item; the item
+    links its collection at ``../collection.json``.
+    """
+    levels = list(taxonomy.levels)
+    rows = samples.set_index("sample_id")
+    description = _label_description(taxonomy, source)
+    label_classes = [{"name": level, "classes": classes_at(taxonomy, table, level)} for level in levels]
     for record in table.itertuples(index=False):
         sample = rows.loc[record.sample_id]
         geometry = shapely.geometry.mapping(sample.geometry)
@@ -117,7 +136,6 @@ def write_stac_labels(
                 }
             ],
         }
-        (items / f"{record.sample_id}.geojson").write_text(json.dumps(feature), encoding="utf-8")
         overviews = []
         for level in levels:
             rolled: dict[str, float] = {}
@@ -147,7 +165,7 @@ def write_stac_labels(
                 "label:type": "vector",
                 "label:tasks": ["classification"],
                 "label:methods": ["automated"],
-                "label:classes": [{"name": level, "classes": classes_at(taxonomy, table, level)} for level in levels],
+                "label:classes": label_classes,
                 "label:overviews": overviews,
                 **dominants,
             },
@@ -165,15 +183,21 @@ def write_stac_labels(
                 }
             },
         }
-        (items / f"{record.sample_id}.json").write_text(json.dumps(item), encoding="utf-8")
-        item_links.append({"rel": "item", "href": f"./items/{record.sample_id}.json", "type": "application/json"})
-    collection = {
+        yield item, feature
+
+
+def label_collection(
+    samples: gpd.GeoDataFrame, table: pd.DataFrame, taxonomy: Taxonomy, source: str, collection_id: str, name: str
+) -> dict[str, Any]:
+    """The STAC collection of the label items, with class lists and sample counts per level; no item links yet."""
+    levels = list(taxonomy.levels)
+    return {
         "type": "Collection",
         "stac_version": STAC_VERSION,
         "stac_extensions": [LABEL_EXTENSION],
         "id": collection_id,
         "title": f"{name}: scene labels",
-        "description": description,
+        "description": _label_description(taxonomy, source),
         "license": "other",
         "extent": {
             "spatial": {"bbox": [list(samples.total_bounds)]},
@@ -191,10 +215,12 @@ def write_stac_labels(
             {"rel": "root", "href": "./collection.json", "type": "application/json"},
             {"rel": "self", "href": "./collection.json", "type": "application/json"},
             {"rel": "describedby", "href": taxonomy_uri(taxonomy), "title": taxonomy.title},
-            *item_links,
         ],
     }
-    (folder / "collection.json").write_text(json.dumps(collection, indent=1), encoding="utf-8")
+
+
+def _label_description(taxonomy: Taxonomy, source: str) -> str:
+    return f"Scene labels from {source} mapped to {taxonomy.key}; levels {', '.join(taxonomy.levels)}."
 
 
 def classes_at(taxonomy: Taxonomy, table: pd.DataFrame, level: str) -> list[str]:
@@ -232,8 +258,16 @@ def trainingdml_document(
     source: str,
     name: str,
     chips: dict[str, list[str]],
+    *,
+    training_types: Mapping[str, str] | None = None,
+    plan_href: str = "plan.parquet",
 ) -> dict[str, Any]:
-    """An ``AI_EOTrainingDataset`` (TrainingDML-AI JSON 1.0) describing every sample and its scene labels."""
+    """An ``AI_EOTrainingDataset`` (TrainingDML-AI JSON 1.0) describing every sample and its scene labels.
+
+    ``chips`` gives each sample's image references; a sample without chips
+    refers to its row of the plan at ``plan_href``. ``training_types`` gives
+    each sample's ``trainingType`` (``training``, ``validation``, ``test``).
+    """
     levels = list(taxonomy.levels)
     rows = samples.set_index("sample_id")
     used = sorted({code for level in levels for codes in table[level] for code in codes}, key=_code_order(taxonomy))
@@ -246,7 +280,7 @@ def trainingdml_document(
             for code in getattr(record, level):
                 share = sum(v for c, v in fractions.items() if level_code(taxonomy, c, level) == code)
                 labels.append({"type": "AI_SceneLabel", "class": code, "confidence": round(min(share, 1.0), 6)})
-        urls = chips.get(record.sample_id) or [f"plan.parquet#{record.sample_id}"]
+        urls = chips.get(record.sample_id) or [f"{plan_href}#{record.sample_id}"]
         entry: dict[str, Any] = {
             "type": "AI_EOTrainingData",
             "id": record.sample_id,
@@ -257,6 +291,8 @@ def trainingdml_document(
             "numberOfLabels": len(labels),
             "labels": labels,
         }
+        if training_types is not None and record.sample_id in training_types:
+            entry["trainingType"] = training_types[record.sample_id]
         if labels:  # a sample without labelled pixels is not training data
             data.append(entry)
     return {

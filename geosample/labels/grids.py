@@ -31,6 +31,8 @@ class LabelGrid:
     y0: float
     res: float
     size: int
+    index: int = -1
+    """Row of the sample in the plan (sources with per-sample inputs, such as STAC items, use it)."""
 
     @property
     def transform(self) -> Affine:
@@ -75,5 +77,5 @@ def chip_label_grids(samples: pd.DataFrame, source_res_m: float | None) -> list[
     for i in range(n):
         res, pixels = label_resolution(float(sizes[i]), source_res_m)
         half = sizes[i] / 2.0
-        out.append(LabelGrid(int(epsg[i]), float(x[i] - half), float(y[i] + half), res, pixels))
+        out.append(LabelGrid(int(epsg[i]), float(x[i] - half), float(y[i] + half), res, pixels, i))
     return out

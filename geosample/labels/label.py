@@ -156,6 +156,7 @@ def label(
         stac=cfg.stac,
         asset=cfg.asset,
         samples=samples,
+        sign=cfg.sign,
     )
     scheme = source.scheme
     mapping = taxonomy.mapping(scheme)

@@ -24,6 +24,7 @@ from geosample.cli import CONTEXT, load_config_section
 @click.option("--resolution", type=float, help="Label pixel size in metres.  [default: the source's]")
 @click.option("--stac", help="STAC API URL (or catalog.json) for a stac:COLLECTION source.")
 @click.option("--asset", help="Asset key of the land-cover COG in a stac: source's items.")
+@click.option("--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign a stac: source's asset URLs.")
 @click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
 @click.option("--overwrite", is_flag=True, help="Replace labels made with other settings.")

@@ -326,6 +326,7 @@ def open_source(
     stac: str | None = None,
     asset: str | None = None,
     samples: Any = None,
+    sign: str | None = None,
 ) -> LabelSource:
     """The label source named by ``--source``: ``embedded``, a raster path, ``PATH:COLUMN`` or ``stac:COLLECTION``.
 
@@ -346,7 +347,9 @@ def open_source(
     if spec.startswith("stac:"):
         from geosample.labels.stac_source import StacSource
 
-        return StacSource(spec[5:], stac=stac, asset=asset, samples=samples, scheme=_need_scheme(scheme, spec, schemes))
+        return StacSource(
+            spec[5:], stac=stac, asset=asset, samples=samples, scheme=_need_scheme(scheme, spec, schemes), sign=sign
+        )
     path, column = Path(spec), None
     if not path.exists() and ":" in spec:
         head, _, tail = spec.rpartition(":")

@@ -366,3 +366,144 @@ def test_extension_taxonomy_labels_with_base_classes(planned_ds) -> None:
     labels = pd.read_parquet(planned_ds / "labels.parquet")
     assert labels["taxonomy"].iloc[0].startswith("geosample-events@")
     assert labels["l1"].map(len).gt(0).all()
+
+
+# ------------------------------------------------------------------------------ a stac: source
+
+
+def _worldcover_catalog(root: Path, tiles: list[tuple[Path, str]]) -> Path:
+    """A static STAC catalog of WorldCover-like items (asset `map`), one per (COG, year)."""
+    import datetime as dt
+
+    import pystac
+    from pystac.extensions.projection import ProjectionExtension
+
+    catalog = pystac.Catalog("wc", "WorldCover-like land cover")
+    collection = pystac.Collection(
+        "esa-worldcover",
+        "test land cover",
+        pystac.Extent(
+            pystac.SpatialExtent([[-180, -90, 180, 90]]),
+            pystac.TemporalExtent([[dt.datetime(2020, 1, 1, tzinfo=dt.UTC), None]]),
+        ),
+    )
+    catalog.add_child(collection)
+    for path, year in tiles:
+        with rasterio.open(path) as src:
+            bounds = rasterio.warp.transform_bounds(src.crs, 4326, *src.bounds)
+            epsg = src.crs.to_epsg()
+        item = pystac.Item(
+            f"wc-{year}-{path.stem}",
+            shapely.geometry.mapping(shapely.box(*bounds)),
+            list(bounds),
+            None,
+            {},
+            start_datetime=dt.datetime(int(year), 1, 1, tzinfo=dt.UTC),  # one year's map, like ESA WorldCover
+            end_datetime=dt.datetime(int(year), 12, 31, 23, 59, 59, tzinfo=dt.UTC),
+        )
+        ProjectionExtension.ext(item, add_if_missing=True).epsg = epsg
+        item.add_asset("map", pystac.Asset(str(path), media_type=pystac.MediaType.COG, roles=["data"]))
+        item.add_asset(
+            "thumbnail", pystac.Asset(str(path.with_suffix(".png")), media_type="image/png", roles=["thumbnail"])
+        )
+        collection.add_item(item)
+    catalog.normalize_hrefs(str(root / "catalog"))
+    catalog.save(pystac.CatalogType.SELF_CONTAINED)
+    return root / "catalog" / "catalog.json"
+
+
+def test_stac_source_matches_the_local_raster(worldcover_ds, tmp_path) -> None:
+    import shutil
+
+    import rasterio.warp  # noqa: F401
+
+    src_ds, raster = worldcover_ds
+    catalog = _worldcover_catalog(tmp_path, [(raster, "2021")])
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    shutil.copytree(src_ds, local)
+    shutil.copytree(src_ds, remote)
+    assert _run("label", local, "--source", raster, "--scheme", "esa-worldcover", "-q").exit_code == 0
+    result = _run(
+        "label", remote, "--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover", "-q"
+    )
+    assert result.exit_code == 0, result.output
+    a = pd.read_parquet(local / "labels.parquet")
+    b = pd.read_parquet(remote / "labels.parquet")
+    assert (b["label_source"] == "esa-worldcover@stac").all()
+    for fa, fb in zip(a["fractions"], b["fractions"], strict=True):
+        ja, jb = json.loads(fa), json.loads(fb)
+        assert ja.keys() == jb.keys()
+        assert all(abs(ja[k] - jb[k]) < 1e-6 for k in ja)
+
+
+def test_stac_source_labels_each_phase_from_its_own_year(tmp_path) -> None:
+    """Before/after rows of an event read the land cover item of their own year."""
+    from geosample import PlanConfig, plan
+
+    events = tmp_path / "events.csv"
+    events.write_text("event_id,type,date,lon,lat\nfire,wildfire,2021-01-15,14.5,46.05\n")
+    ds = tmp_path / "DS"
+    plan(
+        ds,
+        config=PlanConfig.from_mapping(
+            {"events": str(events), "samples": 2, "before_days": 200, "after_days": 200, "start": "2020-01-01"}
+        ),
+        progress=False,
+    )
+    samples = gpd.read_parquet(ds / "plan.parquet")
+    left, bottom, right, top = samples.to_crs(32633).total_bounds
+    tiles = []
+    for year, value in (("2020", 10), ("2021", 60)):  # tree cover before, bare ground after
+        path = tmp_path / f"wc{year}.tif"
+        x0, y0 = np.floor(left / 10) * 10 - 500, np.ceil(top / 10) * 10 + 500
+        w, h = int((right - x0) / 10) + 100, int((y0 - bottom) / 10) + 100
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=w,
+            height=h,
+            count=1,
+            dtype="uint8",
+            crs="EPSG:32633",
+            transform=from_origin(x0, y0, 10, 10),
+            nodata=0,
+        ) as dst:
+            dst.write(np.full((h, w), value, dtype=np.uint8), 1)
+        tiles.append((path, year))
+    catalog = _worldcover_catalog(tmp_path, tiles)
+    result = _run(
+        "label",
+        ds,
+        "--source",
+        "stac:esa-worldcover",
+        "--stac",
+        catalog,
+        "--scheme",
+        "esa-worldcover",
+        "--asset",
+        "map",
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    labels = pd.read_parquet(ds / "labels.parquet").merge(samples[["sample_id", "phase"]], on="sample_id")
+    mapping = _raw_taxonomy()["mappings"]["esa-worldcover"]
+    for row in labels.itertuples():
+        expected = str(mapping[10 if row.phase == "before" else 60])
+        assert json.loads(row.fractions) == {expected: 1.0}
+
+
+def test_stac_source_with_two_raster_assets_asks_which(worldcover_ds, tmp_path) -> None:
+    import shutil
+
+    src_ds, raster = worldcover_ds
+    catalog = _worldcover_catalog(tmp_path, [(raster, "2021")])
+    text = catalog.parent.joinpath("esa-worldcover").glob("*/*.json")
+    for path in text:  # make the thumbnail look like a second raster asset
+        item = json.loads(path.read_text())
+        item["assets"]["thumbnail"]["type"] = "image/tiff; application=geotiff"
+        path.write_text(json.dumps(item))
+    ds = tmp_path / "DS"
+    shutil.copytree(src_ds, ds)
+    result = _run("label", ds, "--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover")
+    _assert_clean_failure(ds, result, "--asset", "map", "thumbnail")

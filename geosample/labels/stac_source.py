@@ -1,0 +1,139 @@
+"""``--source stac:COLLECTION``: land-cover COGs found through a STAC API, read through the fetch stage's code.
+
+Items are searched per group of nearby samples within each sample's own time
+window (so ``before`` and ``after`` rows, or revisits, can get the land
+cover of their own year, as with ESA WorldCover 2020 and 2021 or Dynamic
+World by date), best first by nearness in time; a sample with no item in its
+window falls back to the item nearest in time. Where several items meet a
+chip, they form a mosaic (first valid pixel wins).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import rasterio
+
+from geosample.errors import SourceError
+from geosample.labels.fractions import count_regions
+from geosample.labels.grids import LabelGrid
+from geosample.labels.sources import Slots, _resolution_m
+
+_FALLBACK_YEARS = 50
+
+
+class StacSource:
+    """Land cover from the items of a STAC collection, one list of asset hrefs per sample."""
+
+    def __init__(
+        self,
+        collection: str,
+        *,
+        stac: str | None,
+        asset: str | None,
+        samples: pd.DataFrame,
+        scheme: str,
+        sign: str | None = None,
+    ) -> None:
+        from geosample.stac.fetch import make_signer
+        from geosample.stac.search import find_items
+
+        if not stac:
+            raise SourceError(f"--source stac:{collection} needs --stac URL, the STAC API to search")
+        self.name = f"{collection}@stac"
+        self.scheme = scheme
+        self.signer = make_signer(sign)
+        found = find_items(stac, collection, samples, sort="time")
+        missing = [sid for sid, items in found.items() if not items]
+        if missing:
+            found.update(find_items(stac, collection, _widened(samples, missing), sort="time"))
+        items = [found[str(sid)] for sid in samples["sample_id"]]
+        if not any(items):
+            raise SourceError(
+                f"no item of collection {collection} in {stac} meets any of the {len(samples)} chips; "
+                "check the collection and the plan's area"
+            )
+        self.asset = _pick_asset(collection, [i for group in items for i in group], asset)
+        self.hrefs = [[item.assets[self.asset].href for item in group if self.asset in item.assets] for group in items]
+        first = next(h for group in self.hrefs for h in group)
+        try:
+            with rasterio.open(self.signer(first) if self.signer else first) as src:
+                self.dtype = np.dtype(src.dtypes[0])
+                self.nodata = src.nodata
+                self.res_m = _resolution_m(src)
+                if src.crs is None:
+                    raise SourceError(f"asset {self.asset!r} of {collection} ({first}) has no CRS")
+        except rasterio.RasterioIOError as exc:
+            raise SourceError(f"cannot open asset {self.asset!r} of {collection} ({first}): {exc}") from None
+        if self.dtype.kind not in "ui" or self.dtype.itemsize > 2:
+            raise SourceError(f"asset {self.asset!r} of {collection} holds {self.dtype}; land cover needs integers")
+        n = 1 << (8 * self.dtype.itemsize)
+        self.offset = n // 2 if self.dtype.kind == "i" else 0
+        self.slots = Slots((*(str(v - self.offset) for v in range(n)), "<nodata>"))
+
+    def reader(self) -> StacReader:  # noqa: D102
+        return StacReader(self)
+
+
+class StacReader:
+    """Reads each chip's hrefs (a mosaic, best first) onto its grid through ``geosample.stac.reader``."""
+
+    def __init__(self, source: StacSource) -> None:
+        from geosample.stac.reader import DatasetCache
+
+        self.source = source
+        self.cache = DatasetCache(source.signer)
+        self.n_slots = len(source.slots.values)
+
+    def counts(self, grid: LabelGrid) -> np.ndarray:  # noqa: D102
+        from rasterio.crs import CRS
+
+        from geosample.stac.grid import ChipGrid
+        from geosample.stac.reader import read_with_nodata
+
+        nodata_slot = self.n_slots - 1
+        hrefs = self.source.hrefs[grid.index]
+        if not hrefs:
+            return count_regions(np.full((grid.size, grid.size), nodata_slot, dtype=np.int32), self.n_slots)
+        chip = ChipGrid(CRS.from_epsg(grid.epsg), grid.transform, grid.size, grid.size)
+        data, fill = read_with_nodata(hrefs, chip, bands=[1], resampling="nearest", cache=self.cache)
+        slots = data.data[0].astype(np.int32) + self.source.offset
+        invalid = data.mask[0] if np.ndim(data.mask) else np.zeros(slots.shape, dtype=bool)
+        nodata = self.source.nodata if fill is None else fill
+        if nodata is not None and math.isfinite(nodata):
+            invalid = invalid | (data.data[0] == nodata)
+        slots[invalid] = nodata_slot
+        return count_regions(slots, self.n_slots)
+
+
+def _widened(samples: pd.DataFrame, sample_ids: list[str]) -> pd.DataFrame:
+    """The samples again with windows of ±50 years about their middle, for 'the item nearest in time'."""
+    rows = samples[samples["sample_id"].astype(str).isin(sample_ids)].copy()
+    middle = rows["start_datetime"] + (rows["end_datetime"] - rows["start_datetime"]) / 2
+    rows["start_datetime"] = middle - pd.DateOffset(years=_FALLBACK_YEARS)
+    rows["end_datetime"] = middle + pd.DateOffset(years=_FALLBACK_YEARS)
+    return rows
+
+
+def _pick_asset(collection: str, items: list[Any], asset: str | None) -> str:
+    keys: dict[str, int] = {}
+    for item in items:
+        for key, value in item.assets.items():
+            media = (value.media_type or "").lower()
+            roles = value.roles or []
+            if "tiff" in media or "data" in roles or key == asset:
+                keys[key] = keys.get(key, 0) + 1
+    if asset is not None:
+        if asset not in keys:
+            names = sorted({k for item in items for k in item.assets})
+            raise SourceError(f"collection {collection} has no asset {asset!r}; its assets are: {', '.join(names)}")
+        return asset
+    if len(keys) != 1:
+        names = ", ".join(sorted(keys)) or "none"
+        raise SourceError(
+            f"collection {collection} has {len(keys)} raster assets ({names}); name the land-cover one with --asset"
+        )
+    return next(iter(keys))
