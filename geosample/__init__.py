@@ -8,6 +8,8 @@ One function per stage, each writing its files into the dataset folder::
     geosample.label("DS")
     geosample.caption("DS")
     geosample.evaluate("DS", ...)
+    geosample.export("DS", format="parquet")
+    geosample.run("config.yaml")           # all of the above from one file
 
 The later stages are imported on first use, so ``import geosample`` stays
 light (no pystac-client, torch or open_clip until they are needed).
@@ -35,13 +37,20 @@ _LAZY = {
     "CaptionConfig": "geosample.captions.config",
     "evaluate": "geosample.retrieval.evaluate",
     "EvaluateConfig": "geosample.retrieval.config",
+    "ExportConfig": "geosample.export",
+    "stats": "geosample.export.stats",
+    "run": "geosample.pipeline.run",
 }
+# Packages that are themselves the stage's callable (geosample.export(ds, format=...)).
+_LAZY_MODULES = {"export": "geosample.export"}
 
-__all__ = ["GeosampleError", "PlanConfig", "__version__", "plan", *_LAZY]
+__all__ = ["GeosampleError", "PlanConfig", "__version__", "plan", *_LAZY, *_LAZY_MODULES]
 
 
 def __getattr__(name: str) -> Any:
     """Import a later stage's public name on first access."""
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
@@ -50,4 +59,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_LAZY_MODULES))

@@ -7,6 +7,7 @@ fetch:   {stac: stac/catalog.json, collection: landsat, preview: true}
 label:   {}               # the embedded MODIS layer
 caption: {backend: template, n: 5}
 evaluate: {...}           # optional
+export:  {format: [parquet, gpkg]}   # optional
 ```
 
 Every stage's settings are checked before anything runs, so a typo fails
@@ -29,7 +30,7 @@ import yaml
 from geosample._dataset import LABELS_FILE, PLAN_FILE, read_config
 from geosample.errors import ConfigError
 
-STAGES = ("plan", "fetch", "label", "caption", "evaluate")
+STAGES = ("plan", "fetch", "label", "caption", "evaluate", "export")
 """The stages, in the order they run."""
 
 
@@ -145,9 +146,14 @@ def _stage_config(stage: str, section: dict[str, Any], base: Path) -> Any:
         from geosample.captions.config import CaptionConfig
 
         return CaptionConfig.from_mapping(section)
-    from geosample.retrieval.config import EvaluateConfig
+    if stage == "evaluate":
+        from geosample.retrieval.config import EvaluateConfig
 
-    return EvaluateConfig.from_mapping(section, base_dir=base)
+        return EvaluateConfig.from_mapping(section, base_dir=base)
+    from geosample.export._export import FORMATS, ExportConfig, parse_formats
+
+    formats = parse_formats(section.pop("format", None), FORMATS)
+    return [ExportConfig.from_mapping({**section, "format": name}) for name in formats]
 
 
 def _same_settings(ds: Path, stage: str, settings: dict[str, Any], ignore: set[str] = frozenset()) -> bool:
@@ -197,10 +203,18 @@ def _run_evaluate(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None)
     return "ran", f"mR {metrics.get('mR', float('nan')):.3f}"
 
 
+def _run_export(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None) -> tuple[str, str]:
+    from geosample.export import export
+
+    results = [export(ds, config=one, overwrite=overwrite, progress=progress) for one in cfg]
+    return "ran", ", ".join(f"{r.format} → {r.path}" for r in results)
+
+
 _RUNNERS = {
     "plan": _run_plan,
     "fetch": _run_fetch,
     "label": _run_label,
     "caption": _run_caption,
     "evaluate": _run_evaluate,
+    "export": _run_export,
 }

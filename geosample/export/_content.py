@@ -1,0 +1,164 @@
+"""What a dataset folder holds: the plan and whichever later stages have run, checked to agree."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from geosample._dataset import CAPTIONS_FILE, CHIPS_FILE, LABELS_FILE, read_config, read_plan, read_table
+from geosample.errors import DatasetError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geosample.labels.taxonomy import Taxonomy
+
+__all__ = ["DatasetContent", "load_content"]
+
+BALANCE_FILE = "report/balance.json"
+_CHIP_COLUMNS = ("sample_id", "status", "collection", "path")
+_CAPTION_COLUMNS = ("sample_id", "caption_index", "caption")
+_LABEL_COLUMNS = ("sample_id", "l1", "l1_dominant")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetContent:
+    """The stages' tables of one dataset folder; a stage that has not run is ``None``."""
+
+    ds: Path
+    plan: gpd.GeoDataFrame
+    """``plan.parquet``, sorted by ``sample_id``."""
+    dimensions: tuple[str, ...]
+    """The plan's stratification dimensions (columns of ``plan``)."""
+    labels: pd.DataFrame | None
+    chips: pd.DataFrame | None
+    """The ``ok`` rows of ``chips.parquet`` (one per sample and collection)."""
+    captions: pd.DataFrame | None
+    """``captions.parquet``, sorted by sample and ``caption_index``."""
+    taxonomy: Taxonomy | None
+    """The taxonomy the labels were made with."""
+    balance: dict[str, Any] | None
+    """``report/balance.json``, the plan's balance report."""
+    config: dict[str, Any]
+    """Every section of ``geosample.yaml``."""
+
+    @functools.cached_property
+    def name(self) -> str:
+        """The dataset's name: its folder's."""
+        return self.ds.resolve().name
+
+    @property
+    def collections(self) -> list[str]:
+        """The STAC collections chips were fetched from."""
+        return [] if self.chips is None else sorted(self.chips["collection"].dropna().unique())
+
+    @functools.cached_property
+    def levels(self) -> list[str]:
+        """The taxonomy levels labelled (``l1``, ``l2``, ...)."""
+        if self.labels is None:
+            return []
+        return sorted((c for c in self.labels.columns if c[:1] == "l" and c[1:].isdigit()), key=lambda c: int(c[1:]))
+
+    @property
+    def parent_res(self) -> int | None:
+        """The H3 resolution of the plan's spacing cells, when the plan recorded one."""
+        for resolutions in ((self.balance or {}).get("resolutions"), self.config.get("plan", {}).get("resolutions")):
+            if isinstance(resolutions, dict) and isinstance(resolutions.get("parent"), int):
+                return int(resolutions["parent"])
+        return None
+
+    def missing(self) -> list[str]:
+        """The stages whose files are absent, each with the command that makes them."""
+        out = []
+        if self.chips is None:
+            out.append(f"chips (run 'geosample fetch {self.ds}')")
+        elif self.chips.empty:
+            out.append(f"chips (none fetched yet; run 'geosample fetch {self.ds} --retry-failed')")
+        if self.labels is None:
+            out.append(f"labels (run 'geosample label {self.ds}')")
+        if self.captions is None:
+            out.append(f"captions (run 'geosample caption {self.ds}')")
+        return out
+
+
+def load_content(ds: str | Path) -> DatasetContent:
+    """Read every stage's table of ``DS`` and check that they describe the plan's samples.
+
+    Raises:
+        DatasetError: There is no plan, a table cannot be read or lacks its
+            columns, names samples the plan does not have, or a chip file is gone.
+    """
+    ds = Path(ds)
+    plan = read_plan(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    config = read_config(ds)
+    known = set(plan["sample_id"])
+    labels = _checked(ds, LABELS_FILE, "geosample label", _LABEL_COLUMNS, known)
+    chips = _checked(ds, CHIPS_FILE, "geosample fetch", _CHIP_COLUMNS, known)
+    if chips is not None:
+        chips = chips[chips["status"] == "ok"].sort_values(["sample_id", "collection"], kind="stable")
+        chips = chips.reset_index(drop=True)
+        gone = [p for p in chips["path"] if not (ds / p).is_file()]
+        if gone:
+            raise DatasetError(
+                f"{len(gone)} chip file(s) listed in {ds / CHIPS_FILE} are missing, e.g. {ds / gone[0]}; "
+                f"run 'geosample fetch {ds}' again to restore them"
+            )
+    captions = _checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known)
+    if captions is not None:
+        captions = captions.sort_values(["sample_id", "caption_index"], kind="stable").reset_index(drop=True)
+    balance_path = ds / BALANCE_FILE
+    balance = json.loads(balance_path.read_text(encoding="utf-8")) if balance_path.is_file() else None
+    return DatasetContent(
+        ds=ds,
+        plan=plan,
+        dimensions=_dimensions(plan, balance, config),
+        labels=labels,
+        chips=chips,
+        captions=captions,
+        taxonomy=_taxonomy(labels, config),
+        balance=balance,
+        config=config,
+    )
+
+
+def _checked(ds: Path, name: str, command: str, columns: tuple[str, ...], known: set[str]) -> pd.DataFrame | None:
+    """A stage's table, refused when it lacks its columns or names samples the plan does not have."""
+    table = read_table(ds, name, hint=f"{command} {ds}")
+    if table is None:
+        return None
+    absent = [c for c in columns if c not in table.columns]
+    if absent:
+        raise DatasetError(f"{ds / name} has no column {', '.join(absent)}; re-run '{command} {ds}'")
+    strangers = set(table["sample_id"]) - known
+    if strangers:
+        raise DatasetError(
+            f"{ds / name} names {len(strangers)} sample(s) that plan.parquet does not have "
+            f"(e.g. {sorted(strangers)[0]}): it was made for another plan; re-run '{command} {ds} --overwrite'"
+        )
+    return table
+
+
+def _dimensions(plan: pd.DataFrame, balance: dict[str, Any] | None, config: dict[str, Any]) -> tuple[str, ...]:
+    """The stratification dimensions: the balance report's, else the plan settings' ``strata``."""
+    if balance and isinstance(balance.get("dimensions"), dict):
+        names = list(balance["dimensions"])
+    else:
+        names = [str(s).split("=", 1)[0] for s in config.get("plan", {}).get("strata") or []]
+    return tuple(n for n in names if n in plan.columns)
+
+
+def _taxonomy(labels: pd.DataFrame | None, config: dict[str, Any]) -> Taxonomy | None:
+    """The labels' taxonomy: the file the label stage used, else the shipped one named in the labels."""
+    if labels is None or labels.empty:
+        return None
+    from geosample.labels.taxonomy import load_taxonomy
+
+    spec = config.get("label", {}).get("taxonomy")
+    if spec and Path(str(spec)).is_file():
+        return load_taxonomy(str(spec))
+    return load_taxonomy(str(labels["taxonomy"].iloc[0]))

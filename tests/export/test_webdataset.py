@@ -1,0 +1,123 @@
+"""``export --format webdataset`` read back with the ``webdataset`` package and checked for content."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import h3
+import pandas as pd
+import pytest
+import webdataset as wds
+from export.builders import invoke, write_chips
+
+from geosample.export.splits import SPLITS
+
+
+def _read(folder: Path) -> dict[str, list[dict]]:
+    index = json.loads((folder / "dataset.json").read_text())
+    out = {}
+    for split in SPLITS:
+        url = index["splits"][split]["url"]
+        out[split] = [] if url is None else list(wds.WebDataset(str(folder / url), shardshuffle=False))
+    return out
+
+
+@pytest.fixture
+def exported(full_ds: Path) -> tuple[Path, Path, dict[str, list[dict]]]:
+    result = invoke("export", full_ds, "--format", "webdataset", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "export webdataset: 24 records" in result.output
+    folder = full_ds / "export" / "webdataset"
+    return full_ds, folder, _read(folder)
+
+
+def test_every_record_round_trips(exported: tuple[Path, Path, dict[str, list[dict]]]) -> None:
+    ds, _, splits = exported
+    chips = pd.read_parquet(ds / "chips.parquet").set_index("sample_id")
+    labels = pd.read_parquet(ds / "labels.parquet").set_index("sample_id")
+    captions = pd.read_parquet(ds / "captions.parquet")
+    plan = gpd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    seen = []
+    for split, samples in splits.items():
+        for sample in samples:
+            meta = json.loads(sample["json"])
+            sid = meta["sample_id"]
+            seen.append(sid)
+            assert meta["split"] == split and sample["__key__"] == meta["key"] == sid
+            assert meta["location"]["lon"] == pytest.approx(plan.loc[sid, "lon"])
+            assert meta["time"]["time_bin"] == plan.loc[sid, "time_bin"]
+            label = labels.loc[sid]
+            for level in ("l1", "l2", "l3"):
+                assert meta["labels"][level] == list(label[level])
+                assert meta["labels"][f"{level}_dominant"] == label[f"{level}_dominant"]
+            assert meta["labels"]["fractions"] == json.loads(label["fractions"])
+            expected = [" ".join(c.split()) for c in captions.loc[captions["sample_id"] == sid, "caption"]]
+            assert sample["txt"].decode("utf-8").splitlines() == expected
+            chip = chips.loc[sid]
+            if chip["status"] == "ok":
+                assert hashlib.sha256(sample["tif"]).hexdigest() == chip["sha256"]
+                assert sample["png"] == (ds / chip["preview"]).read_bytes()
+                assert meta["image"]["width"] == 32 and meta["image"]["bands"] == ["red", "green", "blue"]
+            else:
+                assert "tif" not in sample and meta["image"] is None
+    assert sorted(seen) == sorted(plan.index)
+
+
+def test_splits_are_disjoint_by_parent_cell(exported: tuple[Path, Path, dict[str, list[dict]]]) -> None:
+    _, _, splits = exported
+    cells = {
+        split: {h3.cell_to_parent(json.loads(r["json"])["location"]["h3"], 5) for r in rows}
+        for split, rows in splits.items()
+    }
+    assert not cells["train"] & cells["validate"] and not cells["train"] & cells["test"]
+    assert not cells["validate"] & cells["test"]
+    assert len(splits["train"]) > len(splits["validate"]) and len(splits["train"]) > len(splits["test"])
+
+
+def test_small_shards_and_identical_bytes_on_rerun(full_ds: Path, tmp_path: Path) -> None:
+    out = tmp_path / "wds"
+    assert invoke("export", full_ds, "-f", "webdataset", "-o", out, "--shard-size", "0.02", "-q").exit_code == 0
+    index = json.loads((out / "dataset.json").read_text())
+    train = index["splits"]["train"]
+    assert len(train["shards"]) > 3 and "{000000.." in train["url"]
+    for shard in train["shards"]:
+        assert (out / shard).stat().st_size <= 0.02e6 + 2 * 10240  # one record over, plus the tar's end blocks
+    assert sum(1 for _ in wds.WebDataset(str(out / train["url"]), shardshuffle=False)) == train["records"]
+    before = {p.name: p.read_bytes() for p in out.glob("*.tar")}
+    assert invoke("export", full_ds, "-f", "webdataset", "-o", out, "--shard-size", "0.02", "-q").exit_code == 0
+    assert {p.name: p.read_bytes() for p in out.glob("*.tar")} == before
+
+
+def test_plan_only_dataset_with_dotted_ids_gets_safe_keys(planned_ds: Path) -> None:
+    plan = gpd.read_parquet(planned_ds / "plan.parquet")
+    plan["sample_id"] = plan["sample_id"].str.replace("-2560m", "-2560.5m")
+    plan.to_parquet(planned_ds / "plan.parquet")
+    result = invoke("export", planned_ds, "-f", "webdataset")
+    assert result.exit_code == 0, result.output
+    assert "not in the dataset yet: chips" in result.output and "labels" in result.output
+    records = [r for rows in _read(planned_ds / "export" / "webdataset").values() for r in rows]
+    assert len(records) == len(plan)
+    for record in records:
+        meta = json.loads(record["json"])
+        assert "." not in record["__key__"] and "." in meta["sample_id"]
+        assert set(record) - {"__key__", "__url__", "__local_path__"} == {"json"}
+        assert meta["labels"] is None and meta["image"] is None
+
+
+def test_two_collections_give_one_record_per_chip(planned_ds: Path) -> None:
+    chips = write_chips(planned_ds, ("sentinel-2-l2a", "landsat-c2-l2"), no_item=1)
+    result = invoke("export", planned_ds, "-f", "webdataset")
+    assert result.exit_code == 0, result.output
+    records = [r for rows in _read(planned_ds / "export" / "webdataset").values() for r in rows]
+    ok = chips[chips["status"] == "ok"]
+    assert len(records) == len(ok) + 1  # the sample without any chip is one record
+    keys = {r["__key__"] for r in records}
+    assert len(keys) == len(records)
+    by_key = {r["__key__"]: r for r in records}
+    for row in ok.itertuples():
+        record = by_key[f"{row.sample_id}_{row.collection}"]
+        assert hashlib.sha256(record["tif"]).hexdigest() == row.sha256
+        assert json.loads(record["json"])["image"]["collection"] == row.collection
