@@ -124,3 +124,15 @@ def test_event_pairs_are_pixel_aligned_and_labelled_per_phase(tmp_path) -> None:
         scar = "6" if pair["event_type"].iloc[0] == "wildfire" else "8"  # bare ground, or water
         assert after.get(scar, 0) > before.get(scar, 0) + 0.2
         assert np.isclose(sum(after.values()), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["offline.yaml", "earth-search-s2.yaml", "planetary-computer.yaml"])
+def test_example_configs_validate(name: str) -> None:
+    """The real-world examples cannot run offline, but every section must build its config."""
+    from geosample.pipeline.run import _stage_config, load_run_config
+
+    path = EXAMPLES / name
+    _, sections = load_run_config(path)
+    assert {"plan", "fetch", "label", "caption"} <= set(sections)
+    for stage, section in sections.items():
+        assert _stage_config(stage, dict(section), path.parent) is not None
