@@ -1,0 +1,272 @@
+"""Benchmark ``geosample caption`` (not a timed test): template stage at scale, nearest places, openai client.
+
+Cases, each in its own fresh Python subprocess (peak RSS is the child's own ``ru_maxrss``):
+
+* ``template-N``: ``geosample.captions.caption(DS)`` with the template backend
+  (5 captions per sample) on a dataset of N samples, with phase times:
+  building contexts, captioning, the checks report, writing. The dataset is
+  made once per N under the work folder: N sites near random GeoNames places
+  (jittered by up to 0.3°, so on land and mostly inhabited), each given the
+  label row of one of 200 samples of a real global plan labelled with
+  ``geosample label`` (cycled), no chips.
+* ``nearest-N``: the nearest place of >= 1000 people to the same N points:
+  geosample's batched k-d tree (``Gazetteer.nearest``) beside the baseline, a
+  numpy brute force over every place (unit-vector dot products in chunks, the
+  obvious approach without scipy); the answers are checked to agree.
+* ``openai``: 64 samples against an OpenAI-protocol server on loopback that
+  takes 100 ms per answer: ``--concurrency 1`` (the sequential baseline)
+  beside ``--concurrency 8``, and a re-run served from the cache.
+
+Usage::
+
+    python benchmarks/caption_bench.py                          # template-100000, nearest-100000, openai
+    python benchmarks/caption_bench.py --samples 10000 --json /tmp/caption_bench.json
+    python benchmarks/caption_bench.py --cases openai
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_TAG = "CAPTION_BENCH_RESULT "
+SEED_SAMPLES = 200
+SERVER_DELAY_S = 0.1
+OPENAI_SAMPLES = 64
+
+
+def _peak_rss_mb() -> float:
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
+
+
+def make_dataset(work: Path, n: int) -> Path:
+    """A dataset of ``n`` samples with a plan and labels (see the module docstring); made once."""
+    import geopandas as gpd
+    import numpy as np
+    import pandas as pd
+
+    from geosample import plan
+    from geosample.captions.gazetteer import gazetteer_path
+    from geosample.labels.label import label
+
+    ds = work / f"ds-{n}"
+    if (ds / "labels.parquet").exists():
+        return ds
+    seed_ds = work / "seed"
+    if not (seed_ds / "labels.parquet").exists():
+        plan(seed_ds, samples=SEED_SAMPLES, seed=3, progress=False)
+        label(seed_ds, progress=False)
+    labels = pd.read_parquet(seed_ds / "labels.parquet")
+    places = pd.read_parquet(gazetteer_path())
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(places), n)
+    lon = (places["lon"].to_numpy(float)[pick] + rng.uniform(-0.3, 0.3, n) + 180) % 360 - 180
+    lat = np.clip(places["lat"].to_numpy(float)[pick] + rng.uniform(-0.3, 0.3, n), -89.0, 89.0)
+    ids = [f"bench{i:07d}-2560m" for i in range(n)]
+    zone = (np.floor((lon + 180) / 6) % 60 + 1).astype(int)
+    table = gpd.GeoDataFrame(
+        {
+            "sample_id": ids, "lon": lon, "lat": lat, "chip_size_m": 2560.0,
+            "epsg": np.where(lat >= 0, 32600, 32700) + zone,
+            "start_datetime": pd.Timestamp("2021-01-01", tz="UTC"),
+            "end_datetime": pd.Timestamp("2021-12-31 23:59:59", tz="UTC"),
+        },
+        geometry=gpd.points_from_xy(lon, lat), crs=4326,
+    )  # fmt: skip
+    shutil.rmtree(ds, ignore_errors=True)
+    ds.mkdir(parents=True)
+    table.to_parquet(ds / "plan.parquet")
+    labels.iloc[np.arange(n) % len(labels)].assign(sample_id=ids).to_parquet(ds / "labels.parquet")
+    (ds / "geosample.yaml").write_text((seed_ds / "geosample.yaml").read_text())
+    return ds
+
+
+def _template(work: Path, n: int) -> dict[str, Any]:
+    import warnings
+
+    import pandas as pd
+
+    from geosample._dataset import read_plan
+    from geosample.captions import caption
+    from geosample.captions._sources import ContextBuilder
+    from geosample.captions.caption import _run, _write
+    from geosample.captions.config import CaptionConfig
+    from geosample.captions.context import load_labels_taxonomy
+    from geosample.captions.report import caption_report
+    from geosample.captions.template import TemplateCaptioner
+
+    warnings.simplefilter("ignore")
+    ds = make_dataset(work, n)
+    (ds / "captions.parquet").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    table = caption(ds, progress=False)
+    wall = time.perf_counter() - t0
+    n_captions = len(table)
+    assert n_captions == 5 * n
+    del table
+    # The same work again, phase by phase, for the breakdown.
+    phases = {}
+    t = time.perf_counter()
+    builder = ContextBuilder(ds, read_plan(ds))
+    phases["load_and_locate_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows, _, run = _run(TemplateCaptioner(), builder, CaptionConfig(), False, 0)
+    phases["contexts_and_captions_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    labels = pd.read_parquet(ds / "labels.parquet")
+    report = caption_report(
+        rows, labels=labels, taxonomy=load_labels_taxonomy(ds, ["geosample-lulc@1.0.0"]), run=run, failed=[]
+    )
+    phases["report_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _write(ds, rows, report)
+    phases["write_s"] = time.perf_counter() - t
+    return {
+        "wall_s": wall,
+        "samples": n,
+        "captions": n_captions,
+        "extra": {
+            **{k: round(v, 2) for k, v in phases.items()},
+            "near_duplicate_pairs": report["near_duplicates"]["near_duplicate_pairs"],
+            "flagged_captions": report["hallucination"]["flagged_captions"],
+        },
+    }
+
+
+def _nearest(work: Path, n: int) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
+    from geosample.captions.gazetteer import Gazetteer, unit_vectors
+
+    ds = make_dataset(work, n)
+    points = pd.read_parquet(ds / "plan.parquet", columns=["lon", "lat"])
+    lon, lat = points["lon"].to_numpy(), points["lat"].to_numpy()
+    gazetteer = Gazetteer.default()
+    t0 = time.perf_counter()
+    found = gazetteer.nearest(lon, lat)
+    ours = time.perf_counter() - t0
+    xyz = unit_vectors(gazetteer.places["lon"].to_numpy(float), gazetteer.places["lat"].to_numpy(float))
+    query = unit_vectors(lon, lat)
+    best = np.empty(n, dtype=np.int64)
+    t0 = time.perf_counter()
+    step = max(1, 20_000_000 // len(xyz))
+    for start in range(0, n, step):
+        best[start : start + step] = np.argmax(query[start : start + step] @ xyz.T, axis=1)
+    brute = time.perf_counter() - t0
+    chord = np.linalg.norm(xyz[best] - query, axis=1)
+    brute_km = 2 * 6371.0088 * np.arcsin(np.clip(chord / 2, 0, 1))
+    worst = float(np.max(np.abs(brute_km - found.distance_km)))
+    assert worst < 1e-6, worst
+    return {
+        "wall_s": ours,
+        "samples": n,
+        "extra": {"baseline_brute_force_s": round(brute, 2), "speedup": round(brute / ours, 1),
+                  "max_distance_difference_km": worst, "places": len(xyz)},
+    }  # fmt: skip
+
+
+def _openai(work: Path) -> dict[str, Any]:
+    import warnings
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from captions.openai_server import OpenAIServer  # the loopback server of the tests
+
+    from geosample.captions import caption
+    from geosample.captions.openai import OpenAICaptioner
+
+    warnings.simplefilter("ignore")
+    ds = make_dataset(work, OPENAI_SAMPLES)
+    key = "sk-bench-not-a-real-key"
+    os.environ["BENCH_KEY"] = key
+    server = OpenAIServer(api_key=key, delay=SERVER_DELAY_S)
+    server.start()
+    out: dict[str, Any] = {"samples": OPENAI_SAMPLES, "extra": {"server_delay_s": SERVER_DELAY_S}}
+    try:
+        for concurrency in (1, 8):
+            shutil.rmtree(ds / ".cache", ignore_errors=True)
+            backend = OpenAICaptioner(
+                "bench", server.endpoint, api_key_env="BENCH_KEY", concurrency=concurrency, cache_dir=ds / ".cache"
+            )
+            t0 = time.perf_counter()
+            caption(ds, backend=backend, overwrite=True, progress=False)
+            out["extra"][f"concurrency_{concurrency}_s"] = round(time.perf_counter() - t0, 2)
+        before = len(server.requests)
+        t0 = time.perf_counter()
+        caption(ds, backend=backend, overwrite=True, progress=False)
+        out["extra"]["cached_rerun_s"] = round(time.perf_counter() - t0, 2)
+        out["extra"]["cached_rerun_requests"] = len(server.requests) - before
+    finally:
+        server.stop()
+    out["wall_s"] = out["extra"]["concurrency_8_s"]
+    out["extra"]["speedup"] = round(out["extra"]["concurrency_1_s"] / out["extra"]["concurrency_8_s"], 1)
+    return out
+
+
+def run_case(case: str, work: Path) -> dict[str, Any]:
+    """Run one case in this process."""
+    t0 = time.perf_counter()
+    import geosample.captions  # noqa: F401
+
+    load = time.perf_counter() - t0
+    if case.startswith("template-"):
+        result = _template(work, int(case.split("-")[1]))
+    elif case.startswith("nearest-"):
+        result = _nearest(work, int(case.split("-")[1]))
+    elif case == "openai":
+        result = _openai(work)
+    else:
+        raise SystemExit(f"unknown case {case!r}")
+    result.update(case=case, import_s=round(load, 2), peak_rss_mb=_peak_rss_mb())
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=100_000, help="N of the template and nearest cases")
+    parser.add_argument("--cases", help="comma list (default: template-N,nearest-N,openai)")
+    parser.add_argument("--work", type=Path, help="folder for the generated datasets (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(RESULT_TAG + json.dumps(run_case(args.child, args.work)), flush=True)
+        return
+    cases = args.cases.split(",") if args.cases else [f"template-{args.samples}", f"nearest-{args.samples}", "openai"]
+    work = args.work or Path(tempfile.mkdtemp(prefix="caption-bench-"))
+    results = []
+    for case in cases:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", case, "--work", str(work)],
+            capture_output=True, text=True, check=False, cwd=ROOT,
+        )  # fmt: skip
+        lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_TAG)]
+        if proc.returncode or not lines:
+            print(f"{case}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results.append(json.loads(lines[-1][len(RESULT_TAG) :]))
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"{'case':<18} {'wall s':>8} {'peak RSS MB':>12}  details")
+    for r in results:
+        print(f"{r['case']:<18} {r['wall_s']:>8.2f} {r['peak_rss_mb']:>12.1f}  {json.dumps(r.get('extra', {}))}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""``geosample caption``: ``n`` captions per sample from a pluggable backend, into ``DS/captions.parquet``.
+
+The stage builds one :class:`~geosample.captions.context.SampleContext` per
+sample still to caption, hands them to the backend in batches, checks what
+comes back, and writes the captions table, ``report/captions.json`` and the
+``caption`` section of ``geosample.yaml``, each under a temporary name first.
+It resumes: ``limit`` captions the first N samples of the plan, and a re-run
+skips samples already captioned by the same backend, model, prompt, seed and
+``n`` (``overwrite`` re-captions them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from geosample import __version__
+from geosample._dataset import CAPTIONS_FILE, LABELS_FILE, atomic_path, read_plan, read_table, write_section
+from geosample.captions._sources import ContextBuilder
+from geosample.captions.base import Captioner, CaptionResult, get_captioner, results_of
+from geosample.captions.config import CaptionConfig
+from geosample.captions.context import load_labels_taxonomy
+from geosample.captions.report import caption_report
+from geosample.errors import DataQualityWarning, DatasetError, PluginError
+
+CACHE_DIR = Path(".cache") / "captions"
+"""Response cache of model backends, inside ``DS``."""
+REPORT_FILE = Path("report") / "captions.json"
+SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string()),
+        pa.field("caption_index", pa.int32()),
+        pa.field("caption", pa.string()),
+        pa.field("backend", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("prompt_sha256", pa.string()),
+        pa.field("focus", pa.string()),
+        pa.field("seed", pa.int64()),
+        pa.field("tags", pa.list_(pa.string())),
+        pa.field("usage_prompt_tokens", pa.int64()),
+        pa.field("usage_completion_tokens", pa.int64()),
+        pa.field("cache_hit", pa.bool_()),
+    ]
+)
+"""Columns of ``captions.parquet``: DESIGN.md's six, then focus, seed, tags, token usage and cache hits."""
+_IDENTITY = ["backend", "model", "prompt_sha256", "seed"]
+
+
+def caption(
+    ds: str | Path,
+    config: CaptionConfig | None = None,
+    *,
+    backend: str | Captioner | Callable[..., Any] | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    **settings: Any,
+) -> pd.DataFrame:
+    """Caption the samples of ``DS`` and write ``DS/captions.parquet`` and ``DS/report/captions.json``.
+
+    Args:
+        ds: The dataset folder (it must hold a plan; labels and chips add facts).
+        config: The caption settings; otherwise ``settings`` build one (``n=5, seed=0, limit=100``...).
+        backend: A backend name, dotted path, factory or ready :class:`Captioner`; overrides ``config.backend``.
+        overwrite: Re-caption samples that already have captions (from any backend).
+        progress: Show a progress bar; ``None`` shows one on a terminal.
+        **settings: :class:`CaptionConfig` fields, when ``config`` is not given.
+
+    Returns:
+        The whole captions table (one row per caption); ``.attrs["report"]`` holds the report.
+    """
+    cfg = config if config is not None else CaptionConfig.from_mapping(settings)
+    ds = Path(ds)
+    plan = read_plan(ds)
+    captioner = get_captioner(
+        backend if backend is not None else cfg.backend, **cfg.backend_options(), cache_dir=ds / CACHE_DIR
+    )
+    existing = _read_existing(ds)
+    order = plan["sample_id"].astype(str).tolist()
+    selected = order[: cfg.limit] if cfg.limit is not None else order
+    seed = _seed_of(captioner, cfg.seed)
+    identity = (captioner.name, captioner.model, captioner.prompt_sha256, seed)
+    todo = _todo(ds, existing, selected, identity, cfg.n, overwrite)
+    if not todo:
+        table = _restore(ds, existing, order)
+        table.attrs["report"] = _saved_report(ds)
+        table.attrs["run"] = {"captioned": 0, "skipped": len(selected), "failed": 0}
+        return table
+    wanted = set(todo)
+    builder = ContextBuilder(ds, plan[plan["sample_id"].astype(str).isin(wanted)])
+    new, failed, run = _run(captioner, builder, cfg, progress, seed)
+    if failed and len(failed) == len(builder):
+        raise PluginError(
+            f"caption backend {captioner.name!r} captioned none of the {len(builder)} samples "
+            "(see the warnings above); nothing was written"
+        )
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of {len(builder)} samples could not be captioned (listed in {REPORT_FILE}); "
+            "re-run the same command to retry them",
+            DataQualityWarning,
+            stacklevel=2,
+        )
+    keep = existing[~existing["sample_id"].isin(wanted)] if existing is not None else None
+    table = _ordered(pd.concat([t for t in (keep, new) if t is not None and len(t)], ignore_index=True), order)
+    labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
+    taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
+    report = caption_report(table, labels=labels, taxonomy=taxonomy, run=run, failed=failed)
+    _write(ds, table, report)
+    write_section(
+        ds,
+        "caption",
+        {
+            **cfg.to_dict(),
+            "backend_used": captioner.name,
+            "model_used": captioner.model,
+            "prompt_sha256": captioner.prompt_sha256,
+            "n_samples": int(table["sample_id"].nunique()),
+            "geosample_version": __version__,
+        },
+    )
+    table.attrs["report"] = report
+    table.attrs["run"] = {"captioned": len(builder) - len(failed), "skipped": len(selected) - len(todo),
+                          "failed": len(failed)}  # fmt: skip
+    return table
+
+
+def _seed_of(captioner: Captioner, default: int) -> int:
+    """The seed a backend says it uses (a ready instance may carry its own), else the configured one."""
+    seed = getattr(captioner, "seed", None)
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else default
+
+
+def _read_existing(ds: Path) -> pd.DataFrame | None:
+    path = ds / CAPTIONS_FILE
+    if not path.exists():
+        return None
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
+        raise DatasetError(
+            f"{path} cannot be read ({exc.__class__.__name__}); delete it (or move it away) and re-run "
+            f"'geosample caption {ds}'"
+        ) from None
+    missing = [name for name in ("sample_id", "caption_index", "caption", *_IDENTITY) if name not in table]
+    if missing:
+        raise DatasetError(
+            f"{ds / CAPTIONS_FILE} lacks columns {', '.join(missing)}; move it away or re-run with --overwrite"
+        )
+    for name in SCHEMA.names:
+        if name not in table:
+            table[name] = None
+    return table[SCHEMA.names]
+
+
+def _todo(
+    ds: Path, existing: pd.DataFrame | None, selected: list[str], identity: tuple, n: int, overwrite: bool
+) -> list[str]:
+    """Selected samples still to caption; refuses to replace other settings' captions without ``overwrite``."""
+    if existing is None or overwrite:
+        return list(selected)
+    chosen = existing[existing["sample_id"].isin(set(selected))]
+    if chosen.empty:
+        return list(selected)
+    per_sample = chosen.groupby("sample_id", sort=False).agg(
+        backend=("backend", "first"),
+        model=("model", "first"),
+        prompt_sha256=("prompt_sha256", "first"),
+        seed=("seed", "first"),
+        count=("caption", "size"),
+        kinds=("prompt_sha256", "nunique"),
+    )
+    same = (
+        (per_sample["backend"] == identity[0])
+        & (per_sample["model"] == identity[1])
+        & (per_sample["prompt_sha256"] == identity[2])
+        & (pd.to_numeric(per_sample["seed"], errors="coerce") == identity[3])
+        & (per_sample["count"] == n)
+        & (per_sample["kinds"] == 1)
+    )
+    other = per_sample[~same]
+    if len(other):
+        first = other.iloc[0]
+        raise DatasetError(
+            f"{len(other)} of the samples to caption already have captions made with other settings in "
+            f"{ds / CAPTIONS_FILE} (e.g. {other.index[0]}: backend {first['backend']}, model {first['model']}, "
+            f"{first['count']} captions); use --overwrite to replace them"
+        )
+    done = set(per_sample.index[same])
+    return [s for s in selected if s not in done]
+
+
+def _run(
+    captioner: Captioner, builder: ContextBuilder, cfg: CaptionConfig, progress: bool | None, seed: int
+) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """Caption every sample of ``builder`` in batches; the new rows, the samples that failed, and run totals."""
+    from tqdm.auto import tqdm
+
+    show = sys.stderr.isatty() if progress is None else progress
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    failed: list[str] = []
+    run = {"samples": len(builder), "requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    started = time.perf_counter()
+    with tqdm(total=len(builder), unit="sample", desc="caption", disable=not show, leave=False) as bar:
+        for start in range(0, len(builder), cfg.batch_size):
+            batch = builder.batch(start, start + cfg.batch_size)
+            for context, result in zip(batch, results_of(captioner, batch, cfg.n), strict=True):
+                captions = _checked(captioner, context.sample_id, result, cfg.n)
+                if captions is None:
+                    failed.append(context.sample_id)
+                    continue
+                _count(run, result)
+                _extend(columns, captioner, context.sample_id, captions, result, seed)
+            bar.update(len(batch))
+    run["seconds"] = round(time.perf_counter() - started, 3)
+    return pd.DataFrame(columns), failed, run
+
+
+def _checked(captioner: Captioner, sample_id: str, result: CaptionResult, n: int) -> list[str] | None:
+    if not result.captions:
+        return None
+    captions = [c.strip() if isinstance(c, str) else c for c in result.captions]
+    if len(captions) != n or not all(isinstance(c, str) and c for c in captions):
+        raise PluginError(
+            f"caption backend {captioner.name!r} answered sample {sample_id} with {len(captions)} captions "
+            f"(empty or not text: {sum(1 for c in captions if not (isinstance(c, str) and c))}); expected {n} "
+            "non-empty strings"
+        )
+    return captions
+
+
+def _count(run: dict[str, Any], result: CaptionResult) -> None:
+    if result.cache_hit:
+        run["cache_hits"] += 1
+        return
+    if result.prompt_tokens is not None or result.completion_tokens is not None or result.cache_hit is False:
+        run["requests"] += 1
+        run["prompt_tokens"] += int(result.prompt_tokens or 0)
+        run["completion_tokens"] += int(result.completion_tokens or 0)
+
+
+def _extend(
+    columns: dict[str, list[Any]],
+    captioner: Captioner,
+    sample_id: str,
+    captions: list[str],
+    result: CaptionResult,
+    seed: int,
+) -> None:
+    """Append one sample's rows to the column lists."""
+    k = len(captions)
+    focus = result.focus if result.focus is not None and len(result.focus) == k else [None] * k
+    columns["sample_id"] += [sample_id] * k
+    columns["caption_index"] += range(k)
+    columns["caption"] += captions
+    columns["backend"] += [captioner.name] * k
+    columns["model"] += [captioner.model] * k
+    columns["prompt_sha256"] += [captioner.prompt_sha256] * k
+    columns["focus"] += focus
+    columns["seed"] += [seed] * k
+    columns["tags"] += [list(result.tags) if result.tags else None] * k
+    columns["usage_prompt_tokens"] += [result.prompt_tokens] * k
+    columns["usage_completion_tokens"] += [result.completion_tokens] * k
+    columns["cache_hit"] += [result.cache_hit] * k
+
+
+def _ordered(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Rows in plan order, then caption index; rows of samples no longer in the plan are dropped."""
+    rank = pd.Series(np.arange(len(order)), index=order)
+    position = table["sample_id"].map(rank)
+    stale = int(position.isna().sum())
+    if stale:
+        warnings.warn(
+            f"dropped {stale} captions of samples that are no longer in the plan", DataQualityWarning, stacklevel=3
+        )
+    table = table[position.notna()].assign(_rank=position[position.notna()])
+    table = table.sort_values(["_rank", "caption_index"], kind="stable").drop(columns="_rank")
+    return table.reset_index(drop=True)
+
+
+def _restore(ds: Path, existing: pd.DataFrame | None, order: list[str]) -> pd.DataFrame:
+    if existing is None:
+        return pd.DataFrame(columns=SCHEMA.names)
+    return _ordered(existing, order)
+
+
+def _saved_report(ds: Path) -> dict[str, Any]:
+    path = ds / REPORT_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(ds: Path, table: pd.DataFrame, report: dict[str, Any]) -> None:
+    arrow = pa.Table.from_pandas(table[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+    text = json.dumps(report, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    with atomic_path(ds / CAPTIONS_FILE) as tmp:
+        pq.write_table(arrow, tmp, compression="zstd")
+    with atomic_path(ds / REPORT_FILE) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

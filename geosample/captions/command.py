@@ -1,0 +1,90 @@
+"""``geosample caption``: the click wrapper over :func:`geosample.captions.caption.caption`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from geosample.cli import CONTEXT, load_config_section
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("ds", type=click.Path(path_type=Path))
+@click.option("--backend", help="template | openai | an installed plugin | package.module:Class  [default: template]")
+@click.option("-n", "n", type=int, help="Captions per sample.  [default: 5]")
+@click.option("--seed", type=int, help="Seed of the wording choices (sent to model APIs too).  [default: 0]")
+@click.option("--limit", type=int, help="Caption only the first N samples of the plan (re-run to continue).")
+@click.option("--batch-size", type=int, help="Samples per backend call.  [default: 64]")
+@click.option("--endpoint", help="Base URL of an OpenAI-compatible API (openai).  [default: https://api.openai.com/v1]")
+@click.option("--model", help="Model name for the API (openai), e.g. gpt-4o-mini.")
+@click.option("--api-key-env", help="Environment variable holding the API key (openai).  [default: OPENAI_API_KEY]")
+@click.option("--concurrency", type=int, help="Requests in flight at once (openai).  [default: 4]")
+@click.option("--rpm", type=int, help="At most N requests per minute (openai).  [default: no cap]")
+@click.option("--timeout", type=float, help="Seconds to wait for one response (openai).  [default: 120]")
+@click.option("--max-retries", type=int, help="Retries per request on 429, 5xx, timeouts, bad JSON.  [default: 6]")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@click.option("--overwrite", is_flag=True, help="Re-caption samples that already have captions.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@click.pass_context
+def caption(
+    ctx: click.Context,
+    ds: Path,
+    config_path: Path | None,
+    overwrite: bool,
+    progress: bool | None,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Write N captions per sample of DS with a caption backend, into DS/captions.parquet."""
+    from geosample.captions.caption import caption as run_caption
+    from geosample.captions.config import CaptionConfig
+
+    settings: dict[str, Any] = {}
+    if config_path is not None:
+        settings = load_config_section(config_path, "caption")
+        settings.pop("out", None)
+    for name, value in flags.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = value
+    cfg = CaptionConfig.from_mapping(settings)
+    started = time.perf_counter()
+    table = run_caption(ds, cfg, overwrite=overwrite, progress=progress)
+    if not quiet:
+        click.echo(caption_summary(table, ds, time.perf_counter() - started))
+
+
+def caption_summary(table: Any, ds: Path, seconds: float) -> str:
+    """What the run did and what the checks found, in a few lines."""
+    run = table.attrs.get("run", {})
+    report = table.attrs.get("report", {})
+    if not run.get("captioned") and not run.get("failed"):
+        return f"nothing to do: the {run.get('skipped', 0)} selected samples of {ds} already have these captions"
+    lines = [
+        f"captioned {run['captioned']} samples ({run['skipped']} already done, {run['failed']} failed); "
+        f"{ds}/captions.parquet holds {report.get('n_captions', len(table))} captions of "
+        f"{report.get('n_samples', 0)} samples"
+    ]
+    dup = report.get("near_duplicates", {})
+    lines.append(
+        f"near-duplicate caption pairs: {dup.get('near_duplicate_pairs', 0)} of {dup.get('pairs', 0)} "
+        f"(Jaccard ≥ {dup.get('threshold', 0)})"
+    )
+    hall = report.get("hallucination", {})
+    if hall.get("checked"):
+        lines.append(
+            f"captions naming a class absent from the labels: {hall['flagged_captions']} of "
+            f"{hall['captions_checked']} ({hall['flagged_samples']} samples)"
+        )
+    this_run = report.get("usage", {}).get("this_run", {})
+    if this_run.get("requests") or this_run.get("cache_hits"):
+        lines.append(
+            f"requests: {this_run['requests']}, cache hits: {this_run['cache_hits']}, tokens: "
+            f"{this_run['prompt_tokens']} prompt + {this_run['completion_tokens']} completion"
+        )
+    lines.append(f"wrote {ds}/captions.parquet, report/captions.json in {seconds:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,263 @@
+"""The embedded offline gazetteer: the nearest named place to each sample, with distance and direction.
+
+Places are GeoNames cities of at least 1000 people (see
+``geosample/data/gazetteer/PROVENANCE.md``). Nearest-place search is exact
+and vectorised (:class:`NearestIndex`, a k-d tree over unit vectors queried
+a batch at a time), since scipy is not a dependency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+EARTH_RADIUS_KM = 6371.0088
+"""Mean Earth radius (IUGG)."""
+COMPASS = ("north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west")
+"""Eight compass directions, clockwise from north."""
+ATTRIBUTION = "Place names and locations: GeoNames (https://www.geonames.org/), CC BY 4.0."
+_QUERY_CHUNK = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """A named place and where a sample lies from it."""
+
+    name: str
+    admin1: str | None
+    """First-level administrative division (state, province, region) of the place."""
+    country: str | None
+    """GeoNames country name of the place."""
+    country_code: str | None
+    """ISO 3166-1 alpha-2 code of the place's country."""
+    country_iso3: str | None
+    """ISO 3166-1 alpha-3 code of the place's country."""
+    population: int
+    distance_km: float
+    """Great-circle distance from the place to the sample."""
+    bearing_deg: float
+    """Initial bearing from the place to the sample, degrees clockwise from north."""
+
+    @property
+    def direction(self) -> str:
+        """Compass direction (of eight) in which the sample lies from the place."""
+        return compass(self.bearing_deg)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready values."""
+        return {
+            "name": self.name,
+            "admin1": self.admin1,
+            "country": self.country,
+            "population": self.population,
+            "distance_km": round(self.distance_km, 1),
+            "direction_from_place": self.direction,
+        }
+
+
+def compass(bearing_deg: float) -> str:
+    """The nearest of the eight compass directions to a bearing."""
+    return COMPASS[int(np.floor(((bearing_deg % 360.0) + 22.5) / 45.0)) % 8]
+
+
+def unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of points given in degrees."""
+    lam = np.radians(np.asarray(lon, dtype=np.float64))
+    phi = np.radians(np.asarray(lat, dtype=np.float64))
+    cos_phi = np.cos(phi)
+    return np.column_stack([cos_phi * np.cos(lam), cos_phi * np.sin(lam), np.sin(phi)])
+
+
+def bearing(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray) -> np.ndarray:
+    """Initial great-circle bearing from points 1 to points 2, degrees clockwise from north in [0, 360)."""
+    phi1, phi2 = np.radians(lat1), np.radians(lat2)
+    dlam = np.radians(np.asarray(lon2) - np.asarray(lon1))
+    y = np.sin(dlam) * np.cos(phi2)
+    x = np.cos(phi1) * np.sin(phi2) - np.sin(phi1) * np.cos(phi2) * np.cos(dlam)
+    return np.degrees(np.arctan2(y, x)) % 360.0
+
+
+def _chord_to_km(chord: np.ndarray) -> np.ndarray:
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2.0, 0.0, 1.0))
+
+
+class NearestIndex:
+    """Exact nearest-neighbour search among fixed points on the sphere.
+
+    A balanced k-d tree over the points' unit vectors (the chord orders
+    points as the great-circle distance does), queried for a whole batch at
+    once: each query first takes the best point in the leaf it falls in as
+    an upper bound, then every tree level keeps only the (query, node) pairs
+    whose bounding box may hold something nearer, and the surviving leaves
+    are scanned. Every step is a numpy operation over all pairs.
+    """
+
+    def __init__(self, lon: np.ndarray, lat: np.ndarray, *, leaf_size: int = 16) -> None:
+        self.lon = np.asarray(lon, dtype=np.float64).ravel()
+        self.lat = np.asarray(lat, dtype=np.float64).ravel()
+        self.xyz = unit_vectors(self.lon, self.lat)
+        n = self.lon.size
+        self.depth = int(np.ceil(np.log2(n / leaf_size))) if n > leaf_size else 0
+        n_leaves = 1 << self.depth
+        bounds = (np.arange(n_leaves + 1, dtype=np.int64) * n) // n_leaves
+        perm = np.arange(n)
+        n_nodes = 2 * n_leaves - 1
+        self._split_dim = np.zeros(n_nodes, dtype=np.int64)
+        self._split_val = np.zeros(n_nodes)
+        self._lo = np.zeros((n_nodes, 3))
+        self._hi = np.zeros((n_nodes, 3))
+        for level in range(self.depth + 1):
+            span = 1 << (self.depth - level)
+            starts = bounds[:n_leaves:span]
+            first = (1 << level) - 1
+            if n:
+                pts = self.xyz[perm]
+                self._lo[first : first + (1 << level)] = np.minimum.reduceat(pts, starts, axis=0)
+                self._hi[first : first + (1 << level)] = np.maximum.reduceat(pts, starts, axis=0)
+            if level == self.depth:
+                break
+            for k in range(1 << level):
+                a, mid, b = bounds[k * span], bounds[k * span + span // 2], bounds[(k + 1) * span]
+                node = first + k
+                dim = int(np.argmax(self._hi[node] - self._lo[node]))
+                seg = perm[a:b]
+                if mid > a:
+                    seg = seg[np.argpartition(self.xyz[seg, dim], mid - a)] if mid < b else seg
+                    perm[a:b] = seg
+                self._split_dim[node] = dim
+                self._split_val[node] = self.xyz[perm[mid], dim] if mid < b else np.inf
+        self._leaf_first = n_leaves - 1
+        width = int(np.max(np.diff(bounds))) if n else 0
+        slots = bounds[:-1, None] + np.arange(width)[None, :]
+        self._leaf_points = np.where(slots < bounds[1:, None], perm[np.minimum(slots, max(n - 1, 0))], -1)
+
+    def __len__(self) -> int:
+        return self.lon.size
+
+    def query(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Position of the nearest point and its great-circle distance (km), for each query point."""
+        lon = np.asarray(lon, dtype=np.float64).ravel()
+        lat = np.asarray(lat, dtype=np.float64).ravel()
+        index = np.full(lon.size, -1, dtype=np.int64)
+        dist2 = np.full(lon.size, np.inf)
+        if len(self) and lon.size:
+            xyz = unit_vectors(lon, lat)
+            for start in range(0, lon.size, _QUERY_CHUNK):
+                part = slice(start, start + _QUERY_CHUNK)
+                index[part], dist2[part] = self._query(xyz[part])
+        return index, np.where(index >= 0, _chord_to_km(np.sqrt(dist2)), np.nan)
+
+    def _query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = q.shape[0]
+        rows = np.arange(m)
+        node = np.zeros(m, dtype=np.int64)
+        for _ in range(self.depth):
+            node = 2 * node + 1 + (q[rows, self._split_dim[node]] >= self._split_val[node])
+        index, dist2 = self._scan(q, rows, node - self._leaf_first, m)
+        pair_q, pair_node = rows, np.zeros(m, dtype=np.int64)
+        for _ in range(self.depth):
+            pair_q = np.repeat(pair_q, 2)
+            pair_node = 2 * np.repeat(pair_node, 2) + 1 + np.tile([0, 1], pair_node.size)
+            gap = np.maximum(self._lo[pair_node] - q[pair_q], 0.0) + np.maximum(q[pair_q] - self._hi[pair_node], 0.0)
+            keep = np.einsum("ij,ij->i", gap, gap) <= dist2[pair_q]
+            pair_q, pair_node = pair_q[keep], pair_node[keep]
+        more, more_dist2 = self._scan(q, pair_q, pair_node - self._leaf_first, m)
+        better = (more_dist2 < dist2) | ((more_dist2 == dist2) & (more >= 0) & (more < index))
+        return np.where(better, more, index), np.where(better, more_dist2, dist2)
+
+    def _scan(self, q: np.ndarray, pair_q: np.ndarray, leaf: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The nearest point of each query among the points of its paired leaves."""
+        index = np.full(m, -1, dtype=np.int64)
+        dist2 = np.full(m, np.inf)
+        if pair_q.size == 0:
+            return index, dist2
+        points = self._leaf_points[leaf]
+        diff = self.xyz[np.maximum(points, 0)] - q[pair_q, None, :]
+        d2 = np.where(points >= 0, np.einsum("ijk,ijk->ij", diff, diff), np.inf)
+        best = np.argmin(d2, axis=1)
+        cand = points[np.arange(points.shape[0]), best]
+        cand_d2 = d2[np.arange(points.shape[0]), best]
+        # Per query: smallest distance, ties to the lowest point position.
+        order = np.lexsort((cand, cand_d2, pair_q))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = pair_q[order][1:] != pair_q[order][:-1]
+        winners = order[first]
+        index[pair_q[winners]] = cand[winners]
+        dist2[pair_q[winners]] = cand_d2[winners]
+        return index, dist2
+
+
+@dataclasses.dataclass(frozen=True)
+class Nearest:
+    """The nearest places to a batch of points, as columns."""
+
+    index: np.ndarray
+    """Row of the place in :attr:`Gazetteer.places` (-1 if there is none)."""
+    distance_km: np.ndarray
+    bearing_deg: np.ndarray
+    """From the place to the point."""
+
+
+class Gazetteer:
+    """Named places with coordinates and population; nearest-place lookups per population threshold."""
+
+    def __init__(self, places: pd.DataFrame) -> None:
+        self.places = places.reset_index(drop=True)
+        self._lon = self.places["lon"].to_numpy(dtype=np.float64)
+        self._lat = self.places["lat"].to_numpy(dtype=np.float64)
+        self._population = self.places["population"].to_numpy(dtype=np.int64)
+        self._text = {
+            name: self.places[name].astype(object).where(self.places[name].notna(), None).to_numpy()
+            for name in ("name", "admin1", "country", "country_code", "country_iso3")
+        }
+        self._indexes: dict[int, tuple[np.ndarray, NearestIndex]] = {}
+
+    @classmethod
+    @functools.cache
+    def default(cls) -> Gazetteer:
+        """The embedded GeoNames gazetteer (loaded once)."""
+        return cls(pd.read_parquet(gazetteer_path()))
+
+    def _index(self, min_population: int) -> tuple[np.ndarray, NearestIndex]:
+        if min_population not in self._indexes:
+            rows = np.flatnonzero(self._population >= min_population)
+            self._indexes[min_population] = (rows, NearestIndex(self._lon[rows], self._lat[rows]))
+        return self._indexes[min_population]
+
+    def nearest(self, lon: np.ndarray, lat: np.ndarray, *, min_population: int = 0) -> Nearest:
+        """The nearest place of at least ``min_population`` people to each point."""
+        rows, index = self._index(min_population)
+        lon = np.asarray(lon, dtype=np.float64).ravel()
+        lat = np.asarray(lat, dtype=np.float64).ravel()
+        found, distance = index.query(lon, lat)
+        hit = found >= 0
+        row = np.where(hit, rows[np.where(hit, found, 0)] if rows.size else -1, -1)
+        heading = np.full(lon.size, np.nan)
+        heading[hit] = bearing(self._lon[row[hit]], self._lat[row[hit]], lon[hit], lat[hit])
+        return Nearest(row, np.where(hit, distance, np.nan), heading)
+
+    def place(self, row: int, distance_km: float, bearing_deg: float) -> Place | None:
+        """The :class:`Place` at ``row`` (None for -1)."""
+        if row < 0:
+            return None
+        text = {name: values[row] for name, values in self._text.items()}
+        return Place(
+            name=str(text["name"]),
+            admin1=text["admin1"],
+            country=text["country"],
+            country_code=text["country_code"],
+            country_iso3=text["country_iso3"],
+            population=int(self._population[row]),
+            distance_km=float(distance_km),
+            bearing_deg=float(bearing_deg),
+        )
+
+
+def gazetteer_path() -> Path:
+    """Filesystem path of the embedded gazetteer (works from a wheel install)."""
+    return Path(str(resources.files("geosample") / "data" / "gazetteer" / "places.parquet"))

@@ -1,0 +1,205 @@
+"""Caption checks for ``DS/report/captions.json``: lengths, near-duplicates and hallucinated classes."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from geosample import __version__
+from geosample.captions._lexicon import Lexicon
+from geosample.captions.gazetteer import ATTRIBUTION
+
+if TYPE_CHECKING:
+    from geosample.labels.taxonomy import Taxonomy
+
+NEAR_DUPLICATE_JACCARD = 0.7
+"""Two captions of one sample are near-duplicates when their word sets overlap at least this much."""
+MAX_LISTED = 1000
+"""Most sample ids listed per check (the counts are always complete)."""
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def length_stats(values: Iterable[int]) -> dict[str, float]:
+    """Mean, standard deviation, min, median, 95th percentile and max."""
+    array = np.asarray(list(values), dtype=np.float64)
+    if array.size == 0:
+        return {"mean": 0.0, "std": 0.0, "min": 0.0, "p50": 0.0, "p95": 0.0, "max": 0.0}
+    return {
+        "mean": round(float(array.mean()), 2),
+        "std": round(float(array.std()), 2),
+        "min": float(array.min()),
+        "p50": float(np.percentile(array, 50)),
+        "p95": round(float(np.percentile(array, 95)), 2),
+        "max": float(array.max()),
+    }
+
+
+def jaccard(a: str, b: str) -> float:
+    """Token-set Jaccard similarity of two texts (lower-cased word tokens)."""
+    ta, tb = set(_TOKEN.findall(a.lower())), set(_TOKEN.findall(b.lower()))
+    if not ta and not tb:
+        return 1.0
+    return len(ta & tb) / len(ta | tb)
+
+
+def _groups(table: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
+    """Row positions of each sample's captions, samples in order of first appearance."""
+    codes, uniques = pd.factorize(table["sample_id"], sort=False)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for rows in np.split(order, bounds) if len(order) else []:
+        yield str(uniques[codes[rows[0]]]), rows
+
+
+def near_duplicates(table: pd.DataFrame, threshold: float = NEAR_DUPLICATE_JACCARD) -> dict[str, Any]:
+    """Near-duplicate caption pairs within each sample."""
+    pairs = near = 0
+    flagged: list[str] = []
+    total = 0.0
+    captions = table["caption"].to_numpy()
+    for sample_id, rows in _groups(table):
+        tokens = [set(_TOKEN.findall(captions[r].lower())) for r in rows]
+        hit = False
+        for ta, tb in itertools.combinations(tokens, 2):
+            union = ta | tb
+            value = len(ta & tb) / len(union) if union else 1.0
+            total += value
+            pairs += 1
+            if value >= threshold:
+                near += 1
+                hit = True
+        if hit:
+            flagged.append(sample_id)
+    n_samples = int(table["sample_id"].nunique())
+    return {
+        "method": "token-set Jaccard similarity of lower-cased word tokens, every pair of a sample's captions",
+        "threshold": threshold,
+        "pairs": pairs,
+        "near_duplicate_pairs": near,
+        "pair_rate": round(near / pairs, 6) if pairs else 0.0,
+        "mean_similarity": round(total / pairs, 4) if pairs else 0.0,
+        "samples_with_near_duplicates": len(flagged),
+        "sample_rate": round(len(flagged) / n_samples, 6) if n_samples else 0.0,
+        "sample_ids": flagged[:MAX_LISTED],
+    }
+
+
+def hallucinations(table: pd.DataFrame, labels: pd.DataFrame | None, taxonomy: Taxonomy | None) -> dict[str, Any]:
+    """Captions that name a land-cover class the sample's labels do not support."""
+    method = (
+        "a caption is flagged when it names a class (by its taxonomy name, a part of it or a common synonym; "
+        "capitalised words inside a sentence or after a semicolon are taken for place names) that is neither a "
+        "label of the sample at any level nor an ancestor of one, nor a finer class under a label the source could "
+        "not resolve further"
+    )
+    if labels is None or taxonomy is None:
+        return {"method": method, "checked": False, "reason": "the dataset has no labels.parquet"}
+    lexicon = Lexicon(taxonomy)
+    depth_columns = [f"l{d}" for d in range(1, len(taxonomy.levels) + 1) if f"l{d}" in labels]
+    by_sample = {
+        rec[0]: [list(v) if v is not None else [] for v in rec[1:]]
+        for rec in labels[["sample_id", *depth_columns]].itertuples(index=False)
+    }
+    captions = table["caption"].to_numpy()
+    indexes = table["caption_index"].to_numpy()
+    focus = table["focus"].to_numpy() if "focus" in table else np.full(len(table), None, dtype=object)
+    flagged_ids: list[str] = []
+    examples: list[dict[str, Any]] = []
+    flagged_captions = checked = 0
+    terms_count: dict[str, int] = {}
+    for sample_id, rows in _groups(table):
+        levels = by_sample.get(sample_id)
+        if levels is None:
+            continue
+        support = lexicon.support(levels)
+        hit = False
+        for r in rows:
+            checked += 1
+            bad = lexicon.unsupported(captions[r], support)
+            if not bad:
+                continue
+            hit = True
+            flagged_captions += 1
+            for term in bad:
+                terms_count[term] = terms_count.get(term, 0) + 1
+            if len(examples) < 50:
+                examples.append(
+                    {"sample_id": sample_id, "caption_index": int(indexes[r]), "focus": focus[r], "terms": bad,
+                     "caption": captions[r]}
+                )  # fmt: skip
+        if hit:
+            flagged_ids.append(sample_id)
+    return {
+        "method": method,
+        "checked": True,
+        "taxonomy": taxonomy.key,
+        "captions_checked": checked,
+        "flagged_captions": flagged_captions,
+        "caption_rate": round(flagged_captions / checked, 6) if checked else 0.0,
+        "flagged_samples": len(flagged_ids),
+        "sample_ids": flagged_ids[:MAX_LISTED],
+        "terms": dict(sorted(terms_count.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "examples": examples,
+    }
+
+
+def usage(table: pd.DataFrame, run: Mapping[str, Any]) -> dict[str, Any]:
+    """Token usage: this run's requests and the totals over the table (one request per sample)."""
+    per_sample = table.drop_duplicates("sample_id")
+
+    def tokens(column: str) -> pd.Series:
+        return pd.to_numeric(per_sample[column], errors="coerce") if column in table else pd.Series(dtype="float64")
+
+    prompt, completion = tokens("usage_prompt_tokens"), tokens("usage_completion_tokens")
+    return {
+        "this_run": dict(run),
+        "table": {
+            "samples_with_usage": int(prompt.notna().sum()),
+            "prompt_tokens": int(prompt.fillna(0).sum()),
+            "completion_tokens": int(completion.fillna(0).sum()),
+        },
+        "note": "usage_* columns hold the tokens of the request that made a sample's captions, on each of its rows",
+    }
+
+
+def caption_report(
+    table: pd.DataFrame,
+    *,
+    labels: pd.DataFrame | None,
+    taxonomy: Taxonomy | None,
+    run: Mapping[str, Any],
+    failed: list[str],
+) -> dict[str, Any]:
+    """The whole ``report/captions.json`` document for a captions table."""
+    texts = table["caption"].tolist()
+    words = pd.Series([len(text.split()) for text in texts], index=table.index)
+    chars = pd.Series([len(text) for text in texts], index=table.index)
+    by_focus = {}
+    if "focus" in table and table["focus"].notna().any():
+        for focus, group in table.groupby("focus", sort=False):
+            by_focus[str(focus)] = {
+                "captions": len(group),
+                "words": length_stats(words.loc[group.index]),
+                "chars": length_stats(chars.loc[group.index]),
+            }
+    counts = table.groupby("sample_id").size()
+    return {
+        "geosample_version": __version__,
+        "n_samples": int(table["sample_id"].nunique()),
+        "n_captions": len(table),
+        "captions_per_sample": {"min": int(counts.min()), "max": int(counts.max())} if len(counts) else {},
+        "backends": {
+            f"{backend} / {model}": int(n) for (backend, model), n in table.groupby(["backend", "model"]).size().items()
+        },
+        "length": {"words": length_stats(words), "chars": length_stats(chars), "by_focus": by_focus},
+        "near_duplicates": near_duplicates(table),
+        "hallucination": hallucinations(table, labels, taxonomy),
+        "usage": usage(table, run),
+        "failed_samples": {"count": len(failed), "sample_ids": failed[:MAX_LISTED]},
+        "attribution": ATTRIBUTION,
+    }
