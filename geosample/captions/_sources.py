@@ -221,11 +221,13 @@ class _Labels:
             codes = [] if codes is None else list(codes)
             classes[level] = tuple(ClassShare(c, self._name(c), whole.get(c, 0.0)) for c in codes)
         regions = _LazyLevels(self.levels, lambda level: self._regions(quadrants, level))
+        shares = _LazyLevels(self.levels, lambda level: types.MappingProxyType(self._shares(fractions, level)))
         return {
             "taxonomy": self.taxonomy.key,
             "levels": self.levels,
             "classes": types.MappingProxyType(classes),
             "regions": types.MappingProxyType(regions),
+            "shares": types.MappingProxyType(shares),
             "valid_fraction": None if valid is None or pd.isna(valid) else float(valid),
         }
 
@@ -261,15 +263,15 @@ class _Labels:
         return dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-class _LazyLevels(Mapping[str, Mapping[str, tuple[ClassShare, ...]]]):
-    """Level -> region shares, rolled up on first use (most captions need one or two levels of the three)."""
+class _LazyLevels(Mapping[str, Any]):
+    """Level -> region (or whole-chip) shares, rolled up on first use (most captions need one or two levels)."""
 
-    def __init__(self, levels: tuple[str, ...], make: Callable[[str], Mapping[str, tuple[ClassShare, ...]]]) -> None:
+    def __init__(self, levels: tuple[str, ...], make: Callable[[str], Any]) -> None:
         self._levels = levels
         self._make = make
-        self._done: dict[str, Mapping[str, tuple[ClassShare, ...]]] = {}
+        self._done: dict[str, Any] = {}
 
-    def __getitem__(self, level: str) -> Mapping[str, tuple[ClassShare, ...]]:
+    def __getitem__(self, level: str) -> Any:
         if level not in self._levels:
             raise KeyError(level)
         if level not in self._done:

@@ -7,10 +7,11 @@ InternVL backend plugs in without changing geosample. Entry points are
 discovered once per process; one that fails to import warns
 (:class:`~geosample.errors.PluginWarning`) and is left out.
 
-Contexts today are :class:`~geosample.captions.context.SampleContext`; pair
-contexts for change captions (a ``ChangeContext`` holding two samples, issue
-8) will go through the same ``caption`` call, so backends should rely only on
-``sample_id`` and ``to_facts()`` where they can.
+Scene captions get one :class:`~geosample.captions.context.SampleContext`
+per sample. A backend that also describes change between two samples of a
+site (before/after pairs, revisits) implements :class:`ChangeCaptioner`:
+``caption_changes`` gets :class:`~geosample.captions.change.ChangeContext`
+objects and has its own ``change_prompt_sha256``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from geosample.errors import ConfigError, PluginError, PluginWarning
 
 if TYPE_CHECKING:
+    from geosample.captions.change import ChangeContext
     from geosample.captions.context import SampleContext
 
 ENTRY_POINT_GROUP = "geosample.captioners"
@@ -82,6 +84,31 @@ def results_of(captioner: Captioner, contexts: Sequence[SampleContext], n: int) 
         raise PluginError(
             f"caption backend {captioner.name!r} returned {len(results)} results for {len(contexts)} samples; "
             "a backend must answer every sample it is given (an empty list for one it cannot caption)"
+        )
+    return results
+
+
+@runtime_checkable
+class ChangeCaptioner(Protocol):
+    """A backend that also captions what changed between two samples of a site."""
+
+    name: str
+    model: str
+    change_prompt_sha256: str
+    """SHA-256 of the change prompt or templates; a new one re-captions the pairs."""
+
+    def caption_changes(self, contexts: Sequence[ChangeContext], n: int) -> list[CaptionResult]:
+        """``n`` change captions per pair, in order; empty captions for a pair that could not be captioned."""
+        ...
+
+
+def change_results_of(captioner: ChangeCaptioner, contexts: Sequence[ChangeContext], n: int) -> list[CaptionResult]:
+    """Call a backend's ``caption_changes``, checking it answers every pair."""
+    results = list(captioner.caption_changes(contexts, n))
+    if len(results) != len(contexts):
+        raise PluginError(
+            f"caption backend {captioner.name!r} returned {len(results)} change results for {len(contexts)} pairs; "
+            "a backend must answer every pair it is given (empty captions for one it cannot caption)"
         )
     return results
 

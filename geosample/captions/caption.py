@@ -7,6 +7,11 @@ comes back, and writes the captions table, ``report/captions.json`` and the
 It resumes: ``limit`` captions the first N samples of the plan, and a re-run
 skips samples already captioned by the same backend, model, prompt, seed and
 ``n`` (``overwrite`` re-captions them).
+
+When the plan has ``phase`` (events) or ``revisit_index`` (series), the
+stage also writes ``n`` change captions per pair of samples of a site
+(:func:`~geosample.captions.change.pairs`), rows of ``kind`` ``change``,
+resumable the same way; ``change=False`` skips them.
 """
 
 from __future__ import annotations
@@ -27,11 +32,19 @@ import pyarrow.parquet as pq
 from geosample import __version__
 from geosample._dataset import CAPTIONS_FILE, LABELS_FILE, atomic_path, read_plan, read_table, write_section
 from geosample.captions._sources import ContextBuilder
-from geosample.captions.base import Captioner, CaptionResult, get_captioner, results_of
+from geosample.captions.base import (
+    Captioner,
+    CaptionResult,
+    ChangeCaptioner,
+    change_results_of,
+    get_captioner,
+    results_of,
+)
+from geosample.captions.change import PAIR_COLUMNS, change_context, pairs
 from geosample.captions.config import CaptionConfig
 from geosample.captions.context import load_labels_taxonomy
-from geosample.captions.report import caption_report
-from geosample.errors import DataQualityWarning, DatasetError, PluginError
+from geosample.captions.report import caption_report, change_report
+from geosample.errors import DataQualityWarning, DatasetError, PluginError, PluginWarning
 
 CACHE_DIR = Path(".cache") / "captions"
 """Response cache of model backends, inside ``DS``."""
@@ -44,6 +57,10 @@ SCHEMA = pa.schema(
         pa.field("backend", pa.string()),
         pa.field("model", pa.string()),
         pa.field("prompt_sha256", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("site_id", pa.string()),
+        pa.field("sample_id_before", pa.string()),
+        pa.field("sample_id_after", pa.string()),
         pa.field("focus", pa.string()),
         pa.field("seed", pa.int64()),
         pa.field("tags", pa.list_(pa.string())),
@@ -52,7 +69,9 @@ SCHEMA = pa.schema(
         pa.field("cache_hit", pa.bool_()),
     ]
 )
-"""Columns of ``captions.parquet``: DESIGN.md's six, then focus, seed, tags, token usage and cache hits."""
+"""Columns of ``captions.parquet``: DESIGN.md's six, the kind (``scene`` or ``change``) and the pair (change rows:
+the site and both sample ids; ``sample_id`` is the later one's), then focus, seed, tags, token usage and cache hits."""
+SCENE, CHANGE = "scene", "change"
 _IDENTITY = ["backend", "model", "prompt_sha256", "seed"]
 
 
@@ -85,36 +104,63 @@ def caption(
         backend if backend is not None else cfg.backend, **cfg.backend_options(), cache_dir=ds / CACHE_DIR
     )
     existing = _read_existing(ds)
+    scene_old = existing[existing["kind"] == SCENE] if existing is not None else None
+    change_old = existing[existing["kind"] == CHANGE] if existing is not None else None
     order = plan["sample_id"].astype(str).tolist()
     selected = order[: cfg.limit] if cfg.limit is not None else order
     seed = _seed_of(captioner, cfg.seed)
     identity = (captioner.name, captioner.model, captioner.prompt_sha256, seed)
-    todo = _todo(ds, existing, selected, identity, cfg.n, overwrite)
-    if not todo:
+    todo = _todo(ds, scene_old, selected, identity, cfg.n, overwrite)
+    pair_todo, pairs_selected = _pairs_todo(ds, plan, change_old, selected, captioner, cfg, seed, overwrite)
+    if not todo and pair_todo.empty:
         table = _restore(ds, existing, order)
         table.attrs["report"] = _saved_report(ds)
         table.attrs["run"] = {"captioned": 0, "skipped": len(selected), "failed": 0}
+        if pairs_selected:
+            table.attrs["run"].update(pairs_captioned=0, pairs_skipped=pairs_selected, pairs_failed=0)
         return table
     wanted = set(todo)
-    builder = ContextBuilder(ds, plan[plan["sample_id"].astype(str).isin(wanted)])
-    new, failed, run = _run(captioner, builder, cfg, progress, seed)
-    if failed and len(failed) == len(builder):
-        raise PluginError(
-            f"caption backend {captioner.name!r} captioned none of the {len(builder)} samples "
-            "(see the warnings above); nothing was written"
-        )
-    if failed:
+    new, failed, run = None, [], {}
+    if todo:
+        builder = ContextBuilder(ds, plan[plan["sample_id"].astype(str).isin(wanted)])
+        new, failed, run = _run(captioner, builder, cfg, progress, seed)
+        if failed and len(failed) == len(builder):
+            raise PluginError(
+                f"caption backend {captioner.name!r} captioned none of the {len(builder)} samples "
+                "(see the warnings above); nothing was written"
+            )
+    new_change, failed_pairs, change_run = None, [], {}
+    if not pair_todo.empty:
+        new_change, failed_pairs, change_run = _run_changes(captioner, ds, plan, pair_todo, cfg, progress, seed)
+        if len(failed_pairs) == len(pair_todo):
+            raise PluginError(
+                f"caption backend {captioner.name!r} captioned none of the {len(pair_todo)} sample pairs "
+                "(see the warnings above); nothing was written"
+            )
+    if failed or failed_pairs:
+        pairs_part = f" and {len(failed_pairs)} of {len(pair_todo)} pairs" if len(pair_todo) else ""
         warnings.warn(
-            f"{len(failed)} of {len(builder)} samples could not be captioned (listed in {REPORT_FILE}); "
+            f"{len(failed)} of {len(todo)} samples{pairs_part} could not be captioned (listed in {REPORT_FILE}); "
             "re-run the same command to retry them",
             DataQualityWarning,
             stacklevel=2,
         )
-    keep = existing[~existing["sample_id"].isin(wanted)] if existing is not None else None
-    table = _ordered(pd.concat([t for t in (keep, new) if t is not None and len(t)], ignore_index=True), order)
+    keep = scene_old[~scene_old["sample_id"].isin(wanted)] if scene_old is not None else None
+    redone = set(zip(pair_todo["sample_id_before"], pair_todo["sample_id_after"], strict=True))
+    keep_change = None
+    if change_old is not None:
+        keys = list(zip(change_old["sample_id_before"], change_old["sample_id_after"], strict=True))
+        keep_change = change_old[[key not in redone for key in keys]]
+    parts = [t for t in (keep, new, keep_change, new_change) if t is not None and len(t)]
+    table = _ordered(pd.concat(parts, ignore_index=True), order)
     labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
     taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
-    report = caption_report(table, labels=labels, taxonomy=taxonomy, run=run, failed=failed)
+    scene = table[table["kind"] == SCENE].reset_index(drop=True)
+    report = caption_report(scene, labels=labels, taxonomy=taxonomy, run=run, failed=failed)
+    changes = table[table["kind"] == CHANGE].reset_index(drop=True)
+    if len(changes):
+        report["change"] = change_report(changes, labels=labels, taxonomy=taxonomy, run=change_run,
+                                         failed=failed_pairs)  # fmt: skip
     _write(ds, table, report)
     write_section(
         ds,
@@ -124,14 +170,127 @@ def caption(
             "backend_used": captioner.name,
             "model_used": captioner.model,
             "prompt_sha256": captioner.prompt_sha256,
-            "n_samples": int(table["sample_id"].nunique()),
+            "change_prompt_sha256": getattr(captioner, "change_prompt_sha256", None),
+            "n_samples": int(scene["sample_id"].nunique()),
+            "n_pairs": int(changes[["sample_id_before", "sample_id_after"]].drop_duplicates().shape[0]),
             "geosample_version": __version__,
         },
     )
     table.attrs["report"] = report
-    table.attrs["run"] = {"captioned": len(builder) - len(failed), "skipped": len(selected) - len(todo),
+    table.attrs["run"] = {"captioned": len(todo) - len(failed), "skipped": len(selected) - len(todo),
                           "failed": len(failed)}  # fmt: skip
+    if pairs_selected:
+        table.attrs["run"].update(
+            pairs_captioned=len(pair_todo) - len(failed_pairs),
+            pairs_skipped=pairs_selected - len(pair_todo),
+            pairs_failed=len(failed_pairs),
+        )
     return table
+
+
+def _pairs_todo(
+    ds: Path,
+    plan: pd.DataFrame,
+    existing: pd.DataFrame | None,
+    selected: list[str],
+    captioner: Captioner,
+    cfg: CaptionConfig,
+    seed: int,
+    overwrite: bool,
+) -> tuple[pd.DataFrame, int]:
+    """Pairs of selected samples still to caption, and how many pairs were selected."""
+    table = pairs(plan) if cfg.change else pairs(plan.iloc[:0])
+    chosen = set(selected)
+    table = table[table["sample_id_before"].isin(chosen) & table["sample_id_after"].isin(chosen)]
+    if table.empty:
+        return table, 0
+    if not isinstance(captioner, ChangeCaptioner):
+        warnings.warn(
+            f"caption backend {captioner.name!r} does not write change captions (no caption_changes method); "
+            f"the {len(table)} sample pairs get scene captions only",
+            PluginWarning,
+            stacklevel=3,
+        )
+        return table.iloc[:0], 0
+    identity = (captioner.name, captioner.model, captioner.change_prompt_sha256, seed)
+    if existing is None or existing.empty or overwrite:
+        return table.reset_index(drop=True), len(table)
+    per_pair = existing.groupby(["sample_id_before", "sample_id_after"], sort=False).agg(
+        backend=("backend", "first"),
+        model=("model", "first"),
+        prompt_sha256=("prompt_sha256", "first"),
+        seed=("seed", "first"),
+        count=("caption", "size"),
+    )
+    keys = pd.MultiIndex.from_frame(table[["sample_id_before", "sample_id_after"]])
+    done = per_pair[per_pair.index.isin(keys)]
+    same = (
+        (done["backend"] == identity[0])
+        & (done["model"] == identity[1])
+        & (done["prompt_sha256"] == identity[2])
+        & (pd.to_numeric(done["seed"], errors="coerce") == identity[3])
+        & (done["count"] == cfg.n)
+    )
+    other = done[~same]
+    if len(other):
+        (first_before, first_after), first = other.index[0], other.iloc[0]
+        raise DatasetError(
+            f"{len(other)} of the sample pairs to caption already have change captions made with other settings in "
+            f"{ds / CAPTIONS_FILE} (e.g. {first_before} -> {first_after}: backend {first['backend']}, model "
+            f"{first['model']}, {first['count']} captions); use --overwrite to replace them"
+        )
+    finished = set(done.index[same])
+    keep = [(b, a) not in finished for b, a in zip(table["sample_id_before"], table["sample_id_after"], strict=True)]
+    return table[keep].reset_index(drop=True), len(table)
+
+
+def _run_changes(
+    captioner: ChangeCaptioner,
+    ds: Path,
+    plan: pd.DataFrame,
+    todo: pd.DataFrame,
+    cfg: CaptionConfig,
+    progress: bool | None,
+    seed: int,
+) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """Change captions of every pair of ``todo``, in batches; the new rows, the pairs that failed, run totals."""
+    from tqdm.auto import tqdm
+
+    ids = set(todo["sample_id_before"]) | set(todo["sample_id_after"])
+    rows = plan[plan["sample_id"].astype(str).isin(ids)].reset_index(drop=True)
+    builder = ContextBuilder(ds, rows)
+    position = {sample_id: i for i, sample_id in enumerate(builder.ids)}
+    facts = pd.DataFrame(rows.drop(columns="geometry", errors="ignore")).set_index("sample_id", drop=False)
+    show = sys.stderr.isatty() if progress is None else progress
+    columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
+    failed: list[str] = []
+    run = {"pairs": len(todo), "requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    started = time.perf_counter()
+    records = todo.to_dict("records")
+    with tqdm(total=len(records), unit="pair", desc="change captions", disable=not show, leave=False) as bar:
+        for start in range(0, len(records), cfg.batch_size):
+            batch = records[start : start + cfg.batch_size]
+            contexts = []
+            for rec in batch:
+                first = builder.batch(position[rec["sample_id_before"]], position[rec["sample_id_before"]] + 1)[0]
+                last = builder.batch(position[rec["sample_id_after"]], position[rec["sample_id_after"]] + 1)[0]
+                contexts.append(change_context(first, last, rec, facts.loc[rec["sample_id_after"]].to_dict()))
+            for rec, result in zip(batch, change_results_of(captioner, contexts, cfg.n), strict=True):
+                label = f"{rec['sample_id_before']} -> {rec['sample_id_after']}"
+                captions = _checked(captioner, label, result, cfg.n)
+                if captions is None:
+                    failed.append(label)
+                    continue
+                _count(run, result)
+                before = len(columns["sample_id"])
+                _extend(columns, captioner, rec["sample_id_after"], captions, result, seed, kind=CHANGE)
+                added = len(columns["sample_id"]) - before
+                columns["prompt_sha256"][-added:] = [captioner.change_prompt_sha256] * added
+                for name in PAIR_COLUMNS:
+                    columns[name][-added:] = [str(rec[name])] * added
+            bar.update(len(batch))
+    run["seconds"] = round(time.perf_counter() - started, 3)
+    return pd.DataFrame(columns), failed, run
 
 
 def _seed_of(captioner: Captioner, default: int) -> int:
@@ -158,7 +317,7 @@ def _read_existing(ds: Path) -> pd.DataFrame | None:
         )
     for name in SCHEMA.names:
         if name not in table:
-            table[name] = None
+            table[name] = SCENE if name == "kind" else None
     return table[SCHEMA.names]
 
 
@@ -255,8 +414,9 @@ def _extend(
     captions: list[str],
     result: CaptionResult,
     seed: int,
+    kind: str = SCENE,
 ) -> None:
-    """Append one sample's rows to the column lists."""
+    """Append one sample's (or pair's) rows to the column lists; pair columns stay null."""
     k = len(captions)
     focus = result.focus if result.focus is not None and len(result.focus) == k else [None] * k
     columns["sample_id"] += [sample_id] * k
@@ -265,6 +425,9 @@ def _extend(
     columns["backend"] += [captioner.name] * k
     columns["model"] += [captioner.model] * k
     columns["prompt_sha256"] += [captioner.prompt_sha256] * k
+    columns["kind"] += [kind] * k
+    for name in PAIR_COLUMNS:
+        columns[name] += [None] * k
     columns["focus"] += focus
     columns["seed"] += [seed] * k
     columns["tags"] += [list(result.tags) if result.tags else None] * k
@@ -274,7 +437,7 @@ def _extend(
 
 
 def _ordered(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
-    """Rows in plan order, then caption index; rows of samples no longer in the plan are dropped."""
+    """Rows in plan order, scene captions before change captions, then caption index; stale samples dropped."""
     rank = pd.Series(np.arange(len(order)), index=order)
     position = table["sample_id"].map(rank)
     stale = int(position.isna().sum())
@@ -282,8 +445,8 @@ def _ordered(table: pd.DataFrame, order: list[str]) -> pd.DataFrame:
         warnings.warn(
             f"dropped {stale} captions of samples that are no longer in the plan", DataQualityWarning, stacklevel=3
         )
-    table = table[position.notna()].assign(_rank=position[position.notna()])
-    table = table.sort_values(["_rank", "caption_index"], kind="stable").drop(columns="_rank")
+    table = table[position.notna()].assign(_rank=position[position.notna()], _kind=table["kind"].ne(SCENE))
+    table = table.sort_values(["_rank", "_kind", "caption_index"], kind="stable").drop(columns=["_rank", "_kind"])
     return table.reset_index(drop=True)
 
 

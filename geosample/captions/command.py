@@ -19,6 +19,11 @@ from geosample.cli import CONTEXT, load_config_section
 @click.option("--seed", type=int, help="Seed of the wording choices (sent to model APIs too).  [default: 0]")
 @click.option("--limit", type=int, help="Caption only the first N samples of the plan (re-run to continue).")
 @click.option("--batch-size", type=int, help="Samples per backend call.  [default: 64]")
+@click.option(
+    "--change/--no-change",
+    default=None,
+    help="Also caption what changed between paired samples (events, revisits).  [default: change]",
+)
 @click.option("--endpoint", help="Base URL of an OpenAI-compatible API (openai).  [default: https://api.openai.com/v1]")
 @click.option("--model", help="Model name for the API (openai), e.g. gpt-4o-mini.")
 @click.option("--api-key-env", help="Environment variable holding the API key (openai).  [default: OPENAI_API_KEY]")
@@ -62,13 +67,22 @@ def caption_summary(table: Any, ds: Path, seconds: float) -> str:
     """What the run did and what the checks found, in a few lines."""
     run = table.attrs.get("run", {})
     report = table.attrs.get("report", {})
-    if not run.get("captioned") and not run.get("failed"):
+    if not any(run.get(key) for key in ("captioned", "failed", "pairs_captioned", "pairs_failed")):
         return f"nothing to do: the {run.get('skipped', 0)} selected samples of {ds} already have these captions"
     lines = [
         f"captioned {run['captioned']} samples ({run['skipped']} already done, {run['failed']} failed); "
         f"{ds}/captions.parquet holds {report.get('n_captions', len(table))} captions of "
         f"{report.get('n_samples', 0)} samples"
     ]
+    change = report.get("change")
+    if change:
+        direction = change.get("direction", {})
+        lines.append(
+            f"change captions: {run.get('pairs_captioned', 0)} pairs captioned ({run.get('pairs_skipped', 0)} "
+            f"already done, {run.get('pairs_failed', 0)} failed), {change['n_captions']} captions of "
+            f"{change['n_pairs']} pairs; direction statements contradicting the labels: "
+            f"{direction.get('disagree', 0)} of {direction.get('checked', 0)}"
+        )
     dup = report.get("near_duplicates", {})
     lines.append(
         f"near-duplicate caption pairs: {dup.get('near_duplicate_pairs', 0)} of {dup.get('pairs', 0)} "

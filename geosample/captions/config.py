@@ -30,6 +30,8 @@ class CaptionConfig:
     """Caption only the first N samples of the plan (resume later with a larger N or none)."""
     batch_size: int = 64
     """Samples handed to the backend per call."""
+    change: bool = True
+    """Also caption the change between paired samples (event ``before``/``after``, consecutive revisits)."""
     endpoint: str | None = None
     """Base URL of an OpenAI-compatible API (``openai``): requests go to ``{endpoint}/chat/completions``."""
     model: str | None = None
@@ -52,6 +54,8 @@ class CaptionConfig:
         _check_int(self.n, "-n", 1, MAX_CAPTIONS)
         _check_int(self.seed, "--seed", 0, 2**63 - 1)
         _check_int(self.batch_size, "--batch-size", 1, 100_000)
+        if not isinstance(self.change, bool):
+            raise ConfigError(f"change must be true or false (--change/--no-change), not {self.change!r}")
         if self.limit is not None:
             _check_int(self.limit, "--limit", 1, 10**9)
         if self.concurrency is not None:
@@ -88,6 +92,11 @@ class CaptionConfig:
         for name in ("n", "seed", "limit", "batch_size", "concurrency", "rpm", "max_retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name.replace('_', '-')}" if name != "n" else "-n")
+        if isinstance(kwargs.get("change"), str):
+            text = kwargs["change"].strip().lower()
+            kwargs["change"] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+                text, kwargs["change"]
+            )
         if "timeout" in kwargs:
             try:
                 kwargs["timeout"] = float(kwargs["timeout"])

@@ -109,6 +109,8 @@ class SampleContext:
     """Level -> the sample's labels at that level with their whole-chip fractions, largest first."""
     regions: Mapping[str, Mapping[str, tuple[ClassShare, ...]]] = dataclasses.field(default_factory=dict)
     """Level -> region (:data:`REGIONS`) -> every class present there with its fraction, largest first."""
+    shares: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    """Level -> every class present in the chip (label or not) -> its whole-chip fraction; change captions use it."""
     valid_fraction: float | None = None
     centre_landcover: str | None = None
     """MODIS IGBP class at the chip centre, in words (from the plan or the embedded layer)."""

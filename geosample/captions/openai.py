@@ -8,6 +8,8 @@ strict JSON (``response_format`` with the schema in ``prompts/openai-v1.json``:
 ``n`` and seed, so a re-run sends nothing. Requests run on ``concurrency``
 threads, at most ``rpm`` per minute, with the retries of :mod:`._chat`.
 The key comes from an environment variable and is never logged or written.
+Pairs of a site (change captions) go the same way with both images, the
+earlier first, and the change prompt ``prompts/openai-change-v1.md``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 import string
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import resources
@@ -29,6 +31,8 @@ from geosample.captions._cache import CaptionCache, cache_key
 from geosample.captions._chat import AnswersExhausted, ChatClient, EndpointError, InvalidAnswer
 from geosample.captions._preview import chip_png
 from geosample.captions.base import CaptionResult
+from geosample.captions.change import ChangeContext
+from geosample.captions.change_template import CHANGE_FOCUSES
 from geosample.captions.context import SampleContext
 from geosample.captions.template import FOCUSES
 from geosample.errors import ConfigError, PluginWarning
@@ -38,6 +42,7 @@ __all__ = ["DEFAULT_ENDPOINT", "EndpointError", "OpenAICaptioner", "Prompt", "lo
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 PROMPT = "openai-v1"
+CHANGE_PROMPT = "openai-change-v1"
 
 
 @dataclass(frozen=True)
@@ -51,16 +56,23 @@ class Prompt:
     sha256: str
     """Of the prompt file and the schema file, as read."""
 
-    def messages(self, facts: dict[str, Any], n: int, image: bytes | None) -> list[dict[str, Any]]:
-        """The chat messages for one sample."""
-        focuses = ", ".join(FOCUSES[k % len(FOCUSES)] for k in range(n))
+    def messages(
+        self,
+        facts: dict[str, Any],
+        n: int,
+        image: bytes | None | Sequence[bytes | None],
+        focuses: Sequence[str] = FOCUSES,
+    ) -> list[dict[str, Any]]:
+        """The chat messages for one sample (or one pair: its images in order, the earlier first)."""
+        named = ", ".join(focuses[k % len(focuses)] for k in range(n))
         text = string.Template(self.user).safe_substitute(
-            n=n, focuses=focuses, facts=json.dumps(facts, ensure_ascii=False, separators=(",", ":"))
+            n=n, focuses=named, facts=json.dumps(facts, ensure_ascii=False, separators=(",", ":"))
         )
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        if image is not None:
-            url = "data:image/png;base64," + base64.b64encode(image).decode("ascii")
-            content.append({"type": "image_url", "image_url": {"url": url}})
+        for one in [image] if image is None or isinstance(image, bytes) else image:
+            if one is not None:
+                url = "data:image/png;base64," + base64.b64encode(one).decode("ascii")
+                content.append({"type": "image_url", "image_url": {"url": url}})
         return [{"role": "system", "content": self.system}, {"role": "user", "content": content}]
 
     def response_format(self, n: int) -> dict[str, Any]:
@@ -139,6 +151,7 @@ class OpenAICaptioner:
         seed: int = 0,
         cache_dir: str | Path | None = None,
         prompt: str = PROMPT,
+        change_prompt: str = CHANGE_PROMPT,
         retry_base: float = 1.0,
     ) -> None:
         if not model:
@@ -158,6 +171,8 @@ class OpenAICaptioner:
         self.concurrency = concurrency or 4
         self.prompt = load_prompt(prompt)
         self.prompt_sha256 = self.prompt.sha256
+        self.change_prompt = load_prompt(change_prompt)
+        self.change_prompt_sha256 = self.change_prompt.sha256
         self.cache = CaptionCache(cache_dir)
         self._client = ChatClient(
             self.endpoint,
@@ -178,11 +193,18 @@ class OpenAICaptioner:
 
     def caption_results(self, contexts: Sequence[SampleContext], n: int) -> list[CaptionResult]:
         """``n`` captions per context with tags, token usage and cache hits."""
+        return self._all(self._one, contexts, n)
+
+    def caption_changes(self, contexts: Sequence[ChangeContext], n: int) -> list[CaptionResult]:
+        """``n`` change captions per pair: both images, the earlier first, with the change prompt."""
+        return self._all(self._one_change, contexts, n)
+
+    def _all(self, one: Callable[[Any, int], CaptionResult], contexts: Sequence[Any], n: int) -> list[CaptionResult]:
         self._client.stop(False)
         if len(contexts) <= 1 or self.concurrency == 1:
-            return [self._one(context, n) for context in contexts]
+            return [one(context, n) for context in contexts]
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="geosample-caption") as pool:
-            futures = [pool.submit(self._one, context, n) for context in contexts]
+            futures = [pool.submit(one, context, n) for context in contexts]
             try:
                 wait(futures, return_when=FIRST_EXCEPTION)
                 failed = next((f for f in futures if f.done() and f.exception() is not None), None)
@@ -200,15 +222,38 @@ class OpenAICaptioner:
         image = chip_png(context)
         facts = context.to_facts()
         facts.pop("sample_id", None)
+        digest = hashlib.sha256(image).hexdigest() if image is not None else None
+        return self._ask(context.sample_id, facts, [image], digest, self.prompt, FOCUSES, n)
+
+    def _one_change(self, context: ChangeContext, n: int) -> CaptionResult:
+        images = [chip_png(context.before), chip_png(context.after)]
+        facts = context.to_facts()
+        for side in ("before", "after"):
+            facts[side].pop("sample_id", None)
+        digests = [hashlib.sha256(image).hexdigest() if image is not None else "" for image in images]
+        digest = hashlib.sha256(":".join(digests).encode()).hexdigest() if any(digests) else None
+        label = f"pair {context.before.sample_id} -> {context.after.sample_id}"
+        return self._ask(label, facts, images, digest, self.change_prompt, CHANGE_FOCUSES, n)
+
+    def _ask(
+        self,
+        label: str,
+        facts: dict[str, Any],
+        images: list[bytes | None],
+        image_sha256: str | None,
+        prompt: Prompt,
+        focuses: Sequence[str],
+        n: int,
+    ) -> CaptionResult:
         key = cache_key(
-            image_sha256=hashlib.sha256(image).hexdigest() if image is not None else None,
+            image_sha256=image_sha256,
             facts=facts,
-            prompt_sha256=self.prompt_sha256,
+            prompt_sha256=prompt.sha256,
             model=self.model,
             n=n,
             seed=self.seed,
         )
-        focus = [FOCUSES[k % len(FOCUSES)] for k in range(n)]
+        focus = [focuses[k % len(focuses)] for k in range(n)]
         cached = self.cache.get(key)
         if cached is not None:
             try:
@@ -222,15 +267,16 @@ class OpenAICaptioner:
                 )
         body = {
             "model": self.model,
-            "messages": self.prompt.messages(facts, n, image),
-            "response_format": self.prompt.response_format(n),
+            "messages": prompt.messages(facts, n, images, focuses),
+            "response_format": prompt.response_format(n),
             "seed": self.seed,
         }
         try:
             (captions, tags), usage = self._client.complete(body, lambda data: validate_answer(data, n))
         except AnswersExhausted as exc:
             warnings.warn(
-                f"sample {context.sample_id}: the model never answered as asked ({exc}); it is left uncaptioned",
+                f"{label if label.startswith('pair ') else 'sample ' + label}: the model never answered as asked "
+                f"({exc}); it is left uncaptioned",
                 PluginWarning,
                 stacklevel=2,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -202,4 +203,149 @@ def caption_report(
         "usage": usage(table, run),
         "failed_samples": {"count": len(failed), "sample_ids": failed[:MAX_LISTED]},
         "attribution": ATTRIBUTION,
+    }
+
+
+_UP_WORDS = frozenset({"rose", "risen", "rises", "grew", "grown", "grows", "increased", "increases", "expanded",
+                       "expands", "spread", "spreads", "gained", "gains", "more", "appeared", "advanced"})  # fmt: skip
+_DOWN_WORDS = frozenset({"fell", "fallen", "falls", "shrank", "shrunk", "shrinks", "declined", "declines",
+                         "decreased", "decreases", "lost", "loses", "less", "disappeared", "retreated", "receded",
+                         "vanished"})  # fmt: skip
+_STABLE = re.compile(r"\b(?:little changed|changed little|little change|barely changed|unchanged)\b", re.I)
+_FROM_TO = re.compile(
+    r"from\s+(?:about\s+|around\s+|roughly\s+|nearly\s+|~)?(\d+(?:\.\d+)?)\s*%\s+to\s+"
+    r"(?:about\s+|around\s+|roughly\s+|nearly\s+|~)?(\d+(?:\.\d+)?)\s*%",
+    re.I,
+)
+_CLAUSE = re.compile(r"[;.:!?]|,\s+(?:while|whereas|but)\s+|,\s+")
+MAGNITUDE_TOLERANCE = 0.03
+"""A stated share agrees with the labels when within this (rounding to 5 points moves it at most 2.5)."""
+
+
+def _claims(text: str, lexicon: Lexicon) -> Iterator[tuple[frozenset[str], int | None, int | None, tuple]]:
+    """(codes, direction by verb, direction by numbers, numbers) for each class named with a change in ``text``."""
+    for clause in _CLAUSE.split(text.replace("almost none", "0%")):
+        mentions = lexicon.mentions(clause)
+        lowered = clause.lower()
+        cursor, spans = 0, []
+        for term, codes in mentions:
+            at = lowered.find(term, cursor)
+            if at < 0:
+                continue
+            spans.append((at, at + len(term), codes))
+            cursor = at + len(term)
+        for k, (_, end, codes) in enumerate(spans):
+            segment = lowered[end : spans[k + 1][0] if k + 1 < len(spans) else len(lowered)]
+            words = set(_TOKEN.findall(segment))
+            up, down = bool(words & _UP_WORDS), bool(words & _DOWN_WORDS)
+            by_verb = 1 if up and not down else -1 if down and not up else None
+            numbers = _FROM_TO.search(segment)
+            values = (float(numbers.group(1)) / 100, float(numbers.group(2)) / 100) if numbers else ()
+            by_numbers = None if not values or values[0] == values[1] else (1 if values[1] > values[0] else -1)
+            if by_verb is not None or by_numbers is not None:
+                yield codes, by_verb, by_numbers, values
+
+
+def _share(fractions: Mapping[str, float], code: str, lineage: Mapping[str, tuple[str, ...]]) -> float:
+    """Share of ``code``: its finest descendants, or a coarser label standing for it."""
+    own = lineage.get(code, (code,))
+    return float(sum(v for f, v in fractions.items() if code in lineage.get(f, (f,)) or f in own[:-1]))
+
+
+def change_direction(
+    table: pd.DataFrame, labels: pd.DataFrame | None, taxonomy: Taxonomy | None, threshold: float
+) -> dict[str, Any]:
+    """Whether change captions state the direction (and size) of change that the two samples' labels show."""
+    method = (
+        "each clause naming a class with a direction verb (rose, fell, grew, shrank...) or 'from X% to Y%' is a "
+        "claim; it agrees when the class's share (its finest-level fractions summed) moved that way between the "
+        "before and after samples; 'from X% to Y%' also agrees in size when both are within "
+        f"{MAGNITUDE_TOLERANCE:.0%} of the labels; 'little changed' agrees when no class moved by {threshold:.0%}"
+    )
+    if labels is None or taxonomy is None:
+        return {"method": method, "checked": 0, "reason": "the dataset has no labels.parquet"}
+    lexicon = Lexicon(taxonomy)
+    lineage = {code: tuple(taxonomy.lineage(code)) for code in taxonomy.classes}
+    fractions = {
+        sid: json.loads(text) if isinstance(text, str) else {}
+        for sid, text in zip(labels["sample_id"], labels["fractions"], strict=True)
+    }
+    levels = {1, len(taxonomy.levels)}
+    checked = agree = magnitude_checked = magnitude_ok = stable_checked = stable_ok = 0
+    examples: list[dict[str, Any]] = []
+    for rec in table[["sample_id_before", "sample_id_after", "caption_index", "caption"]].itertuples(index=False):
+        first, last = fractions.get(rec.sample_id_before), fractions.get(rec.sample_id_after)
+        if first is None or last is None:
+            continue
+        if _STABLE.search(rec.caption):
+            stable_checked += 1
+            codes = {lineage.get(f, (f,))[min(d, len(lineage.get(f, (f,)))) - 1] for f in {*first, *last}
+                     for d in levels}  # fmt: skip
+            moved = max((abs(_share(last, c, lineage) - _share(first, c, lineage)) for c in codes), default=0.0)
+            stable_ok += moved < threshold
+        for codes, by_verb, by_numbers, values in _claims(rec.caption, lexicon):
+            checked += 1
+            deltas = [_share(last, c, lineage) - _share(first, c, lineage) for c in codes]
+            claimed = by_numbers if by_numbers is not None else by_verb
+            right = (by_verb is None or by_numbers is None or by_verb == by_numbers) and any(
+                d * claimed > 0 for d in deltas
+            )
+            agree += right
+            if values:
+                magnitude_checked += 1
+                magnitude_ok += any(
+                    abs(values[0] - _share(first, c, lineage)) <= MAGNITUDE_TOLERANCE
+                    and abs(values[1] - _share(last, c, lineage)) <= MAGNITUDE_TOLERANCE
+                    for c in codes
+                )
+            if not right and len(examples) < 50:
+                examples.append({"sample_id_before": rec.sample_id_before, "sample_id_after": rec.sample_id_after,
+                                 "caption_index": int(rec.caption_index), "caption": rec.caption})  # fmt: skip
+    return {
+        "method": method,
+        "checked": checked,
+        "agree": agree,
+        "disagree": checked - agree,
+        "agree_rate": round(agree / checked, 6) if checked else None,
+        "magnitude": {
+            "checked": magnitude_checked,
+            "within_tolerance": magnitude_ok,
+            "tolerance": MAGNITUDE_TOLERANCE,
+        },  # fmt: skip
+        "little_changed": {"checked": stable_checked, "agree": stable_ok},
+        "examples": examples,
+    }
+
+
+def change_report(
+    table: pd.DataFrame,
+    *,
+    labels: pd.DataFrame | None,
+    taxonomy: Taxonomy | None,
+    run: Mapping[str, Any],
+    failed: list[str],
+) -> dict[str, Any]:
+    """The ``change`` section of ``report/captions.json``: counts, lengths, duplicates and the direction check."""
+    from geosample.captions.change import CHANGE_MIN
+
+    words = pd.Series([len(text.split()) for text in table["caption"]], index=table.index)
+    chars = pd.Series([len(text) for text in table["caption"]], index=table.index)
+    by_focus = {
+        str(focus): {"captions": len(group), "words": length_stats(words.loc[group.index])}
+        for focus, group in table.groupby("focus", sort=False)
+    }
+    counts = table.groupby(["sample_id_before", "sample_id_after"]).size()
+    return {
+        "n_pairs": len(counts),
+        "n_sites": int(table["site_id"].nunique()),
+        "n_captions": len(table),
+        "captions_per_pair": {"min": int(counts.min()), "max": int(counts.max())} if len(counts) else {},
+        "backends": {
+            f"{backend} / {model}": int(n) for (backend, model), n in table.groupby(["backend", "model"]).size().items()
+        },
+        "length": {"words": length_stats(words), "chars": length_stats(chars), "by_focus": by_focus},
+        "near_duplicates": near_duplicates(table),
+        "direction": change_direction(table, labels, taxonomy, CHANGE_MIN),
+        "usage": usage(table, run),
+        "failed_pairs": {"count": len(failed), "pairs": failed[:MAX_LISTED]},
     }

@@ -16,12 +16,16 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from geosample.captions import _words as w
 from geosample.captions.base import CaptionResult
 from geosample.captions.context import CLIMATE_NAMES, MONTHS, QUADRANTS, ClassShare, SampleContext
 from geosample.captions.gazetteer import Place
 from geosample.errors import ConfigError
+
+if TYPE_CHECKING:
+    from geosample.captions.change import ChangeContext
 
 TEMPLATE_VERSION = 1
 FOCUSES = ("overview", "composition", "layout", "geography", "sensor")
@@ -108,6 +112,14 @@ TEMPLATES_SHA256 = hashlib.sha256(
 """Hash of every frame and phrase table: the ``prompt_sha256`` of template captions."""
 
 
+def _change_sha256() -> str:
+    from geosample.captions import change_template as ct
+
+    material = {"version": TEMPLATE_VERSION, "frames": ct.FRAMES, "up": ct.UP, "down": ct.DOWN,
+                "threshold": ct.CHANGE_MIN, "region": ct.REGION_MIN}  # fmt: skip
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
 class TemplateCaptioner:
     """Offline captions from the facts alone; the same seed gives the same captions."""
 
@@ -117,6 +129,7 @@ class TemplateCaptioner:
         self.seed = int(seed)
         self.model = f"geosample-template-v{TEMPLATE_VERSION}"
         self.prompt_sha256 = TEMPLATES_SHA256
+        self.change_prompt_sha256 = _change_sha256()
 
     def __repr__(self) -> str:
         return f"TemplateCaptioner(seed={self.seed})"
@@ -130,6 +143,14 @@ class TemplateCaptioner:
         if not 1 <= n <= MAX_CAPTIONS:
             raise ConfigError(f"-n {n}: the template backend writes 1 to {MAX_CAPTIONS} distinct captions per sample")
         return [self._one(context, n) for context in contexts]
+
+    def caption_changes(self, contexts: Sequence[ChangeContext], n: int) -> list[CaptionResult]:
+        """``n`` change captions per pair of samples, with the focus of each."""
+        from geosample.captions.change_template import change_captions
+
+        if not 1 <= n <= MAX_CAPTIONS:
+            raise ConfigError(f"-n {n}: the template backend writes 1 to {MAX_CAPTIONS} distinct captions per pair")
+        return [CaptionResult(*change_captions(context, n, self.seed)) for context in contexts]
 
     def _one(self, context: SampleContext, n: int) -> CaptionResult:
         rng = random.Random(f"geosample-template:{self.seed}:{context.sample_id}")

@@ -39,7 +39,9 @@ class DatasetContent:
     chips: pd.DataFrame | None
     """The ``ok`` rows of ``chips.parquet`` (one per sample and collection)."""
     captions: pd.DataFrame | None
-    """``captions.parquet``, sorted by sample and ``caption_index``."""
+    """``captions.parquet``'s scene captions (``kind`` ``scene``), sorted by sample and ``caption_index``."""
+    change_captions: pd.DataFrame | None
+    """Its change captions of before/after pairs and revisits (``kind`` ``change``), if any."""
     taxonomy: Taxonomy | None
     """The taxonomy the labels were made with."""
     balance: dict[str, Any] | None
@@ -110,7 +112,14 @@ def load_content(ds: str | Path) -> DatasetContent:
             )
     captions = _checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known)
     if captions is not None:
+        if "kind" in captions:  # a sample's own captions; change captions of before/after pairs go separately
+            change = captions[captions["kind"] == "change"].reset_index(drop=True)
+            captions = captions[captions["kind"] != "change"]
+        else:
+            change = None
         captions = captions.sort_values(["sample_id", "caption_index"], kind="stable").reset_index(drop=True)
+    else:
+        change = None
     balance_path = ds / BALANCE_FILE
     balance = json.loads(balance_path.read_text(encoding="utf-8")) if balance_path.is_file() else None
     return DatasetContent(
@@ -120,6 +129,7 @@ def load_content(ds: str | Path) -> DatasetContent:
         labels=labels,
         chips=chips,
         captions=captions,
+        change_captions=change,
         taxonomy=_taxonomy(labels, config),
         balance=balance,
         config=config,

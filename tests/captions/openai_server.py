@@ -50,15 +50,21 @@ class Request:
 
     @property
     def image(self) -> bytes | None:
+        images = self.images
+        return images[0] if images else None
+
+    @property
+    def images(self) -> list[bytes]:
+        """Every image of the user message, in order (a change request sends the earlier image first)."""
         content = self.body["messages"][1]["content"]
         if isinstance(content, str):
-            return None
-        urls = [p["image_url"]["url"] for p in content if p["type"] == "image_url"]
-        if not urls:
-            return None
-        head, data = urls[0].split(",", 1)
-        assert head == "data:image/png;base64"
-        return base64.b64decode(data)
+            return []
+        out = []
+        for url in (p["image_url"]["url"] for p in content if p["type"] == "image_url"):
+            head, data = url.split(",", 1)
+            assert head == "data:image/png;base64"
+            out.append(base64.b64decode(data))
+        return out
 
 
 @dataclass
@@ -166,6 +172,13 @@ class OpenAIServer:
     @staticmethod
     def captions(request: Request, n: int) -> list[str]:
         facts = request.facts
+        if "before" in facts:  # a change request: the pair's facts
+            where = facts["after"]["location"]
+            return [
+                f"Change caption {k + 1} of {n} for the pair at {where['lat']:.5f}, {where['lon']:.5f} "
+                f"({facts['dates']['before']} to {facts['dates']['after']})."
+                for k in range(n)
+            ]
         where = facts["location"]
         return [
             f"Caption {k + 1} of {n} for the chip at {where['lat']:.5f}, {where['lon']:.5f} "

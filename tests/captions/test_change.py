@@ -1,0 +1,395 @@
+"""Change captions: pairs of a site's samples, true statements of direction and size, the table contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.util
+import json
+import re
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from captions.openai_server import OpenAIServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geosample.captions.change import CHANGE_MIN, ChangeContext, change_context, pairs
+from geosample.captions.change_template import CHANGE_FOCUSES, change_captions
+from geosample.captions.context import QUADRANTS, REGIONS, ClassShare, SampleContext
+from geosample.cli import main
+
+EXAMPLES = Path(__file__).parents[2] / "data" / "examples"
+NAMES = {"2": "agricultural areas", "3": "forest and woodland", "6": "bare and sparsely vegetated land",
+         "8": "water bodies"}  # fmt: skip
+CODES = tuple(NAMES)
+_SHARE = r"(almost none|about \d+%)"
+_CLAIM = re.compile(rf"({'|'.join(NAMES.values())}) (\w+) from {_SHARE} to {_SHARE}", re.I)
+_UP, _DOWN = {"rose", "grew", "increased", "expanded"}, {"fell", "shrank", "declined", "decreased"}
+pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.DataQualityWarning")
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# --- pairs ------------------------------------------------------------------------------------------------------
+
+
+def test_event_pairs_are_before_after_within_a_chip_size() -> None:
+    plan = pd.DataFrame(
+        {
+            "sample_id": ["a-b-1", "a-a-1", "a-b-2", "a-a-2", "c-a", "c-b", "d-b"],
+            "site_id": ["a", "a", "a", "a", "c", "c", "d"],
+            "chip_size_m": [1000.0, 1000.0, 2000.0, 2000.0, 1000.0, 1000.0, 1000.0],
+            "phase": ["before", "after", "before", "after", "after", "before", "before"],
+        }
+    )
+    got = pairs(plan)
+    assert got[["site_id", "sample_id_before", "sample_id_after"]].values.tolist() == [
+        ["a", "a-b-1", "a-a-1"],
+        ["a", "a-b-2", "a-a-2"],
+        ["c", "c-b", "c-a"],
+    ]  # plan order of the later sample; a site without its after row has no pair
+    assert set(got["kind"]) == {"event"}
+
+
+def test_revisit_pairs_are_consecutive() -> None:
+    rows = [(f"s{s}", k, f"s{s}-r{k}") for s in range(4) for k in range(3)]
+    plan = pd.DataFrame(rows, columns=["site_id", "revisit_index", "sample_id"]).sample(frac=1, random_state=1)
+    plan["chip_size_m"] = 2560.0
+    got = pairs(plan.reset_index(drop=True))
+    expected = {(f"s{s}-r{k - 1}", f"s{s}-r{k}") for s in range(4) for k in (1, 2)}
+    assert set(zip(got["sample_id_before"], got["sample_id_after"], strict=True)) == expected
+    assert len(got) == 8 and set(got["kind"]) == {"revisit"}
+    assert pairs(plan.drop(columns="revisit_index")).empty
+
+
+# --- direction and size on synthetic fractions -------------------------------------------------------------------
+
+
+def _context(sample_id: str, whole: dict[str, float], regions: dict[str, dict[str, float]]) -> SampleContext:
+    def shares(values: dict[str, float]) -> tuple[ClassShare, ...]:
+        return tuple(ClassShare(c, NAMES[c], v) for c, v in sorted(values.items(), key=lambda kv: -kv[1]) if v > 0)
+
+    levels = ("l1", "l3")
+    by_region = types.MappingProxyType({r: shares(regions[r]) for r in REGIONS})
+    return SampleContext(
+        sample_id=sample_id,
+        lon=23.3,
+        lat=38.9,
+        chip_size_m=2560.0,
+        country="Greece",
+        continent="Europe",
+        start_date=dt.date(2021, 5, 1) if sample_id.endswith("b") else dt.date(2021, 8, 1),
+        levels=levels,
+        classes={level: tuple(s for s in shares(whole) if s.fraction >= 0.05) for level in levels},
+        shares={level: dict(whole) for level in levels},
+        regions={level: by_region for level in levels},
+    )
+
+
+def _split(values: list[float]) -> dict[str, float]:
+    total = sum(values)
+    return {c: v / total for c, v in zip(CODES, values, strict=True)}
+
+
+fractions = st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4).filter(lambda v: sum(v) > 0.1)
+
+
+def _pair(before: dict[str, float], after: dict[str, float], quadrants: list[dict[str, float]]) -> ChangeContext:
+    # The whole chip is the mean of the quadrants; the centre is the mean of all four.
+    def regions(scale: dict[str, float], qs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        out = {q: {c: scale[c] * qs[i][c] for c in CODES} for i, q in enumerate(QUADRANTS)}
+        out["centre"] = {c: float(np.mean([out[q][c] for q in QUADRANTS])) for c in CODES}
+        return out
+
+    flat = [dict.fromkeys(CODES, 1.0)] * 4
+    first = _context("s-b", before, regions(before, flat))
+    last = _context("s-a", after, regions(after, quadrants))
+    row = {"site_id": "s", "kind": "event"}
+    return change_context(first, last, row, {"event_type": "wildfire", "event_date": "2021-07-15"})
+
+
+def _value(text: str) -> float:
+    return 0.0 if text == "almost none" else float(text[6:-1]) / 100
+
+
+@settings(max_examples=150, deadline=None)
+@given(fractions, fractions, st.integers(0, 3), st.integers(1, 12))
+def test_template_states_the_direction_and_size_of_every_change(
+    before: list[float], after: list[float], seed: int, n: int
+) -> None:
+    first, last = _split(before), _split(after)
+    # The later image concentrates each class's change in one quadrant pattern (weights averaging 1).
+    weights = [dict.fromkeys(CODES, w) for w in (1.6, 1.2, 0.8, 0.4)]
+    context = _pair(first, last, weights)
+    captions, focus = change_captions(context, n, seed)
+    assert len(captions) == n and focus == [CHANGE_FOCUSES[k % 5] for k in range(n)]
+    assert len(set(captions)) == n
+    moved = max(abs(last[c] - first[c]) for c in CODES)
+    claims = 0
+    for text in captions:
+        for name, verb, a, b in _CLAIM.findall(text):
+            code = next(c for c, v in NAMES.items() if v == name.lower())
+            claims += 1
+            delta = last[code] - first[code]
+            assert abs(_value(a) - first[code]) <= 0.025 + 1e-9 and abs(_value(b) - last[code]) <= 0.025 + 1e-9, text
+            assert (verb in _UP and delta > 0) or (verb in _DOWN and delta < 0) or verb == "went", text
+            assert abs(delta) >= CHANGE_MIN, text  # only real changes are stated as changes
+            assert _value(a) != _value(b), text
+        stable = "little changed" in text or "changed little" in text or "little change" in text
+        assert not stable or moved < CHANGE_MIN, text
+    if moved >= CHANGE_MIN and n >= 1:
+        assert claims >= 1  # the main change is always stated with its numbers
+    if moved < CHANGE_MIN:
+        assert claims == 0
+
+
+def test_a_wildfire_pair_reads_as_the_issue_asks() -> None:
+    before = {"3": 0.7, "2": 0.2, "8": 0.1, "6": 0.0}
+    after = {"3": 0.2, "2": 0.2, "8": 0.1, "6": 0.5}
+    # The burn scar (bare ground) lies in the east: north-east and south-east gain it, the west keeps its trees.
+    east = [{"3": 1.0, "2": 1.0, "8": 1.0, "6": 0.0}, {"3": 1.0, "2": 1.0, "8": 1.0, "6": 2.0},
+            {"3": 1.0, "2": 1.0, "8": 1.0, "6": 0.0}, {"3": 1.0, "2": 1.0, "8": 1.0, "6": 2.0}]  # fmt: skip
+    context = _pair(before, after, east)
+    captions, _ = change_captions(context, 5, 0)
+    text = " ".join(captions)
+    assert re.search(r"forest and woodland (fell|shrank|declined|decreased) from about 70% to about 20%", text)
+    assert re.search(r"bare and sparsely vegetated land (rose|grew|increased|expanded) from almost none to about 50%",
+                     text)  # fmt: skip
+    assert "after the wildfire of July 2021" in text
+    gain = captions[CHANGE_FOCUSES.index("gain")]
+    assert "the east" in gain and "about 100%" in gain  # the eastern half went from none to all bare ground
+    facts = context.to_facts()
+    bare = next(c for c in facts["land_cover_change"]["l1"] if c["name"].startswith("bare"))
+    assert bare["change"] == 0.5 and bare["most_in"] == "ne+se" and facts["event"]["type"] == "wildfire"
+
+
+def test_little_changed_and_no_labels() -> None:
+    same = {"3": 0.52, "2": 0.3, "8": 0.18, "6": 0.0}
+    near = {"3": 0.5, "2": 0.32, "8": 0.18, "6": 0.0}
+    captions, _ = change_captions(_pair(same, near, [dict.fromkeys(CODES, 1.0)] * 4), 5, 0)
+    assert sum(bool(re.search("little changed|changed little|little change", c)) for c in captions) >= 1
+    assert not _CLAIM.search(" ".join(captions))
+    bare = SampleContext("x-b", 1.0, 2.0, 1000.0, start_date=dt.date(2020, 1, 1))
+    later = SampleContext("x-a", 1.0, 2.0, 1000.0, start_date=dt.date(2022, 1, 1))
+    context = change_context(bare, later, {"site_id": "x", "kind": "revisit"}, {"revisit_index": 1})
+    captions, _ = change_captions(context, 5, 0)
+    assert len(set(captions)) == 5 and not context.has_labels
+    assert any("about 2 years" in c for c in captions) and context.revisit_index == (0, 1)
+
+
+# --- the stage, offline, end to end ------------------------------------------------------------------------------
+
+
+def _synthetic() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("synthetic_stac", EXAMPLES / "synthetic_stac.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dataset(tmp_path: Path, **plan_settings: object) -> Path:
+    from geosample import LabelConfig, PlanConfig, fetch, label, plan
+
+    ds = tmp_path / "DS"
+    plan(ds, config=PlanConfig.from_mapping(plan_settings), progress=False)
+    catalog = _synthetic().build(ds, tmp_path / "stac")
+    fetch(ds, stac=str(catalog), collection="synthetic-rgb", resolution=20, progress=False)
+    label(ds, LabelConfig(source="stac:synthetic-landcover", stac=str(catalog), scheme="esa-worldcover"),
+          progress=False)  # fmt: skip
+    return ds
+
+
+@pytest.fixture(scope="module")
+def _events_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("events")
+    events = tmp / "events.csv"
+    events.write_text(
+        "event_id,type,date,lon,lat\nfire,wildfire,2021-07-15,23.3,38.9\nflood,flood,2021-07-14,7.1,50.53\n"
+    )
+    return _dataset(tmp, events=str(events), samples=4)
+
+
+@pytest.fixture
+def events_ds(_events_ds: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    ds = tmp_path / "DS"
+    shutil.copytree(_events_ds, ds)
+    return ds
+
+
+def test_event_plan_gets_change_captions_naming_the_events_change(
+    events_ds: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0, err
+    plan = pd.read_parquet(events_ds / "plan.parquet")
+    labels = pd.read_parquet(events_ds / "labels.parquet").set_index("sample_id")
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    scene, change = table[table["kind"] == "scene"], table[table["kind"] == "change"]
+    assert len(scene) == 5 * len(plan) and scene[["site_id", "sample_id_before", "sample_id_after"]].isna().all().all()
+    phase = plan.set_index("sample_id")["phase"]
+    site = plan.set_index("sample_id")["site_id"]
+    assert len(change) == 5 * (len(plan) // 2) and "change captions: 4 pairs captioned" in out
+    for (first, last), rows in change.groupby(["sample_id_before", "sample_id_after"]):
+        assert phase[first] == "before" and phase[last] == "after" and site[first] == site[last]
+        assert (rows["sample_id"] == last).all() and (rows["site_id"] == site[last]).all()
+        assert sorted(rows["caption_index"]) == list(range(5)) and rows["caption"].nunique() == 5
+        kind = plan.set_index("sample_id").loc[last, "event_type"]
+        code, words = ("6", "bare and sparsely vegetated land") if kind == "wildfire" else ("8", "water bodies")
+        grew = json.loads(labels.loc[last, "fractions"]).get(code, 0) - json.loads(labels.loc[first, "fractions"]).get(
+            code, 0
+        )
+        assert grew > CHANGE_MIN  # independent of the captions: the labels show the event's change
+        text = " ".join(rows["caption"])
+        assert re.search(rf"{words} (rose|grew|increased|expanded) from", text), text
+        assert f"the {'wildfire' if kind == 'wildfire' else 'flood'} of July 2021" in text
+    report = json.loads((events_ds / "report" / "captions.json").read_text())
+    assert report["n_captions"] == len(scene) and report["change"]["n_pairs"] == 4
+    direction = report["change"]["direction"]
+    assert direction["checked"] >= 8 and direction["disagree"] == 0
+    assert direction["magnitude"]["within_tolerance"] == direction["magnitude"]["checked"] > 0
+    # Re-running does nothing; --overwrite rewrites the same captions; --no-change on a fresh run writes none.
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0 and "nothing to do" in out, err
+    pd.testing.assert_frame_equal(table, pd.read_parquet(events_ds / "captions.parquet"))
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "--overwrite"], capsys)
+    assert code == 0, err
+    pd.testing.assert_frame_equal(table, pd.read_parquet(events_ds / "captions.parquet"))
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "--seed", "3"], capsys)
+    assert code == 2 and "other settings" in err and len(err.strip().splitlines()) == 1
+    (events_ds / "captions.parquet").unlink()
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "--no-change"], capsys)
+    assert code == 0, err
+    assert set(pd.read_parquet(events_ds / "captions.parquet")["kind"]) == {"scene"}
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "-n", "3", "--overwrite"], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    assert table.groupby(["kind", "sample_id"]).size().eq(3).all() and (table["kind"] == "change").sum() == 12
+
+
+def test_resume_after_a_limit_captions_only_the_new_pairs(events_ds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plan = pd.read_parquet(events_ds / "plan.parquet")
+    pair_table = pairs(plan)
+    # The first pair whose two samples come first in the plan: a limit that covers exactly some pairs.
+    rank = {s: i for i, s in enumerate(plan["sample_id"])}
+    ends = sorted(max(rank[b], rank[a]) + 1 for b, a in zip(pair_table["sample_id_before"],
+                                                            pair_table["sample_id_after"], strict=True))  # fmt: skip
+    limit = ends[0]
+    code, _, err = run(["caption", str(events_ds), "--no-progress", "--limit", str(limit)], capsys)
+    assert code == 0, err
+    first = pd.read_parquet(events_ds / "captions.parquet")
+    done = first[first["kind"] == "change"].drop_duplicates(["sample_id_before", "sample_id_after"])
+    assert len(done) == sum(e <= limit for e in ends)
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0, err
+    assert f"{len(pair_table) - len(done)} pairs captioned ({len(done)} already done" in out
+    final = pd.read_parquet(events_ds / "captions.parquet")
+    kept = final.merge(first, how="inner")
+    assert len(kept) == len(first)  # earlier captions kept unchanged
+
+
+def test_revisit_series_pair_consecutive_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds = _dataset(tmp_path, samples=3, revisits=3, aoi="bbox:5,45,15,52", start="2020-01-01", end="2024-12-31",
+                  strata="continent")  # fmt: skip
+    code, _, err = run(["caption", str(ds), "--no-progress", "-n", "2"], capsys)
+    assert code == 0, err
+    plan = pd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    change = pd.read_parquet(ds / "captions.parquet").query("kind == 'change'")
+    got = set(zip(change["sample_id_before"], change["sample_id_after"], strict=True))
+    expected = {
+        (a, b)
+        for _, rows in plan.reset_index().groupby("site_id")
+        for a, b in zip(
+            rows.sort_values("revisit_index")["sample_id"][:-1],
+            rows.sort_values("revisit_index")["sample_id"][1:],
+            strict=True,
+        )  # fmt: skip
+    }
+    assert got == expected and len(change) == 2 * len(expected) == 2 * 2 * plan["site_id"].nunique()
+    for first, last in got:
+        assert plan.loc[last, "revisit_index"] == plan.loc[first, "revisit_index"] + 1
+    # The synthetic series grows built-up land at each step; the captions say so where they name it.
+    text = " ".join(change["caption"])
+    assert re.search(r"artificial surfaces (rose|grew|increased|expanded)", text), text
+    assert not re.search(r"artificial surfaces (fell|shrank|declined|decreased)", text)
+    report = json.loads((ds / "report" / "captions.json").read_text())
+    assert report["change"]["direction"]["disagree"] == 0
+
+
+def test_evaluate_ignores_change_captions(planned_ds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from retrieval.conftest import build_eval_dataset
+
+    data = build_eval_dataset(planned_ds)
+    f = data.files
+    args = ["evaluate", str(data.ds), "--image-embeddings", str(f["image_npy"]), "--image-ids", str(f["image_ids"]),
+            "--text-embeddings", str(f["text_npy"]), "--text-ids", str(f["text_ids"]), "--level", "l2"]  # fmt: skip
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    alone = json.loads((data.ds / "eval" / "metrics.json").read_text())
+    scene = pd.read_parquet(data.ds / "captions.parquet").assign(kind="scene")
+    # Change rows reuse the later sample's id and caption indexes, with no embeddings: evaluate must skip them.
+    change = scene.drop_duplicates("sample_id").assign(kind="change", caption="forest fell", caption_index=0)
+    pd.concat([scene, change]).to_parquet(data.ds / "captions.parquet", index=False)
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    with_change = json.loads((data.ds / "eval" / "metrics.json").read_text())
+    assert with_change["n_texts"] == alone["n_texts"] == len(scene)
+    assert with_change["image_to_text"] == alone["image_to_text"]
+
+
+def test_openai_sends_both_images_with_the_change_prompt(
+    events_ds: Path, openai_server: OpenAIServer, api_key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["caption", str(events_ds), "--backend", "openai", "--endpoint", openai_server.endpoint, "--model",
+            "test-vision", "--no-progress", "-n", "4", "--concurrency", "2"]  # fmt: skip
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    plan = pd.read_parquet(events_ds / "plan.parquet")
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    change = table[table["kind"] == "change"]
+    prompts = Path(__file__).parents[2] / "geosample" / "captions" / "prompts"
+    md, schema = (prompts / "openai-change-v1.md").read_bytes(), (prompts / "openai-change-v1.json").read_bytes()
+    assert set(change["prompt_sha256"]) == {hashlib.sha256(md + b"\0" + schema).hexdigest()}
+    assert set(table.loc[table["kind"] == "scene", "prompt_sha256"]) != set(change["prompt_sha256"])
+    scene_requests = [r for r in openai_server.requests if "before" not in r.facts]
+    pair_requests = [r for r in openai_server.requests if "before" in r.facts]
+    assert len(scene_requests) == len(plan) and len(pair_requests) == len(pairs(plan)) == 4
+    image_of = {}
+    for request in scene_requests:
+        (image,) = request.images
+        image_of[(request.facts["location"]["lat"], request.facts["time"]["window"][0])] = image
+    for request in pair_requests:
+        facts = request.facts
+        assert "describing change between two" in request.body["messages"][0]["content"]
+        assert request.body["response_format"]["json_schema"]["name"] == "geosample_change_captions"
+        first, last = request.images
+        # The earlier image first: each equals the image sent for that sample's own scene captions.
+        assert first == image_of[(facts["before"]["location"]["lat"], facts["before"]["time"]["window"][0])]
+        assert last == image_of[(facts["after"]["location"]["lat"], facts["after"]["time"]["window"][0])]
+        assert first != last and facts["event"]["type"] in {"wildfire", "flood"}
+        assert facts["land_cover_change"]["l1"] and "change: the main change" in request.user_text
+    assert change.groupby("sample_id").size().eq(4).all() and change["caption"].str.startswith("Change caption").all()
+    assert change["usage_prompt_tokens"].notna().all()
+    # A re-run is answered from nothing; a cleared table is rebuilt from the cache without requests.
+    sent = len(openai_server.requests)
+    (events_ds / "captions.parquet").unlink()
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    assert len(openai_server.requests) == sent
+    pd.testing.assert_frame_equal(
+        change.drop(columns="cache_hit"),
+        pd.read_parquet(events_ds / "captions.parquet").query("kind == 'change'").drop(columns="cache_hit"),
+    )
