@@ -179,9 +179,8 @@ def main() -> None:
         raster = Path(tmp) / "landcover_10m.tif"
         # In a child too: Linux keeps a process's peak RSS across fork + exec, so the parent stays small.
         subprocess.run([sys.executable, __file__, "--make-raster", str(raster)], check=True)
-        print(
-            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
-        )
+        machine = platform.processor() or platform.machine()
+        print(f"machine: {machine}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
         print(f"raster: {SIZE}x{SIZE} px at {RES:g} m, chips {CHIP}x{CHIP} px, {args.n} chips\n")
         results = {}
         for case in args.cases.split(","):

@@ -262,8 +262,13 @@ def test_shipped_catalogue_plans_offline(tmp_path) -> None:
     from pathlib import Path
 
     catalogue = Path(__file__).parents[2] / "data" / "examples" / "events.csv"
-    samples = plan(tmp_path / "DS", config=PlanConfig.from_mapping(
-        {"events": str(catalogue), "samples": 40, "start": "2018-01-01", "end": "2025-06-30"}), progress=False)
+    samples = plan(
+        tmp_path / "DS",
+        config=PlanConfig.from_mapping(
+            {"events": str(catalogue), "samples": 40, "start": "2018-01-01", "end": "2025-06-30"}
+        ),
+        progress=False,
+    )
     raw = pd.read_csv(catalogue)
     assert set(samples["event_type"]) == set(raw["type"])
     assert samples.groupby("site_id").size().eq(2).all()

@@ -1,0 +1,376 @@
+"""geosample fetch vs odc-stac vs bare rasterio window reads, over loopback HTTP.
+
+Serves COG scenes (3 bands as 3 single-band uint16 COGs with 512-px tiles, like
+Sentinel-2's) from a local HTTP server that honours Range requests, and a STAC
+API (``rustac serve``) with one item per scene. 500 samples (256x256-px chips,
+10 m) lie at random inside the scenes. Two cases:
+
+* ``aligned``: each chip is in its scene's CRS (a windowed read);
+* ``reproject``: the scenes are in the neighbouring UTM zone (a warp per chip).
+
+For 1, 4 and 16 workers it times, each in a fresh process:
+
+* ``geosample``: ``geosample.fetch`` (search, read, COG encode, sha256, manifest, catalog);
+* ``odc-stac``: ``odc.stac.load`` once per chip onto the same grid, N calls at once (nothing written);
+* ``bare``: per chip, open the three files and read the window (WarpedVRT when reprojecting), N at
+  once, with the same GDAL settings: the floor.
+
+and the peak RSS of the geosample process for 250 to 2000 chips from the same scenes (memory must stay
+flat: GDAL's block cache is bounded, open sources and chips in flight are capped).
+
+Run: ``python benchmarks/fetch_bench.py`` (``--chips``, ``--workers``, ``--cases``, ``--json``).
+Needs odc-stac (``pip install odc-stac``) for its baseline; it is skipped without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+CHIP_PX = 256
+RES = 10.0
+SCENE_PX = 3072
+TILE = 512
+SCENES = {"aligned": (32633, 16.0, 46.0), "reproject": (32633, 18.6, 46.0)}
+"""Case → (scene CRS, centre lon, lat of the first scene); 'reproject' scenes lie in zone 34, in zone 33's CRS."""
+BANDS = ("red", "green", "blue")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
+    """Scenes (COGs), one STAC item each, and a plan of ``chips`` samples per case (plus the dense probe)."""
+    import pyproj
+    import rasterio
+    import shapely
+    from rasterio.transform import from_origin
+    from rasterio.warp import transform_geom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    span = SCENE_PX * RES
+    n_scenes = max(1, -(-chips // 64))
+    out: dict[str, Any] = {}
+    y, x = np.mgrid[0:SCENE_PX, 0:SCENE_PX].astype(np.float32)
+    for k, (case, (epsg, lon0, lat0)) in enumerate(SCENES.items()):
+        rng = np.random.default_rng([seed, k])  # sample positions; pixels have their own seeds
+        to_xy = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+        to_ll = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+        x0, y0 = to_xy.transform(lon0, lat0)
+        items, samples, scene_corners = [], [], []
+        for s in range(n_scenes):
+            west = np.floor((x0 + (s % 4) * span) / RES) * RES
+            north = np.floor((y0 - (s // 4) * span) / RES) * RES
+            transform = from_origin(west, north, RES, RES)
+            scene_corners.append((west, north))
+            assets = {}
+            for b, band in enumerate(BANDS):
+                path = folder / case / f"scene{s}" / f"{band}.tif"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if not path.exists():
+                    base = 1500 + 700 * np.sin(x / (97 + 13 * b)) * np.cos(y / (61 + 7 * s))
+                    noise = np.random.default_rng([seed, k, s, b]).normal(0, 120, base.shape)
+                    data = (base + noise).clip(1, 10000).astype(np.uint16)
+                    with rasterio.open(
+                        path, "w", driver="COG", width=SCENE_PX, height=SCENE_PX, count=1, dtype="uint16",
+                        crs=f"EPSG:{epsg}", transform=transform, nodata=0, blocksize=TILE, compress="deflate",
+                        predictor=2,
+                    ) as dst:  # fmt: skip
+                        dst.write(data, 1)
+                assets[band] = {
+                    "href": f"{{base}}/{case}/scene{s}/{band}.tif",
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "roles": ["data"],
+                    "proj:shape": [SCENE_PX, SCENE_PX],
+                    "proj:transform": list(transform)[:6],
+                    "raster:bands": [{"nodata": 0, "data_type": "uint16", "spatial_resolution": RES}],
+                }
+            box = shapely.box(west, north - span, west + span, north)
+            geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
+            items.append({
+                "type": "Feature", "stac_version": "1.1.0", "id": f"{case}-scene{s}", "collection": "bench",
+                "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+                "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
+                "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": 1.0},
+                "links": [], "assets": assets,
+            })  # fmt: skip
+            margin = CHIP_PX * RES
+            for _ in range(64):
+                cx = west + rng.uniform(margin, span - margin)
+                cy = north - rng.uniform(margin, span - margin)
+                samples.append(to_ll.transform(cx, cy))
+        if case == "aligned":
+            # The memory probe: four times as many chips from the same scenes.
+            per_scene = 4 * chips // len(scene_corners) + 1
+            margin = CHIP_PX * RES
+            dense = [
+                to_ll.transform(w + rng.uniform(margin, span - margin), n - rng.uniform(margin, span - margin))
+                for w, n in scene_corners
+                for _ in range(per_scene)
+            ]
+            _write_plan(folder / "plans" / "aligned-dense.parquet", dense[: 4 * chips])
+        _write_plan(folder / "plans" / f"{case}.parquet", samples[:chips])
+        out[case] = {"items": items, "scene_epsg": epsg}
+    (folder / "items.json").write_text(json.dumps(out))
+    return out
+
+
+def _write_plan(path: Path, samples: list[tuple[float, float]]) -> None:
+    """A plan.parquet with the columns fetch reads, for chips centred on ``samples`` (lon, lat)."""
+    import geopandas as gpd
+    import h3
+    import pandas as pd
+
+    from geosample.sampling._geometry import chip_footprints, utm_epsg
+
+    lon = np.array([p[0] for p in samples])
+    lat = np.array([p[1] for p in samples])
+    zone = utm_epsg(lon, lat).astype(np.int64)
+    cells = [h3.latlng_to_cell(la, lo, 12) for lo, la in samples]
+    plan = pd.DataFrame({
+        "sample_id": [f"{c}-2560m" for c in cells], "site_id": cells, "h3": cells, "lon": lon, "lat": lat,
+        "time_bin": "2021", "start_datetime": pd.Timestamp("2021-01-01", tz="UTC"),
+        "end_datetime": pd.Timestamp("2021-12-31T23:59:59", tz="UTC"), "chip_size_m": CHIP_PX * RES,
+        "epsg": zone,
+    })  # fmt: skip
+    gdf = gpd.GeoDataFrame(plan, geometry=chip_footprints(lon, lat, zone, CHIP_PX * RES), crs="EPSG:4326")
+    gdf = gdf.drop_duplicates("sample_id").reset_index(drop=True)
+    path.parent.mkdir(exist_ok=True)
+    gdf.to_parquet(path, index=False)
+
+
+# --------------------------------------------------------------------------- one case, in its own process
+
+
+def chip_grids(plan: Any) -> list[Any]:
+    from geosample.stac.grid import chip_grid
+
+    return [chip_grid(r.lon, r.lat, int(r.epsg), float(r.chip_size_m), RES) for r in plan.itertuples()]
+
+
+def scene_of(items: list[dict], lon: float, lat: float) -> dict:
+    import shapely
+
+    point = shapely.Point(lon, lat)
+    return next(i for i in items if shapely.geometry.shape(i["geometry"]).contains(point))
+
+
+def run_case(args: argparse.Namespace) -> dict[str, Any]:
+    import geopandas as gpd
+
+    data = json.loads((Path(args.data) / "items.json").read_text())
+    items = json.loads(json.dumps(data[args.mode.removesuffix("-dense")]["items"]).replace("{base}", args.files))
+    plan = gpd.read_parquet(Path(args.data) / "plans" / f"{args.mode}.parquet").iloc[: args.chips]
+    if args.mode == "aligned-dense":
+        args.mode = "aligned"
+    started = time.perf_counter()
+    if args.tool == "geosample":
+        from geosample.stac import fetch
+
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            ds = Path(tmp) / "DS"
+            ds.mkdir()
+            plan.to_parquet(ds / "plan.parquet", index=False)
+            started = time.perf_counter()
+            table = fetch(ds, stac=args.api, collection=f"bench-{args.mode}", assets=",".join(BANDS),
+                          workers=args.workers, progress=False)  # fmt: skip
+            elapsed = time.perf_counter() - started
+            ok = int((table["status"] == "ok").sum())
+    elif args.tool == "odc-stac":
+        import odc.stac
+        import pystac
+        from odc.geo.geobox import GeoBox
+
+        stac_items = [pystac.Item.from_dict(i) for i in items]
+        by_id = {i.id: i for i in stac_items}
+        grids = chip_grids(plan)
+        jobs = [(by_id[scene_of(items, r.lon, r.lat)["id"]], g) for r, g in zip(plan.itertuples(), grids, strict=True)]
+
+        def load(job: tuple[Any, Any]) -> int:
+            item, grid = job
+            box = GeoBox((grid.height, grid.width), grid.transform, f"EPSG:{grid.epsg}")
+            ds = odc.stac.load([item], bands=list(BANDS), geobox=box, resampling="nearest", chunks=None)
+            return int(ds[BANDS[0]].shape[-1])
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            ok = sum(1 for width in pool.map(load, jobs) if width == CHIP_PX)
+        elapsed = time.perf_counter() - started
+    else:
+        import rasterio
+        from rasterio.vrt import WarpedVRT
+        from rasterio.windows import from_bounds
+
+        from geosample.stac.reader import gdal_env
+
+        grids = chip_grids(plan)
+        jobs = [(scene_of(items, r.lon, r.lat), g) for r, g in zip(plan.itertuples(), grids, strict=True)]
+
+        def read(job: tuple[dict, Any]) -> int:
+            item, grid = job
+            with gdal_env([item["assets"][b]["href"] for b in BANDS]):
+                for band in BANDS:
+                    with rasterio.open(item["assets"][band]["href"]) as src:
+                        if src.crs == grid.crs:
+                            window = from_bounds(*grid.bounds, transform=src.transform)
+                            arr = src.read(1, window=window, out_shape=(grid.height, grid.width))
+                        else:
+                            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width,
+                                           height=grid.height) as vrt:  # fmt: skip
+                                arr = vrt.read(1)
+            return int(arr.shape[-1])
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            ok = sum(1 for width in pool.map(read, jobs) if width == CHIP_PX)
+        elapsed = time.perf_counter() - started
+    rss_mb = _peak_rss_mb()
+    return {"tool": args.tool, "mode": args.mode, "workers": args.workers, "chips": len(plan), "ok": ok,
+            "seconds": elapsed, "chips_per_s": ok / elapsed, "peak_rss_mb": rss_mb}  # fmt: skip
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chips", type=int, default=500)
+    parser.add_argument("--workers", default="1,4,16")
+    parser.add_argument("--cases", default="aligned,reproject")
+    parser.add_argument("--tools", default="bare,geosample,odc-stac")
+    parser.add_argument("--data", help="folder for the generated scenes (kept between runs)")
+    parser.add_argument("--repeat", type=int, default=1, help="best of N runs per case")
+    parser.add_argument("--json", help="also write the results here")
+    # One case, run in a child process:
+    parser.add_argument("--tool", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--api", help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.tool:
+        args.workers = int(args.workers)
+        print(json.dumps(run_case(args)))
+        return
+
+    from stac.servers import FileServer, rustac_serve
+
+    data = Path(args.data or Path(tempfile.gettempdir()) / "geosample-fetch-bench")
+    started = time.perf_counter()
+    meta = make_data(data, args.chips)
+    print(f"data: {data} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    tools = args.tools.split(",")
+    if "odc-stac" in tools:
+        try:
+            import odc.stac  # noqa: F401
+        except ImportError:
+            print("odc-stac is not installed (pip install odc-stac): skipping its baseline", file=sys.stderr)
+            tools.remove("odc-stac")
+    files = FileServer(data).start()
+    api_dir = Path(tempfile.mkdtemp(prefix="fetch-bench-api-"))
+    hrefs = []
+    for case in SCENES:
+        items = json.loads(json.dumps(meta[case]["items"]).replace("{base}", files.url))
+        for item in items:
+            item["collection"] = f"bench-{case}"
+        coll = {"type": "Collection", "stac_version": "1.1.0", "id": f"bench-{case}", "description": "bench",
+                "license": "CC0-1.0", "links": [],
+                "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                           "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}}}  # fmt: skip
+        (api_dir / f"{case}.collection.json").write_text(json.dumps(coll))
+        (api_dir / f"{case}.items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+        hrefs += [api_dir / f"{case}.collection.json", api_dir / f"{case}.items.json"]
+    results = []
+    try:
+        with rustac_serve(*hrefs) as api:
+            for case in args.cases.split(","):
+                for workers in [int(w) for w in args.workers.split(",")]:
+                    for tool in tools:
+                        best = None
+                        for _ in range(args.repeat):
+                            r = _child(tool, case, workers, args.chips, data, api, files.url)
+                            best = r if best is None or r["chips_per_s"] > best["chips_per_s"] else best
+                        results.append(best)
+                        line = f"{case:9s} {tool:9s} {workers:2d} workers: {best['chips_per_s']:6.1f} chips/s"
+                        print(
+                            f"{line} ({best['ok']}/{best['chips']} ok, {best['peak_rss_mb']:.0f} MB)", file=sys.stderr
+                        )
+            if "geosample" in tools:
+                for chips in (args.chips // 2, args.chips, 2 * args.chips, 4 * args.chips):
+                    r = _child("geosample", "aligned-dense", 16, chips, data, api, files.url)
+                    r["memory_probe"] = True
+                    results.append(r)
+    finally:
+        files.stop()
+        shutil.rmtree(api_dir, ignore_errors=True)
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _child(tool: str, case: str, workers: int, chips: int, data: Path, api: str, files: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--tool", tool, "--mode", case, "--workers", str(workers), "--chips", str(chips),
+           "--data", str(data), "--api", api, "--files", files, "--tmp", tempfile.gettempdir()]  # fmt: skip
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{tool} {case} {workers} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _ratio(value: float | None, ok: bool) -> str:
+    return "-" if value is None else f"{value:.2f}x {'PASS' if ok else 'MISS'}"
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    """Print the Markdown tables (quoted in the README) and the verdict on the targets."""
+    print("\n| case | workers | bare chips/s | geosample chips/s | odc-stac chips/s | bare / geosample "
+          "| geosample / odc-stac |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    rows = {(r["mode"], r["workers"], r["tool"]): r for r in results if not r.get("memory_probe")}
+    verdicts = []
+    for mode, workers in sorted({(m, w) for m, w, _ in rows}):
+        bare, geo, odc = (rows.get((mode, workers, t)) for t in ("bare", "geosample", "odc-stac"))
+        cells = [f"{r['chips_per_s']:.1f}" if r else "-" for r in (bare, geo, odc)]
+        slow = bare["chips_per_s"] / geo["chips_per_s"] if bare and geo else None
+        fast = geo["chips_per_s"] / odc["chips_per_s"] if geo and odc else None
+        verdicts += [v for v in (slow is None or slow <= 1.3, fast is None or fast >= 1.5)]
+        slow_text = _ratio(slow, slow is not None and slow <= 1.3)
+        fast_text = _ratio(fast, fast is not None and fast >= 1.5)
+        print(f"| {mode} | {workers} | {' | '.join(cells)} | {slow_text} | {fast_text} |")
+    probes = [r for r in results if r.get("memory_probe")]
+    if probes:
+        print("\n| geosample, 16 workers, same scenes | chips | seconds | chips/s | peak RSS MB |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in probes:
+            print(f"| aligned | {r['chips']} | {r['seconds']:.1f} | {r['chips_per_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+    print(f"\ntargets (within 1.3x of bare reads, >= 1.5x faster than odc-stac): "
+          f"{sum(verdicts)}/{len(verdicts)} PASS")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

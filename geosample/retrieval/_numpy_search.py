@@ -1,0 +1,351 @@
+"""Exact top-k in both directions on the CPU with numpy: one float32 GEMM pass, pruned by tile maxima.
+
+The similarity matrix ``S = A·Bᵀ`` is computed in blocks of rows of ``A``
+(the larger side); every block holds all of ``B``. Each block serves both
+directions before the next one overwrites it:
+
+* rows (complete in the block): ``B`` is stored permuted so that a
+  *contiguous* tile of ``w`` item indices lies at ``w`` columns ``T`` apart.
+  The tile maxima are then ``w - 1`` element-wise maxima of contiguous slices
+  (fast SIMD) rather than a reduction over a short axis (slow in numpy). The
+  ``k`` best tiles of a row, ties to the lower tile, hold the row's top ``k``:
+  each chosen tile's best element ranks before anything in an unchosen tile.
+  Only their ``k·w`` elements are then ranked exactly.
+* columns (spread over blocks): in the first, small block, the same with
+  groups of ``g`` consecutive rows (element-wise maxima of rows). Later blocks
+  only add elements above a column's running k-th best score θ (ties go to the
+  earlier, lower rows): a row can hold one only in a tile whose maximum —
+  already known from the row direction — reaches the smallest θ of the tile's
+  columns. Those few (row, tile) pairs are read and merged with the running
+  top ``k``. Blocks double in size, so each adds about ``k`` elements per
+  column, and the GEMM calls stay few and large.
+
+Every selection breaks ties by index, so the result equals a full stable sort
+of the same scores by (score descending, index ascending). numpy releases the
+GIL in these loops, so the per-block work runs on all cores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+FLOAT_BYTES = 4
+ROW_TASK = 256  # rows per row-direction task
+COL_TASK = 512  # columns per column-direction task (first block)
+MAX_TILE = 32  # tile width w of the row direction
+MAX_GROUP = 16  # row group g of the column direction
+BLOCK_ELEMENTS = 1 << 27  # a 512 MB block at most: large GEMM calls, few of them
+FIRST_BLOCK_DIVISOR = 4  # the first block has a quarter of the largest block's rows
+SLACK_BYTES = 4 << 20  # allocator and thread-pool overhead
+CANDIDATE_ELEMENTS = 1 << 16  # elements read at a time by a later block's column update
+
+
+def select_topk(values: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest values of each row, ties to the left, in left-to-right order.
+
+    ``values`` holds candidates laid out so that, among equal values, left means
+    a lower item index; the result then picks exactly what a stable sort by
+    (value descending, index ascending) would, though not in that order.
+    """
+    rows, cols = values.shape
+    if k >= cols:
+        return np.broadcast_to(np.arange(cols), (rows, cols))
+    theta = np.partition(values, cols - k, axis=1)[:, cols - k, None]
+    take = values >= theta
+    over = np.flatnonzero(np.count_nonzero(take, axis=1) > k)
+    if over.size:  # ties at the k-th value: keep the leftmost of them
+        sub = values[over]
+        greater = sub > theta[over]
+        equal = sub == theta[over]
+        room = k - np.count_nonzero(greater, axis=1)
+        take[over] = greater | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
+    flat = np.flatnonzero(take).reshape(rows, k)
+    return flat - (np.arange(rows) * cols)[:, None]
+
+
+def descending_key(values: np.ndarray) -> np.ndarray:
+    """Unsigned 32-bit keys that sort float32 ``values`` in descending order (-inf last)."""
+    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32).astype(np.int64)  # -0.0 → 0.0
+    ascending = np.where(bits >= 1 << 31, (~bits) & 0xFFFFFFFF, bits | (1 << 31))
+    return 0xFFFFFFFF - ascending
+
+
+def order_best_first(values: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort each row's (value, index) pairs by value descending, then index ascending."""
+    order = np.lexsort((index, -values), axis=-1)
+    return np.take_along_axis(values, order, 1), np.take_along_axis(index, order, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where each item of ``B`` sits in the padded, permuted block, so that its tiles are strided slices."""
+
+    m: int
+    """Number of items."""
+    w: int
+    """Tile width: item ``j`` is in tile ``j // w``."""
+    tiles: int
+    """Number of tiles T; a block row is ``T·w`` wide."""
+
+    @classmethod
+    def for_items(cls, m: int, k: int) -> Layout:
+        """Tiles of width about √(m/4k): few candidate elements, and far more tiles than ``k``."""
+        w = int(np.clip(math.isqrt(max(m // (4 * k), 1)), 1, MAX_TILE))
+        return cls(m, w, -(-m // w))
+
+    @property
+    def width(self) -> int:
+        """Padded width ``T·w`` of a block row."""
+        return self.tiles * self.w
+
+    def column(self, index: np.ndarray) -> np.ndarray:
+        """Block column that holds item ``index``."""
+        return (index % self.w) * self.tiles + index // self.w
+
+    @property
+    def padding(self) -> np.ndarray:
+        """Block columns that hold no item (set to -inf)."""
+        return self.column(np.arange(self.m, self.width))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Block rows and row-group size for one search."""
+
+    rows: int
+    """Rows of the larger side per block at most (a multiple of ``group``)."""
+    group: int
+    """Rows per group g of the column direction."""
+
+    def blocks(self, n: int) -> list[tuple[int, int]]:
+        """Row ranges of the blocks: small at first, then doubling up to :attr:`rows`.
+
+        The first block seeds every column's running top k by the costlier group
+        method; each later block then adds about k elements per column however
+        large it is (its rows are as many as all before it), so growing blocks
+        keep both the first block and the number of GEMM calls small.
+        """
+        size = max(self.group, self.rows // FIRST_BLOCK_DIVISOR // self.group * self.group)
+        out, start = [], 0
+        while start < n:
+            out.append((start, min(start + size, n)))
+            start += size
+            size = min(2 * size, self.rows)
+        return out
+
+    @classmethod
+    def fit(cls, n: int, layout: Layout, k: int, d: int, memory_cap: int, threads: int) -> Plan | None:
+        """The largest block (up to :data:`BLOCK_ELEMENTS`) that fits the cap, or None if none does."""
+        width = layout.width
+        # The permuted copy of B, the running and final top k of both sides (with their sort), and slack.
+        fixed = width * d * FLOAT_BYTES + width * k * 48 + n * k * 12 + SLACK_BYTES
+        per_task = max(
+            min(ROW_TASK, n) * (layout.tiles * 4 + k * layout.w * 40) + CANDIDATE_ELEMENTS * 40,
+            min(COL_TASK, width) * k * min(MAX_GROUP, n) * 40,
+        )
+        # A block row: its scores, its tile maxima, and its share of the first block's group maxima.
+        per_row = (width + layout.tiles) * FLOAT_BYTES + COL_TASK * 8
+        budget = memory_cap - fixed - threads * per_task
+        rows = min(int(budget // per_row), n, max(BLOCK_ELEMENTS // width, 64))
+        # Only the first block (a fraction of the largest) is ranked by row groups; size them for it.
+        group = int(np.clip(math.isqrt(max(rows // FIRST_BLOCK_DIVISOR // (2 * k), 1)), 1, MAX_GROUP))
+        if rows < group:
+            return None
+        return cls(rows // group * group, group)
+
+
+def minimum_cap(n: int, m: int, k: int, d: int, threads: int) -> int:
+    """The smallest memory cap for which :meth:`Plan.fit` finds a block."""
+    layout = Layout.for_items(m, k)
+    low, high = 1, 1 << 60
+    while low < high:
+        mid = (low + high) // 2
+        if Plan.fit(n, layout, k, d, mid, threads) is None:
+            low = mid + 1
+        else:
+            high = mid
+    return low
+
+
+def search_both(
+    a: np.ndarray, b: np.ndarray, k: int, *, memory_cap: int, threads: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact top ``k`` of ``a·bᵀ`` per row and per column, best first, ties by index.
+
+    Returns (row indices, row scores, column indices, column scores); ``k`` is
+    clipped to the number of items on each side. Raises MemoryError when
+    ``memory_cap`` cannot hold one block.
+    """
+    n, d = a.shape
+    m = b.shape[0]
+    k_row, k_col = min(k, m), min(k, n)
+    workers = threads or len(os.sched_getaffinity(0))
+    layout = Layout.for_items(m, k_row)
+    plan = Plan.fit(n, layout, max(k_row, k_col), d, memory_cap, workers)
+    if plan is None:
+        need = minimum_cap(n, m, max(k_row, k_col), d, workers)
+        raise MemoryError(f"one block needs {need / 1e6:.1f} MB, the cap is {memory_cap / 1e6:.1f} MB")
+    permuted = np.zeros((layout.width, d), dtype=np.float32)
+    permuted[layout.column(np.arange(m))] = b
+    pad_columns = layout.padding
+    g = plan.group
+    scores = np.empty((min(plan.rows, -(-n // g) * g), layout.width), dtype=np.float32)
+    out = _Results(
+        row_idx=np.empty((n, k_row), dtype=np.int64),
+        row_val=np.empty((n, k_row), dtype=np.float32),
+        col_idx=np.full((layout.width, k_col), -1, dtype=np.int64),
+        col_val=np.full((layout.width, k_col), -np.inf, dtype=np.float32),
+    )
+    tile_max = np.empty((scores.shape[0], layout.tiles), dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start, stop in plan.blocks(n):
+            used = stop - start
+            block = scores[: -(-used // g) * g]
+            np.matmul(a[start:stop], permuted.T, out=scores[:used])
+            block[:used, pad_columns] = -np.inf
+            block[used:] = -np.inf
+            bound = _ColumnBound.of(out, layout) if start > 0 else None
+            tasks: list[Callable[[], _Entries | None]] = [
+                _row_task(block, q, min(q + ROW_TASK, used), start, layout, k_row, out, tile_max, bound)
+                for q in range(0, used, ROW_TASK)
+            ]
+            if start == 0:
+                tasks += [
+                    _column_task(block, p, min(p + COL_TASK, layout.width), start, g, k_col, out)
+                    for p in range(0, layout.width, COL_TASK)
+                ]
+            found = [entries for entries in pool.map(lambda task: task(), tasks) if entries is not None]
+            if found:
+                _merge_columns(out, *(np.concatenate(parts) for parts in zip(*found, strict=True)))
+    del scores, tile_max
+    col_val, col_idx = order_best_first(out.col_val, out.col_idx)
+    columns = layout.column(np.arange(m))
+    return out.row_idx, out.row_val, col_idx[columns], col_val[columns]
+
+
+_Entries = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(rows, columns, scores) of elements that may enter the columns' running top k."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _ColumnBound:
+    """The running k-th best score θ of each column, and its minimum over each tile's columns."""
+
+    theta: np.ndarray
+    tile: np.ndarray
+
+    @classmethod
+    def of(cls, out: _Results, layout: Layout) -> _ColumnBound:
+        theta = out.col_val.min(axis=1)
+        per_tile = theta.copy()
+        per_tile[layout.padding] = np.inf  # padding columns never take part
+        return cls(theta, per_tile.reshape(layout.w, layout.tiles).min(axis=0))
+
+
+@dataclasses.dataclass
+class _Results:
+    """Output arrays the block tasks write into (disjoint slices per task)."""
+
+    row_idx: np.ndarray
+    row_val: np.ndarray
+    col_idx: np.ndarray
+    col_val: np.ndarray
+
+
+def _row_task(
+    block: np.ndarray,
+    q0: int,
+    q1: int,
+    offset: int,
+    layout: Layout,
+    k: int,
+    out: _Results,
+    tiles: np.ndarray,
+    bound: _ColumnBound | None,
+) -> Callable[[], _Entries | None]:
+    def run() -> _Entries | None:
+        t, w = layout.tiles, layout.w
+        rows = block[q0:q1]
+        tile_max = tiles[q0:q1]
+        np.copyto(tile_max, rows[:, :t])
+        for s in range(1, w):
+            np.maximum(tile_max, rows[:, s * t : (s + 1) * t], out=tile_max)
+        best_tiles = select_topk(tile_max, k)
+        # Candidates in ascending item order: tile-major, then offset inside the tile.
+        items = (best_tiles[:, :, None] * w + np.arange(w)).reshape(len(rows), -1)
+        flat = np.arange(q0, q1)[:, None, None] * block.shape[1] + np.arange(w) * t + best_tiles[:, :, None]
+        values = np.take(block, flat.reshape(len(rows), -1))
+        pick = select_topk(values, k)
+        val, idx = order_best_first(np.take_along_axis(values, pick, 1), np.take_along_axis(items, pick, 1))
+        out.row_idx[offset + q0 : offset + q1] = idx
+        out.row_val[offset + q0 : offset + q1] = val
+        return None if bound is None else _column_candidates(block, tile_max, q0, offset, layout, bound)
+
+    return run
+
+
+def _column_task(block: np.ndarray, p0: int, p1: int, offset: int, g: int, k: int, out: _Results) -> Callable[[], None]:
+    def run() -> None:
+        width = block.shape[1]
+        group_max = block[0::g, p0:p1].copy()
+        for i in range(1, g):
+            np.maximum(group_max, block[i::g, p0:p1], out=group_max)
+        best_groups = select_topk(np.ascontiguousarray(group_max.T), k)
+        # Candidates in ascending row order: group-major, then row inside the group.
+        rows = (best_groups[:, :, None] * g + np.arange(g)).reshape(p1 - p0, -1)
+        values = block.ravel()[rows * width + np.arange(p0, p1)[:, None]]
+        pick = select_topk(values, k)
+        values = np.take_along_axis(values, pick, 1)
+        rows = np.take_along_axis(rows, pick, 1) + offset
+        # The running top k holds only earlier (lower) rows: put it first, keep k.
+        merged_val = np.concatenate([out.col_val[p0:p1], values], axis=1)
+        merged_idx = np.concatenate([out.col_idx[p0:p1], rows], axis=1)
+        keep = select_topk(merged_val, k)
+        out.col_val[p0:p1] = np.take_along_axis(merged_val, keep, 1)
+        out.col_idx[p0:p1] = np.take_along_axis(merged_idx, keep, 1)
+
+    return run
+
+
+def _column_candidates(
+    block: np.ndarray, tile_max: np.ndarray, q0: int, offset: int, layout: Layout, bound: _ColumnBound
+) -> _Entries:
+    """Elements of rows ``q0…`` above their column's θ, read only in tiles whose maximum reaches the tile's bound."""
+    t, w = layout.tiles, layout.w
+    pairs = np.flatnonzero(tile_max >= bound.tile)
+    found: list[_Entries] = []
+    step = max(1, CANDIDATE_ELEMENTS // w)
+    for first in range(0, pairs.size, step):
+        rows, tiles = np.divmod(pairs[first : first + step], t)
+        rows += q0
+        cols = tiles[:, None] + np.arange(w) * t
+        values = np.take(block, (rows * block.shape[1])[:, None] + cols)
+        better = values > bound.theta[cols]  # equal scores lose to the earlier rows already kept
+        found.append((np.broadcast_to(rows[:, None], cols.shape)[better] + offset, cols[better], values[better]))
+    if not found:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
+
+
+def _merge_columns(out: _Results, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    """Merge new elements (in ascending row order, all below the running ones) into the columns' top k."""
+    if not cols.size:
+        return
+    k = out.col_val.shape[1]
+    touched = np.unique(cols)
+    all_cols = np.concatenate([np.repeat(touched, k), cols])
+    all_vals = np.concatenate([out.col_val[touched].ravel(), vals])
+    all_rows = np.concatenate([out.col_idx[touched].ravel(), rows])
+    # Running entries come first, tied scores in row order; the new ones follow, on later rows: a stable
+    # sort by (column, score descending) therefore breaks every tie by row.
+    order = np.argsort((all_cols.astype(np.int64) << 32) | descending_key(all_vals), kind="stable")
+    starts = np.searchsorted(all_cols[order], touched)
+    keep = order[starts[:, None] + np.arange(k)]
+    out.col_val[touched] = all_vals[keep]
+    out.col_idx[touched] = all_rows[keep]

@@ -1,0 +1,89 @@
+"""``geosample fetch``: the click wrapper over :func:`geosample.stac.fetch`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from geosample.cli import CONTEXT, load_config_section
+from geosample.stac.presets import PRESETS
+
+
+def _presets_help() -> str:
+    return ", ".join(PRESETS)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("ds", type=click.Path(path_type=Path))
+@click.option("--stac", help="STAC API root URL, a static catalog.json, or a stac-geoparquet file.")
+@click.option("--collection", multiple=True, help="STAC collection id; repeat for several sensors per sample.")
+@click.option("--assets", help="Comma list of asset keys, in band order.  [default: the preset's, else all data]")
+@click.option("--resolution", type=float, help="Output pixel size in metres.  [default: the assets' native]")
+@click.option(
+    "--resampling",
+    type=click.Choice(["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode"]),
+    help="Resampling of continuous assets (categorical ones use nearest).  [default: nearest]",
+)
+@click.option("--max-cloud", type=float, help="Skip items with eo:cloud_cover above this percentage.")
+@click.option(
+    "--sort",
+    type=click.Choice(["cloud", "time"]),
+    help="Best item: least cloud, or nearest the window's middle.  [default: cloud]",
+)
+@click.option("--mosaic/--no-mosaic", default=None, help="Fill a chip from several items when none covers it alone.")
+@click.option("--preview/--no-preview", default=None, help="Also write an RGB PNG per chip (2–98 % stretch).")
+@click.option("--harmonize/--no-harmonize", default=None, help="Remove Sentinel-2's +1000 offset (baseline 04.00+).")
+@click.option("--scale/--no-scale", default=None, help="Apply scale/offset to physical values (float32).")
+@click.option("--workers", type=int, help="Concurrent read tasks.  [default: 4]")
+@click.option(
+    "--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign asset URLs just before each read."
+)
+@click.option("--retry-failed", is_flag=True, default=None, help="Also retry failed and no_item samples.")
+@click.option("--limit", type=int, help="Only the first N samples (to try things out).")
+@click.option("--dask-scheduler", help="'local' or tcp://HOST:PORT: read on a Dask cluster.")
+@click.option("--preset", help=f"A named source: {_presets_help()}.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@click.option("--overwrite", is_flag=True, help="Fetch every selected chip again (also with changed settings).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
+@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@click.pass_context
+def fetch(
+    ctx: click.Context,
+    ds: Path,
+    config_path: Path | None,
+    overwrite: bool,
+    progress: bool | None,
+    quiet: bool,
+    **flags: Any,
+) -> None:
+    """Fetch one image chip per sample of DS from STAC into DS/chips/ and DS/chips.parquet.
+
+    Re-running resumes: chips already fetched (and still matching their sha256)
+    are skipped; with no --stac/--collection/--preset, the last run's settings
+    are used.
+    """
+    from geosample.stac.config import FetchConfig
+    from geosample.stac.fetch import fetch as run_fetch
+
+    settings: dict[str, Any] = {}
+    if config_path is not None:
+        settings = load_config_section(config_path, "fetch")
+        settings.pop("out", None)
+    for name, value in flags.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = list(value) if isinstance(value, tuple) else value
+    cfg = FetchConfig.from_mapping(settings)
+    table = run_fetch(ds, config=cfg, progress=progress, overwrite=overwrite)
+    if not quiet:
+        s = table.attrs["summary"]
+        done = s["ok"] + s["no_item"] + s["failed"]
+        click.echo(
+            f"fetch: {done} chip(s) in {s['seconds']:.1f} s ({s['chips_per_s']:.1f}/s): {s['ok']} ok, "
+            f"{s['no_item']} no_item, {s['failed']} failed; {s['skipped']} already done. "
+            f"{ds}/chips.parquet holds {int((table['status'] == 'ok').sum())} ok chip(s) of {len(table)}"
+        )
+        if s["failed"]:
+            click.echo("  re-run with --retry-failed to try the failed ones again", err=True)

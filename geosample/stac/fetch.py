@@ -1,0 +1,592 @@
+"""``geosample.fetch``: one image chip per sample (and collection) from STAC, resumable at any point.
+
+The run checks everything that can be wrong with the input before it writes
+anything: the plan, the source, the collections, the asset keys (on the
+first matching item). Then searches (grouped, see :mod:`.search`) and reads
+(grouped by source item, see :mod:`._work`) overlap: chips are read on a
+thread pool or a Dask cluster while later groups are still being searched.
+Only this process writes into ``DS``: each chip to a temporary name renamed
+into place, then its catalog item, then its manifest row (:mod:`.journal`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from geosample import __version__
+from geosample._dataset import atomic_path, read_config, read_plan, write_section
+from geosample.errors import ConfigError, DataQualityWarning, DatasetError, StacError
+from geosample.stac import catalog
+from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs
+from geosample.stac._dask import open_executor
+from geosample.stac._work import ChipJob, ChipResult, ReadOptions, SourceRef, close_thread_caches, run_task
+from geosample.stac.client import ApiSource, StacSource, check_collections, open_source
+from geosample.stac.config import FetchConfig
+from geosample.stac.grid import chip_grid, nice_resolution
+from geosample.stac.journal import COLUMNS, Manifest, dataset_lock
+from geosample.stac.presets import apply_preset, needs_harmonize
+from geosample.stac.search import Candidate, SearchGroup, group_samples, mosaic_items, search_group
+
+__all__ = ["fetch", "make_signer"]
+
+Signer = Callable[[str], str]
+
+CHIPS_DIR = "chips"
+TASK_CHIPS = 32
+"""Most chips per read task: chips of one task share their open sources and decoded tiles."""
+TASK_MIN_CHIPS = 16
+"""Fewest chips per task (when there are enough): small tasks spread one item's tiles over many threads."""
+SEARCH_THREADS = 4
+PLAN_COLUMNS = ("sample_id", "lon", "lat", "epsg", "chip_size_m", "start_datetime", "end_datetime")
+
+
+def make_signer(name: str | None) -> Signer | None:
+    """The URL signer for ``--sign``: ``planetary-computer`` (needs that package) or none."""
+    if name in (None, "none"):
+        return None
+    if name == "planetary-computer":
+        try:
+            import planetary_computer
+        except ImportError:
+            raise ConfigError(
+                "--sign planetary-computer needs the planetary-computer package: "
+                "pip install 'geosample[planetary-computer]'"
+            ) from None
+        return planetary_computer.sign_url
+    raise ConfigError(f"--sign {name!r} is not one of planetary-computer, none")
+
+
+@dataclasses.dataclass
+class _Collection:
+    """The work for one collection."""
+
+    name: str
+    samples: gpd.GeoDataFrame
+    """The samples to fetch now."""
+    groups: list[SearchGroup]
+    prefetched: list[tuple[SearchGroup, dict[str, list[Candidate]]]]
+    options: ReadOptions
+    resolution: float | None
+    nested: bool
+    harmonize: bool
+    mosaic: bool
+    old_paths: Mapping[str, tuple[str | None, str | None]]
+    """sample_id → (path, preview) of its existing row, kept when a chip is fetched again."""
+
+    def paths(self, sample_id: str) -> tuple[str, str]:
+        old = self.old_paths.get(sample_id)
+        if old and old[0]:
+            return old[0], old[0][:-4] + ".png"
+        folder = f"{CHIPS_DIR}/{self.name}" if self.nested else CHIPS_DIR
+        return f"{folder}/{sample_id}.tif", f"{folder}/{sample_id}.png"
+
+
+def fetch(
+    ds: str | Path,
+    *,
+    config: FetchConfig | None = None,
+    progress: bool | None = None,
+    signer: Signer | None = None,
+    overwrite: bool = False,
+    **settings: Any,
+) -> pd.DataFrame:
+    """Fetch one image chip per sample (and collection) into ``DS/chips/`` and ``DS/chips.parquet``.
+
+    Args:
+        ds: Dataset folder with a plan.
+        config: A ready :class:`FetchConfig`; otherwise ``settings`` build one
+            (``stac=..., collection="sentinel-2-l2a", assets="red,green,blue"``, ...).
+            Settings left out are taken from the dataset's previous fetch, so
+            ``fetch(ds)`` resumes it.
+        progress: Show a progress bar (default: when stderr is a terminal).
+        signer: Turns an asset href into a readable URL just before each read;
+            overrides ``--sign`` (e.g. a custom token service).
+        overwrite: Fetch every selected chip again, also with settings that differ
+            from the chips already there.
+        **settings: :class:`FetchConfig` fields, when ``config`` is not given.
+
+    Returns:
+        The whole manifest (every row of ``chips.parquet``); ``.attrs["summary"]``
+        counts this run's ``ok``, ``no_item``, ``failed`` and ``skipped`` chips.
+    """
+    ds = Path(ds)
+    cfg = config if config is not None else FetchConfig.from_mapping(settings)
+    plan = read_plan(ds)
+    missing = [c for c in PLAN_COLUMNS if c not in plan.columns]
+    if missing:
+        raise DatasetError(f"{ds}/plan.parquet lacks columns {missing}; re-run 'geosample plan'")
+    recorded = read_config(ds).get("fetch") or {}
+    cfg = _resolve_config(cfg, recorded)
+    samples = plan.sort_values("sample_id", kind="stable").reset_index(drop=True)
+    if cfg.limit is not None:
+        samples = samples.iloc[: cfg.limit].reset_index(drop=True)
+    sign = signer if signer is not None else make_signer(cfg.sign)
+    started = time.perf_counter()
+    with dataset_lock(ds):
+        source = open_source(str(cfg.stac), retries=cfg.retries, timeout=cfg.timeout)
+        check_collections(source, cfg.collection)
+        manifest = Manifest(ds)
+        existing = manifest.table()
+        known = set(existing["collection"].dropna()) | set(recorded.get("collections") or {})
+        nested = len(set(cfg.collection) | known) > 1
+        runs, skipped = [], 0
+        for name in cfg.collection:
+            run, n_skipped = _prepare(ds, cfg, recorded, existing, samples, source, name, nested, sign, overwrite)
+            runs.append(run)
+            skipped += n_skipped
+        # Everything is checked: from here on the dataset is written.
+        write_section(ds, "fetch", _section(cfg, recorded, runs))
+        chips_dir = ds / CHIPS_DIR
+        chips_dir.mkdir(exist_ok=True)
+        for stale in chips_dir.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        manifest.compact()
+        runner = _Runner(ds, cfg, manifest, source, sign, plan)
+        try:
+            counts = runner.run(runs, progress)
+        finally:
+            close_thread_caches()
+            table = manifest.compact()
+            manifest.close()
+        runner.complete_catalog(runs, table)
+        catalog.write_catalog(ds, table)
+        write_section(ds, "fetch", _section(cfg, read_config(ds).get("fetch") or recorded, runs))
+    elapsed = time.perf_counter() - started
+    done = sum(counts.values())
+    summary = {**counts, "skipped": skipped, "seconds": round(elapsed, 3), "chips_per_s": done / max(elapsed, 1e-9)}
+    _warn_quality(runner.low_valid)
+    table.attrs["summary"] = summary
+    return table
+
+
+def _resolve_config(cfg: FetchConfig, recorded: Mapping[str, Any]) -> FetchConfig:
+    """The settings of this run: a preset fills what the user left out; nothing given resumes the last run."""
+    values = cfg.to_dict()
+    defaults = FetchConfig().to_dict()
+    if cfg.stac is None and not cfg.collection and cfg.preset is None and recorded:
+        base = {k: v for k, v in recorded.items() if k in defaults}
+        for key, value in values.items():
+            if value != defaults[key]:
+                base[key] = value
+        for key in ("retry_failed", "limit"):
+            base[key] = values[key]
+        values = base
+    values = apply_preset(values)
+    if not values.get("stac"):
+        raise ConfigError(
+            "no --stac given; give a STAC API URL, a catalog.json or a stac-geoparquet file, or a --preset"
+        )
+    if not values.get("collection"):
+        raise ConfigError("no --collection given; name the STAC collection to fetch from, or give a --preset")
+    return FetchConfig.from_mapping(values)
+
+
+def _verify(ds: Path, rows: pd.DataFrame) -> np.ndarray:
+    """Which ``ok`` rows still match their file's sha256 (hashed on a few threads)."""
+
+    def check(path: str | None, digest: str | None) -> bool:
+        if not path or not digest:
+            return False
+        try:
+            with open(ds / path, "rb") as fh:
+                return hashlib.file_digest(fh, "sha256").hexdigest() == digest
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        return np.array(list(pool.map(check, rows["path"], rows["sha256"])), dtype=bool)
+
+
+def _prepare(
+    ds: Path,
+    cfg: FetchConfig,
+    recorded: Mapping[str, Any],
+    existing: pd.DataFrame,
+    samples: gpd.GeoDataFrame,
+    source: StacSource,
+    name: str,
+    nested: bool,
+    signer: Signer | None,
+    overwrite: bool,
+) -> tuple[_Collection, int]:
+    """Decide which samples need a chip from ``name`` and check the assets, reading nothing into DS."""
+    rows = existing[(existing["collection"] == name) & existing["sample_id"].isin(samples["sample_id"])]
+    before = (recorded.get("collections") or {}).get(name) or {}
+    if not overwrite:
+        has_ok = bool((existing.loc[existing["collection"] == name, "status"] == "ok").any())
+        _check_consistent(ds, name, cfg, before, has_ok)
+    done: set[str] = set()
+    if not overwrite:
+        ok = rows[rows["status"] == "ok"]
+        done = set(ok.loc[_verify(ds, ok), "sample_id"]) if len(ok) else set()
+        if not cfg.retry_failed:
+            done |= set(rows.loc[rows["status"].isin(["failed", "no_item"]), "sample_id"])
+    todo = samples[~samples["sample_id"].isin(done)].reset_index(drop=True)
+    old_paths = {str(r.sample_id): (r.path, r.preview) for r in rows.itertuples() if isinstance(r.path, str) and r.path}
+    groups = group_samples(todo)
+    prefetched = []
+    first = None
+    for group in groups:
+        matches = search_group(source, name, todo, group, max_cloud=cfg.max_cloud, sort=cfg.sort)
+        prefetched.append((group, matches))
+        first = next((c for sid in matches for c in matches[sid][:1]), None)
+        if first is not None:
+            break
+    info = source.collection_info(name)
+    item_assets = info.get("item_assets") or {}
+    keys = cfg.assets or tuple(before.get("assets") or ()) or None
+    specs: tuple = ()
+    native = None
+    if first is not None:
+        if keys is None:
+            keys = tuple(data_assets(first.item))
+            if not keys:
+                raise ConfigError(f"items of {name!r} have no raster data assets; name them with --assets")
+        check_assets(keys, [*first.item.assets, *item_assets], name, f"item {first.item.id}")
+        ranked = [c.item for sid in matches for c in matches[sid][:1]]
+        specs, native = describe_assets(
+            ranked, keys, collection=name, item_assets=item_assets, preset=cfg.preset, signer=signer
+        )
+    elif keys is not None and item_assets:
+        check_assets(keys, list(item_assets), name, "its item_assets")
+    resolution = cfg.resolution or before.get("resolution") or (nice_resolution(native) if native else None)
+    harmonize = bool(cfg.harmonize)
+    options = ReadOptions(specs, cfg.resampling, cfg.scale, cfg.preview, min(cfg.retries, 4))
+    run = _Collection(
+        name, todo, groups[len(prefetched) :], prefetched, options, resolution, nested, harmonize, cfg.mosaic,
+        old_paths,
+    )  # fmt: skip
+    return run, len(samples) - len(todo)
+
+
+def _settings(run: _Collection) -> dict[str, Any]:
+    return {
+        "assets": [a.key for a in run.options.assets],
+        "bands": list(run.options.band_names),
+        "resolution": run.resolution,
+        "resampling": run.options.resampling,
+        "harmonize": run.harmonize,
+        "scale": run.options.apply_scale,
+        "mosaic": run.mosaic,
+    }
+
+
+def _check_consistent(ds: Path, name: str, cfg: FetchConfig, before: Mapping[str, Any], has_ok: bool) -> None:
+    """Refuse to mix chips made with other band, resolution or value settings into one collection's chips."""
+    if not before or not has_ok:
+        return
+    now = {
+        "assets": list(cfg.assets) if cfg.assets else before.get("assets"),
+        "resolution": cfg.resolution or before.get("resolution"),
+        "resampling": cfg.resampling,
+        "harmonize": bool(cfg.harmonize),
+        "scale": cfg.scale,
+    }
+    diff = [k for k, v in now.items() if before.get(k) != v]
+    if diff:
+        was = ", ".join(f"{k.replace('_', '-')} {before.get(k)!r}" for k in diff)
+        raise DatasetError(
+            f"{ds} already holds {name!r} chips made with {was}; repeat those settings to resume, "
+            "or add --overwrite to fetch every chip again with the new ones"
+        )
+
+
+def _section(cfg: FetchConfig, recorded: Mapping[str, Any], runs: Sequence[_Collection]) -> dict[str, Any]:
+    collections = dict(recorded.get("collections") or {})
+    for run in runs:
+        if run.options.assets:
+            collections[run.name] = _settings(run)
+    values = cfg.to_dict()
+    values.pop("retry_failed")
+    return {**values, "collections": collections, "geosample_version": __version__}
+
+
+def _warn_quality(low: list[str]) -> None:
+    if low:
+        warnings.warn(
+            f"{len(low)} chip(s) have data in less than half their pixels (e.g. {low[0]}); "
+            "--mosaic fills chips from several items",
+            DataQualityWarning,
+            stacklevel=3,
+        )
+
+
+_Task = tuple[_Collection, list[ChipJob]]
+
+
+class _Runner:
+    """The fetch loop: searches and reads in flight at once, results written as they come."""
+
+    def __init__(
+        self, ds: Path, cfg: FetchConfig, manifest: Manifest, source: StacSource, signer: Signer | None,
+        plan: gpd.GeoDataFrame,
+    ) -> None:  # fmt: skip
+        self.ds = ds
+        self.cfg = cfg
+        self.manifest = manifest
+        self.source = source
+        self.signer = signer
+        self.footprints = dict(zip(plan["sample_id"].astype(str), plan.geometry.values, strict=True))
+        self.sites = dict(zip(plan["sample_id"].astype(str), plan.get("site_id", plan["sample_id"]), strict=True))
+        self.counts = {"ok": 0, "no_item": 0, "failed": 0}
+        self.low_valid: list[str] = []
+        self._chosen: dict[tuple[str, str], list[Candidate]] = {}
+        self._bar: Any = None
+
+    def run(self, runs: Sequence[_Collection], progress: bool | None) -> dict[str, int]:
+        """Search, read and record every chip of ``runs``; returns the counts by status."""
+        from tqdm.auto import tqdm
+
+        total = sum(len(r.samples) for r in runs)
+        disable = None if progress is None else not progress
+        with tqdm(total=total, desc="fetch", unit="chip", disable=disable, leave=False, smoothing=0.05) as bar:
+            self._bar = bar
+            self._loop(runs)
+        return self.counts
+
+    def _loop(self, runs: Sequence[_Collection]) -> None:
+        searches: deque[tuple[_Collection, SearchGroup]] = deque((r, g) for r in runs for g in r.groups)
+        tasks: deque[_Task] = deque()
+        for run in runs:
+            for group, matches in run.prefetched:
+                tasks.extend(self._matched(run, group, matches))
+        in_search: dict[Future, tuple[_Collection, SearchGroup]] = {}
+        in_read: dict[Future, tuple[_Collection, list[ChipJob]]] = {}
+        with (
+            open_executor(self.cfg.dask_scheduler, self.cfg.workers) as (executor, max_reads),
+            ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="geosample-search") as searcher,
+        ):
+            try:
+                while searches or tasks or in_search or in_read:
+                    while searches and len(in_search) < SEARCH_THREADS and len(tasks) < 4 * max_reads:
+                        run, group = searches.popleft()
+                        future = searcher.submit(
+                            search_group, self.source, run.name, run.samples, group,
+                            max_cloud=self.cfg.max_cloud, sort=self.cfg.sort,
+                        )  # fmt: skip
+                        in_search[future] = (run, group)
+                    while tasks and len(in_read) < max_reads:
+                        run, jobs = tasks.popleft()
+                        in_read[executor.submit(run_task, jobs, run.options, self.signer)] = (run, jobs)
+                    done, _ = wait([*in_search, *in_read], return_when=FIRST_COMPLETED)
+                    for future in done:
+                        if future in in_search:
+                            run, group = in_search.pop(future)
+                            tasks.extend(self._searched(run, group, future))
+                        else:
+                            run, jobs = in_read.pop(future)
+                            self._read(run, jobs, future)
+                    self.manifest.maybe_compact()
+            finally:
+                for future in [*in_search, *in_read]:
+                    future.cancel()
+
+    def _searched(self, run: _Collection, group: SearchGroup, future: Future) -> list[_Task]:
+        try:
+            matches = future.result()
+        except StacError as exc:
+            ids = [str(s) for s in run.samples["sample_id"].iloc[group.rows]]
+            self._record(run, [self._row(run, sid, "failed", error=str(exc)) for sid in ids])
+            return []
+        return self._matched(run, group, matches)
+
+    def _matched(self, run: _Collection, group: SearchGroup, matches: Mapping[str, list[Candidate]]) -> list[_Task]:
+        """Rows for samples without items; read tasks (nearby chips sharing items) for the others."""
+        rows, jobs = [], []
+        sub = run.samples.iloc[group.rows]
+        for rec in sub.itertuples(index=False):
+            sid = str(rec.sample_id)
+            candidates = matches.get(sid, [])
+            if not candidates or run.resolution is None:
+                rows.append(self._row(run, sid, "no_item"))
+                continue
+            chosen = mosaic_items(rec.geometry, candidates) if run.mosaic else candidates[:1]
+            self._chosen[(run.name, sid)] = chosen
+            grid = chip_grid(rec.lon, rec.lat, int(rec.epsg), float(rec.chip_size_m), float(run.resolution))
+            keys = [a.key for a in run.options.assets]
+            sources = tuple(
+                SourceRef(
+                    c.item.id,
+                    item_hrefs(c.item, keys),
+                    run.harmonize and _is_s2(run.name, c) and needs_harmonize(c.item.properties, c.item.datetime),
+                )
+                for c in chosen
+            )
+            jobs.append(ChipJob(sid, run.name, grid, sources))
+        self._record(run, rows)
+        return [(run, chunk) for chunk in task_chunks(jobs, self.cfg.workers)]
+
+    def _read(self, run: _Collection, jobs: list[ChipJob], future: Future) -> None:
+        try:
+            results: list[ChipResult] = future.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chips, not the run
+            message = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:300]
+            results = [ChipResult(j.sample_id, j.collection, error=message) for j in jobs]
+        by_id = {j.sample_id: j for j in jobs}
+        rows = []
+        for result in results:
+            job = by_id[result.sample_id]
+            if result.error is not None or result.cog is None:
+                rows.append(self._row(run, job.sample_id, "failed", error=result.error or "no data"))
+                continue
+            rows.append(self._write_chip(run, job, result))
+        self._record(run, rows)
+
+    def _write_chip(self, run: _Collection, job: ChipJob, result: ChipResult) -> dict[str, Any]:
+        path, preview = run.paths(job.sample_id)
+        with atomic_path(self.ds / path) as tmp:
+            tmp.write_bytes(result.cog or b"")
+        if result.png is not None:
+            with atomic_path(self.ds / preview) as tmp:
+                tmp.write_bytes(result.png)
+        chosen = self._chosen.pop((run.name, job.sample_id))
+        row = self._row(
+            run, job.sample_id, "ok", chosen=chosen, path=path, grid=job.grid, sha256=result.sha256,
+            preview=preview if result.png is not None else None,
+        )  # fmt: skip
+        if result.valid_fraction < 0.5:
+            self.low_valid.append(job.sample_id)
+        sources = [(c.item.id, self.source.item_href(c.item)) for c in chosen]
+        item = catalog.chip_item(
+            row,
+            self.footprints[job.sample_id],
+            job.grid,
+            sources,
+            {"geosample:site_id": str(self.sites[job.sample_id])},
+        )
+        catalog.write_item(self.ds, run.name, job.sample_id, item)
+        return row
+
+    def _row(
+        self,
+        run: _Collection,
+        sample_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        chosen: Sequence[Candidate] = (),
+        path: str | None = None,
+        grid: Any = None,
+        sha256: str | None = None,
+        preview: str | None = None,
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = dict.fromkeys(COLUMNS)
+        row.update(sample_id=sample_id, status=status, error=error, collection=run.name, resolution=run.resolution)
+        if status == "ok":
+            first = chosen[0]
+            row.update(
+                item_id=",".join(c.item.id for c in chosen), item_datetime=pd.Timestamp(first.when).tz_convert("UTC"),
+                cloud_cover=first.cloud, path=path, width=grid.width, height=grid.height,
+                bands=list(run.options.band_names), sha256=sha256, preview=preview,
+            )  # fmt: skip
+        return row
+
+    def _record(self, run: _Collection, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        for row in rows:
+            if row["status"] != "ok":
+                self._forget(run, row["sample_id"])
+            self.counts[row["status"]] += 1
+        self.manifest.append(rows)
+        if self._bar is not None:
+            self._bar.update(len(rows))
+
+    def _forget(self, run: _Collection, sample_id: str) -> None:
+        """A chip that is no longer ``ok`` loses its old file, preview and item."""
+        self._chosen.pop((run.name, sample_id), None)
+        for rel in run.old_paths.get(sample_id, ()):
+            if rel:
+                (self.ds / rel).unlink(missing_ok=True)
+        catalog.remove_item(self.ds, run.name, sample_id)
+
+    def complete_catalog(self, runs: Sequence[_Collection], table: pd.DataFrame) -> None:
+        """Write items missing for ``ok`` chips (their run was killed between the chip and its item)."""
+        plan_rows = None
+        for run in runs:
+            if run.resolution is None:
+                continue
+            ok = table[(table["collection"] == run.name) & (table["status"] == "ok")]
+            for row in ok.to_dict("records"):
+                if catalog.item_path(self.ds, run.name, row["sample_id"]).exists():
+                    continue
+                if plan_rows is None:
+                    plan_rows = read_plan(self.ds).set_index("sample_id")
+                if row["sample_id"] not in plan_rows.index:
+                    continue
+                rec = plan_rows.loc[row["sample_id"]]
+                grid = chip_grid(rec.lon, rec.lat, int(rec.epsg), float(rec.chip_size_m), float(row["resolution"]))
+                ids = str(row["item_id"]).split(",")
+                base = self.source.url.rstrip("/") if isinstance(self.source, ApiSource) else None
+                sources = [(i, f"{base}/collections/{run.name}/items/{i}" if base else None) for i in ids]
+                item = catalog.chip_item(
+                    row, rec.geometry, grid, sources, {"geosample:site_id": str(rec.get("site_id"))}
+                )
+                catalog.write_item(self.ds, run.name, row["sample_id"], item)
+
+
+def _morton(x: int, y: int) -> int:
+    """Interleave the bits of two non-negative ints (Z-order): near in space, near in the order."""
+    z = 0
+    for bit in range(24):
+        z |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
+    return z
+
+
+def task_chunks(jobs: Sequence[ChipJob], workers: int) -> list[list[ChipJob]]:
+    """Read tasks: chips with the same best item, in Z-order, a few per task.
+
+    Nearby chips in one task (and, through each thread's open sources, in the
+    tasks that follow on that thread) decode each source tile once. Tasks hold
+    16 to 32 chips (an item's chips spread over the workers within those bounds).
+    """
+
+    def key(job: ChipJob) -> tuple[str, int]:
+        size = job.grid.width * job.grid.resolution
+        return job.sources[0].item_id, _morton(int(job.grid.transform.c // size) & 0xFFFFFF,
+                                               int(-job.grid.transform.f // size) & 0xFFFFFF)  # fmt: skip
+
+    ordered = sorted(jobs, key=key)
+    chunks = []
+    for _, same in _runs_by(ordered, lambda j: j.sources[0].item_id):
+        size = min(TASK_CHIPS, max(TASK_MIN_CHIPS, -(-len(same) // max(1, workers))))
+        chunks += [same[i : i + size] for i in range(0, len(same), size)]
+    return chunks
+
+
+def _is_s2(collection: str, candidate: Candidate) -> bool:
+    props = candidate.item.properties
+    platform = str(props.get("platform", "")).lower()
+    return (
+        "sentinel-2" in collection.lower()
+        or platform.startswith("sentinel-2")
+        or "s2:processing_baseline" in props
+        or "sentinel:processing_baseline" in props
+    )
+
+
+def _runs_by(items: Sequence[Any], key: Callable[[Any], Any]) -> Iterator[tuple[Any, list[Any]]]:
+    """Consecutive runs of ``items`` with equal ``key``."""
+    current: list[Any] = []
+    current_key: Any = None
+    for item in items:
+        k = key(item)
+        if current and k != current_key:
+            yield current_key, current
+            current = []
+        current_key = k
+        current.append(item)
+    if current:
+        yield current_key, current

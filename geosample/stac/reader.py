@@ -1,0 +1,398 @@
+"""Reading rasters onto a chip grid, and writing chips as COGs and PNG previews.
+
+Reads go through GDAL with the settings that make remote Cloud-Optimized
+GeoTIFFs fast (:data:`GDAL_DEFAULTS`). A source in the chip's CRS whose extent
+holds the whole chip is read with one windowed, resampled ``read``; anything
+else (another CRS, a partial overlap) through a ``WarpedVRT``. Either way GDAL
+fetches and decodes only the tiles under the chip, from the overview level
+nearest the chip's resolution. A :class:`DatasetCache` keeps sources open
+between chips, so tiles decoded for one chip serve its neighbours from GDAL's
+(bounded) block cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.io import DatasetReader, MemoryFile
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from geosample.stac.grid import ChipGrid
+
+__all__ = [
+    "GDAL_DEFAULTS",
+    "DatasetCache",
+    "ReadError",
+    "gdal_env",
+    "preview_png",
+    "read_onto_grid",
+    "write_cog",
+]
+
+Signer = Callable[[str], str]
+
+GDAL_DEFAULTS: dict[str, str | int] = {
+    # Opening a remote file must not list its "directory" to look for sidecars (one request per open saved).
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    # No HEAD request before the first range GET; signed URLs often refuse HEAD anyway.
+    "CPL_VSIL_CURL_USE_HEAD": "NO",
+    # A COG's header, IFDs and tile index come in one 32 KiB request.
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    # Adjacent tiles come in one range request; parallel ranges share one HTTP/2 connection.
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    # Decoded blocks, shared by all open sources: bounded (bytes), so memory stays flat over a long run.
+    "GDAL_CACHEMAX": 256 << 20,
+    # Raw bytes downloaded, shared by all open files and bounded; no per-file cache on top (a per-file cache
+    # times the files each thread keeps open would grow with the number of sources).
+    "CPL_VSIL_CURL_CACHE_SIZE": str(64 << 20),
+    "VSI_CACHE": "FALSE",
+    # Throttling and server errors are retried by GDAL with exponential backoff.
+    "GDAL_HTTP_MAX_RETRY": "4",
+    "GDAL_HTTP_RETRY_DELAY": "0.5",
+    "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
+    "GDAL_HTTP_CONNECTTIMEOUT": "15",
+    "GDAL_HTTP_TIMEOUT": "60",
+}
+"""GDAL configuration for remote COG reads; a variable already set in the environment wins."""
+
+RASTER_EXTENSIONS = (".tif", ".tiff", ".TIF", ".TIFF", ".jp2", ".JP2", ".vrt", ".png", ".jpg")
+
+# Errors that retrying cannot fix: the file is not there, or access is refused (a signer may fix 403).
+_PERMANENT = ("HTTP response code: 404", "HTTP response code: 410", "not recognized as being in a supported")
+_FORBIDDEN = ("HTTP response code: 403", "HTTP response code: 401", "HTTP response code: 409")
+
+
+class ReadError(OSError):
+    """A source could not be read onto the grid (after retries); the message is one line."""
+
+
+def gdal_options(hrefs: Sequence[str] = (), **overrides: str | int) -> dict[str, str | int]:
+    """The GDAL settings for reading ``hrefs``: :data:`GDAL_DEFAULTS`, minus what the environment sets.
+
+    ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` (no request for sidecar files with other
+    extensions) is set to the extensions of ``hrefs`` when they all have one.
+    """
+    options = {k: v for k, v in GDAL_DEFAULTS.items() if k not in os.environ}
+    suffixes = {PurePosixPath(urlparse(h).path).suffix for h in hrefs}
+    if hrefs and "" not in suffixes and "CPL_VSIL_CURL_ALLOWED_EXTENSIONS" not in os.environ:
+        options["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = ",".join(sorted(suffixes | set(RASTER_EXTENSIONS)))
+    options.update(overrides)
+    return options
+
+
+def gdal_env(hrefs: Sequence[str] = (), **overrides: str | int) -> rasterio.Env:
+    """A ``rasterio.Env`` with :func:`gdal_options`; enter it once per worker task."""
+    return rasterio.Env(**gdal_options(hrefs, **overrides))
+
+
+def _vsi(href: str) -> str:
+    return f"/vsicurl/{href}" if href.startswith(("http://", "https://")) else href
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or exc.__class__.__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _resolution_m(src: DatasetReader) -> float:
+    """The source's pixel height in metres (degrees converted at the equator's 111.32 km)."""
+    res = abs(src.transform.e) or abs(src.transform.a)
+    return res * 111_320.0 if src.crs is not None and src.crs.is_geographic else res
+
+
+class DatasetCache:
+    """Open sources (and their overview levels), least recently used closed first; close with :meth:`close`.
+
+    Not thread-safe: one per thread. ``signer`` turns an asset href into a
+    readable URL; it is called each time a source is opened, so a long run
+    always reads with a fresh token (and a 403 reopens with a new one).
+    """
+
+    def __init__(self, signer: Signer | None = None, max_open: int = 32) -> None:
+        self.signer = signer
+        self.max_open = max_open
+        self._open: OrderedDict[tuple[str, int | None], DatasetReader] = OrderedDict()
+        self.opens = 0
+
+    def get(self, href: str, target_res_m: float | None = None) -> DatasetReader:
+        """The open source for ``href``, at the coarsest overview still finer than ``target_res_m``."""
+        base = self._get(href, None)
+        if target_res_m is None:
+            return base
+        level = _overview_level(base, target_res_m)
+        return base if level is None else self._get(href, level)
+
+    def _get(self, href: str, level: int | None) -> DatasetReader:
+        key = (href, level)
+        src = self._open.get(key)
+        if src is not None:
+            self._open.move_to_end(key)
+        else:
+            if len(self._open) >= self.max_open:
+                self._open.popitem(last=False)[1].close()
+            url = self.signer(href) if self.signer is not None else href
+            kwargs: dict[str, Any] = {} if level is None else {"overview_level": level}
+            src = rasterio.open(url, **kwargs)
+            self.opens += 1
+            self._open[key] = src
+        return src
+
+    def drop(self, href: str) -> None:
+        """Close every open level of ``href`` (after an error, so the next try reopens it)."""
+        for key in [k for k in self._open if k[0] == href]:
+            with contextlib.suppress(Exception):
+                self._open.pop(key).close()
+
+    def close(self) -> None:
+        """Close all open sources."""
+        for src in self._open.values():
+            with contextlib.suppress(Exception):
+                src.close()
+        self._open.clear()
+
+    def __enter__(self) -> DatasetCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _overview_level(src: DatasetReader, target_res_m: float) -> int | None:
+    """Index of the coarsest overview whose pixels are still at most ``target_res_m``, or None."""
+    res = _resolution_m(src)
+    if target_res_m < 2.0 * res:
+        return None
+    factors = src.overviews(1)
+    best = None
+    for i, factor in enumerate(factors):
+        if res * factor <= target_res_m * (1.0 + 1e-6):
+            best = i
+    return best
+
+
+def _window_inside(src: DatasetReader, grid: ChipGrid) -> Window | None:
+    """The grid's extent as a (fractional) window of ``src`` when ``src`` holds all of it in the same CRS."""
+    st, gt = src.transform, grid.transform
+    if src.crs is None or st.b != 0 or st.d != 0 or st.a <= 0 or st.e >= 0 or src.crs != grid.crs:
+        return None
+    col = (gt.c - st.c) / st.a
+    row = (gt.f - st.f) / st.e
+    width = grid.width * gt.a / st.a
+    height = grid.height * gt.e / st.e
+    eps = 1e-6
+    if col < -eps or row < -eps or col + width > src.width + eps or row + height > src.height + eps:
+        return None
+    return Window(max(col, 0.0), max(row, 0.0), width, height)
+
+
+def _read_one(
+    src: DatasetReader,
+    grid: ChipGrid,
+    bands: Sequence[int] | None,
+    resampling: Resampling,
+    nodata: float | None,
+) -> np.ma.MaskedArray:
+    """One source onto the grid, masked where it has no data."""
+    indexes = list(bands) if bands else list(range(1, src.count + 1))
+    window = _window_inside(src, grid)
+    if window is not None and (nodata is None or nodata == src.nodata):
+        out = src.read(
+            indexes, window=window, out_shape=(len(indexes), grid.height, grid.width), resampling=resampling,
+            masked=True,
+        )  # fmt: skip
+        return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+    src_nodata = nodata if nodata is not None else src.nodata
+    vrt_options: dict[str, Any] = {
+        "crs": grid.crs, "transform": grid.transform, "width": grid.width, "height": grid.height,
+        "resampling": resampling,
+    }  # fmt: skip
+    if src_nodata is None:
+        vrt_options["add_alpha"] = True
+    else:
+        vrt_options["src_nodata"] = src_nodata
+        vrt_options["nodata"] = src_nodata
+    with WarpedVRT(src, **vrt_options) as vrt:
+        out = vrt.read(indexes, masked=True)
+    return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+
+
+def _retry_delay(attempt: int) -> float:
+    return min(8.0, 0.25 * 2.0**attempt)
+
+
+def read_onto_grid(
+    hrefs: Sequence[str],
+    grid: ChipGrid,
+    *,
+    bands: Sequence[int] | None = None,
+    resampling: Resampling | str = Resampling.nearest,
+    nodata: float | None = None,
+    cache: DatasetCache | None = None,
+    signer: Signer | None = None,
+    retries: int = 3,
+) -> np.ma.MaskedArray:
+    """Read rasters onto a chip grid; several hrefs make a mosaic where the first valid pixel wins.
+
+    Args:
+        hrefs: Local paths or URLs of the sources, best first.
+        grid: The target grid (see :func:`geosample.stac.grid.chip_grid`).
+        bands: 1-based band indexes to read from each source; all bands by default.
+        resampling: How to resample (``nearest`` for categorical data such as land cover).
+        nodata: The value that marks missing pixels in the sources; their own nodata by default.
+        cache: Open sources to reuse (and keep open) across calls; otherwise opened and closed here.
+        signer: Turns an href into a readable URL just before each open (e.g. a SAS-token signer).
+        retries: Further attempts after a transient error (network, 5xx, 429); a retry bypasses
+            GDAL's cache of the failed file. 404s fail at once, 403s retry only with a signer.
+
+    Returns:
+        A (bands, height, width) masked array, masked where no source has valid data; its
+        ``fill_value`` is the sources' nodata when they have one.
+
+    Raises:
+        ReadError: If a source cannot be opened or read; the message names the href.
+    """
+    out, fill = read_with_nodata(
+        hrefs, grid, bands=bands, resampling=resampling, nodata=nodata, cache=cache, signer=signer, retries=retries
+    )
+    if fill is not None:
+        out.fill_value = fill
+    return out
+
+
+def read_with_nodata(
+    hrefs: Sequence[str],
+    grid: ChipGrid,
+    *,
+    bands: Sequence[int] | None = None,
+    resampling: Resampling | str = Resampling.nearest,
+    nodata: float | None = None,
+    cache: DatasetCache | None = None,
+    signer: Signer | None = None,
+    retries: int = 3,
+) -> tuple[np.ma.MaskedArray, float | None]:
+    """:func:`read_onto_grid`, also returning the sources' nodata value (None where they have none)."""
+    if not hrefs:
+        raise ValueError("read_onto_grid needs at least one href")
+    method = Resampling[resampling] if isinstance(resampling, str) else resampling
+    with contextlib.ExitStack() as stack:
+        if cache is None:
+            # Called on its own, the read gets the remote-COG settings; a task (with its cache) has them already.
+            stack.enter_context(gdal_env(hrefs))
+            cache = stack.enter_context(DatasetCache(signer))
+        elif signer is not None and cache.signer is None:
+            cache.signer = signer
+        out, fill = _read_with_retry(cache, hrefs[0], grid, bands, method, nodata, retries)
+        fill = nodata if nodata is not None else fill
+        for href in hrefs[1:]:
+            if not out.mask.any():
+                break
+            part, src_nodata = _read_with_retry(cache, href, grid, bands, method, nodata, retries)
+            fill = fill if fill is not None else src_nodata
+            take = out.mask & ~part.mask
+            out.data[take] = part.data[take]
+            out.mask &= ~take
+    return out, fill
+
+
+def _read_with_retry(
+    cache: DatasetCache,
+    href: str,
+    grid: ChipGrid,
+    bands: Sequence[int] | None,
+    resampling: Resampling,
+    nodata: float | None,
+    retries: int,
+) -> tuple[np.ma.MaskedArray, float | None]:
+    for attempt in range(retries + 1):
+        try:
+            if attempt == 0:
+                src = cache.get(href, grid.resolution)
+                return _read_one(src, grid, bands, resampling, nodata), src.nodata
+            # GDAL remembers a failed file; this href (signed or not) must be fetched afresh.
+            url = cache.signer(href) if cache.signer is not None else href
+            with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=":".join({_vsi(href), _vsi(url)})):
+                src = cache.get(href, grid.resolution)
+                return _read_one(src, grid, bands, resampling, nodata), src.nodata
+        except (RasterioError, OSError) as exc:
+            cache.drop(href)
+            message = _one_line(exc)
+            permanent = any(p in message for p in _PERMANENT) or (
+                cache.signer is None and any(p in message for p in _FORBIDDEN)
+            )
+            if permanent or attempt == retries:
+                raise ReadError(f"{href}: {message}") from None
+            time.sleep(_retry_delay(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def write_cog(
+    data: np.ma.MaskedArray,
+    grid: ChipGrid,
+    band_names: Sequence[str],
+    *,
+    nodata: float | None = None,
+    categorical: bool = False,
+) -> bytes:
+    """Encode a chip as a tiled, DEFLATE-compressed Cloud-Optimized GeoTIFF, in memory.
+
+    Masked pixels are written as ``nodata``; without one, an internal mask marks them.
+    The bytes are deterministic (no timestamps), so equal pixels give equal sha256s.
+    """
+    count = data.shape[0]
+    dtype = data.dtype
+    mask = np.ma.getmaskarray(data)
+    fill = nodata if nodata is not None else 0
+    filled = np.where(mask, np.asarray(fill, dtype=dtype), data.data) if mask.any() else data.data
+    profile: dict[str, Any] = {
+        "driver": "COG", "width": grid.width, "height": grid.height, "count": count, "dtype": dtype.name,
+        "crs": grid.crs, "transform": grid.transform, "nodata": nodata, "compress": "deflate", "level": 1,
+        "predictor": 3 if np.issubdtype(dtype, np.floating) else 2, "blocksize": 256,
+        "overview_resampling": "nearest" if categorical else "average",
+    }  # fmt: skip
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dst:
+            dst.write(filled)
+            for i, name in enumerate(band_names, start=1):
+                dst.set_band_description(i, name)
+            if nodata is None and mask.any():
+                dst.write_mask(np.where(mask.any(axis=0), 0, 255).astype(np.uint8))
+        return bytes(memfile.getbuffer())
+
+
+def preview_png(
+    data: np.ma.MaskedArray, rgb: Sequence[int] = (0, 1, 2), percentiles: tuple[float, float] = (2, 98)
+) -> bytes:
+    """An RGB (or grey) PNG of a chip: each band stretched between its 2nd and 98th percentile; no data transparent."""
+    idx = [i for i in rgb if i < data.shape[0]] or [0]
+    if len(idx) < 3:
+        idx = [idx[0]] * 3
+    planes = []
+    valid = ~np.ma.getmaskarray(data[idx]).any(axis=0)
+    for i in idx:
+        band = np.asarray(data.data[i], dtype=np.float64)
+        values = band[valid & np.isfinite(band)]
+        lo, hi = np.percentile(values, percentiles) if values.size else (0.0, 1.0)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        planes.append(np.clip((band - lo) * scale, 0, 255).astype(np.uint8))
+    alpha = np.where(valid, 255, 0).astype(np.uint8)
+    image = np.stack([*planes, alpha])
+    with warnings.catch_warnings(), MemoryFile() as memfile:
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with memfile.open(driver="PNG", width=image.shape[2], height=image.shape[1], count=4, dtype="uint8") as dst:
+            dst.write(image)
+        return bytes(memfile.getbuffer())
