@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.env import set_gdal_config
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.vrt import WarpedVRT
@@ -44,7 +45,7 @@ __all__ = [
 
 Signer = Callable[[str], str]
 
-GDAL_DEFAULTS: dict[str, str | int] = {
+GDAL_DEFAULTS: dict[str, str] = {
     # Opening a remote file must not list its "directory" to look for sidecars (one request per open saved).
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     # No HEAD request before the first range GET; signed URLs often refuse HEAD anyway.
@@ -55,8 +56,6 @@ GDAL_DEFAULTS: dict[str, str | int] = {
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIPLEX": "YES",
     "GDAL_HTTP_VERSION": "2",
-    # Decoded blocks, shared by all open sources: bounded (bytes), so memory stays flat over a long run.
-    "GDAL_CACHEMAX": 256 << 20,
     # Raw bytes downloaded, shared by all open files and bounded; no per-file cache on top (a per-file cache
     # times the files each thread keeps open would grow with the number of sources).
     "CPL_VSIL_CURL_CACHE_SIZE": str(64 << 20),
@@ -70,6 +69,9 @@ GDAL_DEFAULTS: dict[str, str | int] = {
 }
 """GDAL configuration for remote COG reads; a variable already set in the environment wins."""
 
+BLOCK_CACHE_BYTES = 256 << 20
+"""GDAL's cache of decoded blocks, shared by every open source of the process: bounded, so memory stays flat."""
+
 RASTER_EXTENSIONS = (".tif", ".tiff", ".TIF", ".TIFF", ".jp2", ".JP2", ".vrt", ".png", ".jpg")
 
 # Errors that retrying cannot fix: the file is not there, or access is refused (a signer may fix 403).
@@ -81,7 +83,7 @@ class ReadError(OSError):
     """A source could not be read onto the grid (after retries); the message is one line."""
 
 
-def gdal_options(hrefs: Sequence[str] = (), **overrides: str | int) -> dict[str, str | int]:
+def gdal_options(hrefs: Sequence[str] = (), **overrides: str) -> dict[str, str]:
     """The GDAL settings for reading ``hrefs``: :data:`GDAL_DEFAULTS`, minus what the environment sets.
 
     ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` (no request for sidecar files with other
@@ -95,9 +97,20 @@ def gdal_options(hrefs: Sequence[str] = (), **overrides: str | int) -> dict[str,
     return options
 
 
-def gdal_env(hrefs: Sequence[str] = (), **overrides: str | int) -> rasterio.Env:
-    """A ``rasterio.Env`` with :func:`gdal_options`; enter it once per worker task."""
+def gdal_env(hrefs: Sequence[str] = (), **overrides: str) -> rasterio.Env:
+    """A ``rasterio.Env`` with :func:`gdal_options`, the block cache bounded first; enter it once per task."""
+    bound_block_cache()
     return rasterio.Env(**gdal_options(hrefs, **overrides))
+
+
+def bound_block_cache() -> None:
+    """Cap GDAL's block cache at :data:`BLOCK_CACHE_BYTES` for the process (unless ``GDAL_CACHEMAX`` is set).
+
+    Set process-wide, not in a ``rasterio.Env``: leaving an Env restores GDAL's
+    default (5 % of RAM), which threads still reading would then fill.
+    """
+    if "GDAL_CACHEMAX" not in os.environ:
+        set_gdal_config("GDAL_CACHEMAX", BLOCK_CACHE_BYTES)
 
 
 def _vsi(href: str) -> str:

@@ -210,7 +210,7 @@ def test_concurrency_and_rate_caps(labelled_ds: Path, openai_server: OpenAIServe
     assert len(starts) == 6
     # The cap spaces requests 0.1 s apart on the client; arrivals jitter, so check the mean gap (and no burst).
     gaps = np.diff(starts)
-    assert gaps.mean() >= 0.095 and gaps.min() >= 0.05
+    assert gaps.mean() >= 0.085 and gaps.min() >= 0.03  # unthrottled, they would all arrive at once
 
 
 def test_the_key_never_reaches_logs_output_or_files(
