@@ -86,6 +86,17 @@ def load_config_section(path: Path, section: str) -> dict[str, Any]:
     return data
 
 
+def command_settings(
+    ctx: click.Context, config_path: Path | None, section: str, flags: dict[str, Any]
+) -> dict[str, Any]:
+    """A stage's settings: its section of ``--config``, then the flags given on the command line, which win."""
+    settings = load_config_section(config_path, section) if config_path is not None else {}
+    for name, value in flags.items():
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            settings[name] = list(value) if isinstance(value, tuple) else value
+    return settings
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Dataset folder DS to write (required).")
 @click.option("-n", "--samples", type=int, help="Number of sites.  [default: 1000]")
@@ -129,14 +140,8 @@ def plan(
     from geosample.sampling.config import PlanConfig
     from geosample.sampling.plan import plan as run_plan
 
-    settings: dict[str, Any] = {}
-    base_dir = None
-    if config_path is not None:
-        settings = load_config_section(config_path, "plan")
-        base_dir = config_path.parent
-    for name, value in flags.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = list(value) if isinstance(value, tuple) else value
+    settings = command_settings(ctx, config_path, "plan", flags)
+    base_dir = config_path.parent if config_path is not None else None
     out = settings.pop("out", None)
     if out is None:
         raise ConfigError("no dataset folder given; add -o/--out DS (or 'out:' in the config)")

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from geosample.cli import CONTEXT, load_config_section
+from geosample.cli import CONTEXT, command_settings
 
 
 @click.command(context_settings=CONTEXT)
@@ -49,13 +48,8 @@ def caption(
     from geosample.captions.caption import caption as run_caption
     from geosample.captions.config import CaptionConfig
 
-    settings: dict[str, Any] = {}
-    if config_path is not None:
-        settings = load_config_section(config_path, "caption")
-        settings.pop("out", None)
-    for name, value in flags.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = value
+    settings = command_settings(ctx, config_path, "caption", flags)
+    settings.pop("out", None)
     cfg = CaptionConfig.from_mapping(settings)
     started = time.perf_counter()
     table = run_caption(ds, cfg, overwrite=overwrite, progress=progress)

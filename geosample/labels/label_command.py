@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from geosample.cli import CONTEXT, load_config_section
+from geosample.cli import CONTEXT, command_settings
 
 
 @click.command(context_settings=CONTEXT)
@@ -44,15 +43,9 @@ def label(
     from geosample.labels.config import LabelConfig
     from geosample.labels.label import label as run_label
 
-    settings: dict[str, Any] = {}
-    base_dir = None
-    if config_path is not None:
-        settings = load_config_section(config_path, "label")
-        settings.pop("out", None)
-        base_dir = config_path.parent
-    for name, value in flags.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = value
+    settings = command_settings(ctx, config_path, "label", flags)
+    settings.pop("out", None)
+    base_dir = config_path.parent if config_path is not None else None
     cfg = LabelConfig.from_mapping(settings, base_dir=base_dir)
     started = time.perf_counter()
     table = run_label(ds, cfg, progress=progress, overwrite=overwrite)

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from geosample.cli import CONTEXT, load_config_section
+from geosample.cli import CONTEXT, command_settings
 from geosample.errors import ConfigError
 
 
@@ -43,14 +42,8 @@ def evaluate(ctx: click.Context, ds: Path | None, config_path: Path | None, quie
     from geosample.retrieval.evaluate import EVAL_DIR, METRICS_FILE, PLOT_FILE
     from geosample.retrieval.evaluate import evaluate as run_evaluate
 
-    settings: dict[str, Any] = {}
-    base_dir = None
-    if config_path is not None:
-        settings = load_config_section(config_path, "evaluate")
-        base_dir = config_path.parent
-    for name, value in flags.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = value
+    settings = command_settings(ctx, config_path, "evaluate", flags)
+    base_dir = config_path.parent if config_path is not None else None
     # The folder may come from the config (``ds:``, or a shared top-level ``out:``), relative to the working directory.
     folder, out = settings.pop("ds", None), settings.pop("out", None)
     folder = out if folder is None else folder

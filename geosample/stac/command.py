@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from geosample.cli import CONTEXT, load_config_section
+from geosample.cli import CONTEXT, command_settings
 from geosample.stac.presets import PRESETS
 
 
@@ -68,13 +67,8 @@ def fetch(
     from geosample.stac.config import FetchConfig
     from geosample.stac.fetch import fetch as run_fetch
 
-    settings: dict[str, Any] = {}
-    if config_path is not None:
-        settings = load_config_section(config_path, "fetch")
-        settings.pop("out", None)
-    for name, value in flags.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = list(value) if isinstance(value, tuple) else value
+    settings = command_settings(ctx, config_path, "fetch", flags)
+    settings.pop("out", None)
     cfg = FetchConfig.from_mapping(settings)
     table = run_fetch(ds, config=cfg, progress=progress, overwrite=overwrite)
     if not quiet:
