@@ -80,7 +80,17 @@ def test_server_killed_mid_run_then_resumed(
     server.control(delay=0.02)
     try:
         with api_for(gen, s2, server.url, tmp_path / "api") as api:
-            killer = threading.Timer(0.8, server.kill)
+            journal = planned_ds / ".chips.journal"
+
+            def kill_when_started() -> None:  # after a few chips, whatever the machine's load
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if journal.exists() and journal.read_text().count("\n") >= 3:
+                        break
+                    time.sleep(0.01)
+                server.kill()
+
+            killer = threading.Thread(target=kill_when_started)
             killer.start()
             first = fetch(planned_ds, stac=api, collection=COLL, assets=ASSETS, workers=2, retries=1, progress=False)
             killer.join()
@@ -155,15 +165,15 @@ class ExpiringSigner:
 def test_signed_urls_are_signed_just_before_each_read(
     planned_ds: Path, tmp_path: Path, gen: Any, s2: dict, files_root: Path, reference: pd.DataFrame
 ) -> None:
-    ttl = 0.5
+    ttl = 1.0
     server = FileServer(files_root).start()
-    server.control(token_ttl=ttl, delay=0.01)
+    server.control(token_ttl=ttl, delay=0.03)
     try:
         with api_for(gen, s2, server.url, tmp_path / "api") as api:
             unsigned = fetch(planned_ds, stac=api, collection=COLL, assets=ASSETS, limit=4, progress=False)
             assert unsigned.loc[unsigned["status"] == "failed", "error"].str.contains("403").sum() == 3
             server.reset()
-            server.control(token_ttl=ttl, delay=0.01)
+            server.control(token_ttl=ttl, delay=0.03)
             signer = ExpiringSigner()
             started = time.monotonic()
             signed = fetch(planned_ds, stac=api, collection=COLL, assets=ASSETS, workers=1, progress=False,
