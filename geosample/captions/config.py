@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
 MAX_CAPTIONS = 20
@@ -124,14 +125,3 @@ def _check_int(value: object, flag: str, low: int, high: int) -> None:
         raise ConfigError(f"{flag} must be an integer, not {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{flag} {value} is out of range {low}–{high}")
-
-
-def _as_int(value: object, flag: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{flag} must be an integer, not {value!r}") from None

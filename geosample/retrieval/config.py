@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from geosample._coerce import as_int
 from geosample.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -174,14 +175,7 @@ def _as_tuple(value: object, flag: str) -> tuple:
 
 
 def _as_int(value: object, flag: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be a whole number, not {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{flag} must be a whole number, not {value!r}") from None
+    return as_int(value, flag, noun="a whole number")
 
 
 def _resolve(text: str, base_dir: Path | None) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
 TimeBinning = Literal["year", "season", "month"]
@@ -186,17 +187,6 @@ def _as_tuple(value: object) -> tuple:
             out.extend(_as_tuple(item) if isinstance(item, str) else [item])
         return tuple(out)
     raise ConfigError(f"expected a list or a comma-separated string, not {value!r}")
-
-
-def _as_int(value: object, flag: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{flag} must be an integer, not {value!r}") from None
 
 
 def _as_float(value: object, flag: str) -> float:

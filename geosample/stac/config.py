@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from rasterio.enums import Resampling
 
+from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
 SortOrder = Literal["cloud", "time"]
@@ -156,14 +157,3 @@ def _as_float(value: object, flag: str) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{flag} must be a number, not {value!r}") from None
-
-
-def _as_int(value: object, flag: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{flag} must be an integer, not {value!r}") from None
