@@ -86,6 +86,16 @@ def load_config_section(path: Path, section: str) -> dict[str, Any]:
     return data
 
 
+# Options every stage command shares, defined once.
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings."
+)
+progress_option = click.option(
+    "--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]"
+)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+
+
 def command_settings(
     ctx: click.Context, config_path: Path | None, section: str, flags: dict[str, Any]
 ) -> dict[str, Any]:
@@ -127,10 +137,10 @@ def command_settings(
 @click.option("--after-days", type=int, help="Length of the window after an event.  [default: 90]")
 @click.option("--gap-days", type=int, help="Days skipped on each side of an event.  [default: 0]")
 @click.option("--event-radius-m", type=float, help="Sites within this distance of a point event.  [default: chip size]")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("--overwrite", is_flag=True, help="Replace a plan made with other settings.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
-@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@progress_option
+@quiet_option
 @click.pass_context
 def plan(
     ctx: click.Context, config_path: Path | None, overwrite: bool, progress: bool | None, quiet: bool, **flags: Any

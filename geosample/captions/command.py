@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from geosample.cli import CONTEXT, command_settings
+from geosample.cli import CONTEXT, command_settings, config_option, progress_option, quiet_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -30,10 +30,10 @@ from geosample.cli import CONTEXT, command_settings
 @click.option("--rpm", type=int, help="At most N requests per minute (openai).  [default: no cap]")
 @click.option("--timeout", type=float, help="Seconds to wait for one response (openai).  [default: 120]")
 @click.option("--max-retries", type=int, help="Retries per request on 429, 5xx, timeouts, bad JSON.  [default: 6]")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("--overwrite", is_flag=True, help="Re-caption samples that already have captions.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
-@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@progress_option
+@quiet_option
 @click.pass_context
 def caption(
     ctx: click.Context,

@@ -9,7 +9,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
-from geosample.cli import CONTEXT, load_config_section
+from geosample.cli import CONTEXT, config_option, load_config_section, progress_option, quiet_option
 
 FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | all; repeat or comma-separate for several."
 
@@ -25,10 +25,10 @@ FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | all; repeat or comma-
 @click.option("--split", help="Shares of train,validate,test samples.  [default: 0.8,0.1,0.1]")
 @click.option("--split-res", type=int, help="H3 resolution of the cells kept whole.  [default: the plan's parent res]")
 @click.option("--seed", type=int, help="Seed of the split and of the shard order.  [default: 0]")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("--overwrite", is_flag=True, help="Replace an export made with other settings.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
-@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@progress_option
+@quiet_option
 @click.pass_context
 def export(
     ctx: click.Context,

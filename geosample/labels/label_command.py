@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from geosample.cli import CONTEXT, command_settings
+from geosample.cli import CONTEXT, command_settings, config_option, progress_option, quiet_option
 
 
 @click.command(context_settings=CONTEXT)
@@ -25,10 +25,10 @@ from geosample.cli import CONTEXT, command_settings
 @click.option("--asset", help="Asset key of the land-cover COG in a stac: source's items.")
 @click.option("--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign a stac: source's asset URLs.")
 @click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("--overwrite", is_flag=True, help="Replace labels made with other settings.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
-@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@progress_option
+@quiet_option
 @click.pass_context
 def label(
     ctx: click.Context,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geosample.cli import CONTEXT, command_settings
+from geosample.cli import CONTEXT, command_settings, config_option
 from geosample.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ from geosample.errors import ConfigError
 @click.option("--memory-cap", help="Working memory of the similarity search, e.g. 2GB.  [default: 2GiB]")
 @click.option("--prompt", help="Zero-shot prompt with {name}.  [default: 'a satellite image of {name}.']")
 @click.option("--taxonomy", help="Taxonomy for zero-shot class names.  [default: the labels' taxonomy]")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("-q", "--quiet", is_flag=True, help="Print no table.")
 @click.pass_context
 def evaluate(ctx: click.Context, ds: Path | None, config_path: Path | None, quiet: bool, **flags: Any) -> None:

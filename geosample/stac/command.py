@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from geosample.cli import CONTEXT, command_settings
+from geosample.cli import CONTEXT, command_settings, config_option, progress_option, quiet_option
 from geosample.stac.presets import PRESETS
 
 
@@ -44,10 +44,10 @@ def _presets_help() -> str:
 @click.option("--limit", type=int, help="Only the first N samples (to try things out).")
 @click.option("--dask-scheduler", help="'local' or tcp://HOST:PORT: read on a Dask cluster.")
 @click.option("--preset", help=f"A named source: {_presets_help()}.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML file with these settings.")
+@config_option
 @click.option("--overwrite", is_flag=True, help="Fetch every selected chip again (also with changed settings).")
-@click.option("--progress/--no-progress", default=None, help="Progress bar.  [default: when on a terminal]")
-@click.option("-q", "--quiet", is_flag=True, help="Print no summary.")
+@progress_option
+@quiet_option
 @click.pass_context
 def fetch(
     ctx: click.Context,

@@ -25,27 +25,11 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from geosample.cli import cli, main
+from geosample.stac.journal import SCHEMA as CHIPS_MANIFEST_SCHEMA
 
 CHIP_PX = 32
 BANDS = ("red", "green", "blue")
-CHIPS_SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("status", pa.string()),
-        ("error", pa.string()),
-        ("collection", pa.string()),
-        ("item_id", pa.string()),
-        ("item_datetime", pa.timestamp("us", tz="UTC")),
-        ("cloud_cover", pa.float64()),
-        ("path", pa.string()),
-        ("width", pa.int64()),
-        ("height", pa.int64()),
-        ("bands", pa.list_(pa.string())),
-        ("sha256", pa.string()),
-        ("preview", pa.string()),
-        ("resolution", pa.float64()),
-    ]
-)
+CHIPS_SCHEMA = CHIPS_MANIFEST_SCHEMA  # the fetch stage's own manifest schema
 
 
 def write_chips(
