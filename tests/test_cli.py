@@ -170,3 +170,9 @@ def test_installed_command_smoke(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "geosample", "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
+
+
+def test_no_arguments_prints_help_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run([], capsys)
+    assert code == 0
+    assert "Commands:" in out and "plan" in out and err == ""
