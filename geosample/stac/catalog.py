@@ -158,7 +158,8 @@ def _recorded_source(path: Path) -> dict[str, Any]:
         before = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {"license": before.get("license"), "providers": before.get("providers"), **before.get("geosample:source", {})}
+    source = before.get("geosample:source") or {}
+    return {"license": before.get("license"), "providers": before.get("providers"), **source}
 
 
 def _chip_collection(ds: Path, name: str, ids: list[str], source: Mapping[str, Any]) -> dict[str, Any]:

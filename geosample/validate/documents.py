@@ -50,7 +50,8 @@ def find_tdml(ds: Path) -> list[Path]:
     """``DS/trainingdml.json`` and every TrainingDML-AI export under ``DS/export``."""
     found = [ds / "trainingdml.json"] if (ds / "trainingdml.json").is_file() else []
     if (ds / "export").is_dir():
-        found += sorted((ds / "export").glob("*/trainingdml.json")) + sorted((ds / "export").glob("*/*/trainingdml.json"))
+        for pattern in ("*/trainingdml.json", "*/*/trainingdml.json"):
+            found += sorted((ds / "export").glob(pattern))
     return found
 
 
@@ -102,7 +103,7 @@ def check_croissant(path: Path, ds: Path, report: Report, hashes: dict[Path, str
 
 
 def _mlcroissant_problems(path: Path) -> list[str]:
-    """mlcroissant's validation errors, then any failure to read the first record of a record set."""
+    """The errors of mlcroissant's validator, then any failure to read the first record of a record set."""
     import logging
 
     import mlcroissant as mlc

@@ -223,7 +223,7 @@ def _check_plan(ds: Path, name: str, schema: pa.Schema, table: pd.DataFrame, rep
     balance = ds / "report" / "balance.json"
     if name == "plan.parquet" and balance.is_file():
         try:
-            dims = list((json.loads(balance.read_text(encoding="utf-8")).get("dimensions") or {}))
+            dims = list(json.loads(balance.read_text(encoding="utf-8")).get("dimensions") or {})
         except ValueError:
             report("report/balance.json", "is not valid JSON; re-run 'geosample plan'")
             dims = []
