@@ -345,7 +345,7 @@ def croissant_document(
     record_sets = [_splits_record_set(), _samples_record_set(content, facts)]
     for name, file, key, text in (
         ("captions", CAPTIONS_FILE, ["sample_id", "caption_index"], "One record per machine-generated caption."),
-        ("labels", LABELS_FILE, ["sample_id"], f"Scene labels per sample ({facts.taxonomy}, from {facts.label_source})."),
+        ("labels", LABELS_FILE, ["sample_id"], f"Scene labels ({facts.taxonomy}, from {facts.label_source})."),
     ):  # fmt: skip
         if name in tables:
             distribution.append({
