@@ -79,9 +79,11 @@ class DatasetFacts:
     def sampling_strategy(self) -> str:
         """One paragraph: the design, its figures and where the per-stratum probabilities are."""
         dims = " × ".join(self.dimensions) or "stratum"
+        held = sum(1 for s in self.strata if s["sites"])
+        found = f" of {len(self.strata)} found in the area" if len(self.strata) != held else ""
         text = (
             f"Stratified H3 probability sample: {self.sites} sites at H3 resolution {self.h3_res}, "
-            f"strata {dims} ({len(self.strata)} strata), {self.allocation or 'unrecorded'} allocation"
+            f"strata {dims} ({held} strata hold sites{found}), {self.allocation or 'unrecorded'} allocation"
         )
         if self.max_per_parent is not None and self.parent_res is not None:
             text += f", at most {self.max_per_parent} site(s) per H3 resolution-{self.parent_res} parent cell"

@@ -19,7 +19,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-__all__ = ["STAC_VERSION", "bundled_urls", "registry", "schema", "stac_core_url", "validator"]
+__all__ = ["STAC_VERSION", "bundled_urls", "describe", "registry", "schema", "stac_core_url", "validator"]
 
 STAC_VERSION = "1.1.0"
 STAC_BASE = "https://schemas.stacspec.org/v1.1.0"
@@ -88,3 +88,17 @@ def validator(url: str) -> jsonschema.protocols.Validator:
     contents = schema(url)
     cls = jsonschema.validators.validator_for(contents, default=jsonschema.Draft7Validator)
     return cls(contents, registry=registry(), format_checker=cls.FORMAT_CHECKER)
+
+
+def describe(error: jsonschema.ValidationError, limit: int = 200) -> str:
+    """A schema error as ``at PATH: MESSAGE``: the most relevant sub-error of a oneOf/anyOf, values abridged."""
+    if error.context:
+        error = jsonschema.exceptions.best_match(error.context)
+    where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+    message = " ".join(error.message.split())
+    shown = repr(error.instance)
+    if len(shown) > 60 and message.startswith(shown):
+        message = "the value" + message[len(shown) :]
+    if len(message) > limit:
+        message = message[: limit - 3] + "..."
+    return f"at {where}: {message}"

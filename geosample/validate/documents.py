@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from geosample.validate._schemas import TDML_BASE, validator
+from geosample.validate._schemas import TDML_BASE, describe, validator
 from geosample.validate.tables import sha256_of
 
 __all__ = ["check_croissant", "check_tdml", "croissant_checker", "find_croissant", "find_tdml"]
@@ -64,8 +64,7 @@ def check_tdml(path: Path, ds: Path, report: Report) -> None:
         return
     errors = sorted(validator(TDML_SCHEMA).iter_errors(document), key=lambda e: list(e.absolute_path))
     for error in errors[:MAX_ERRORS]:
-        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-        report(_rel(path, ds), f"TrainingDML-AI 1.0 schema: at {where}: {' '.join(error.message.split())[:200]}")
+        report(_rel(path, ds), f"TrainingDML-AI 1.0 schema: {describe(error)}")
 
 
 def find_croissant(ds: Path) -> list[Path]:

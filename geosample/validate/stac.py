@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from geosample.validate._schemas import bundled_urls, stac_core_url, validator
+from geosample.validate._schemas import bundled_urls, describe, stac_core_url, validator
 from geosample.validate.tables import sha256_of
 
 __all__ = ["check_catalog", "find_catalogs"]
@@ -94,15 +94,9 @@ def _schemas(path: Path, document: dict[str, Any], kind: str, ds: Path, report: 
     for name, url in urls:
         errors = sorted(validator(url).iter_errors(document), key=lambda e: list(e.absolute_path))
         for error in errors[:MAX_SCHEMA_ERRORS]:
-            where = "/".join(str(p) for p in error.absolute_path) or "(top)"
-            report(_rel(path, ds), f"{name} schema: at {where}: {_short(error.message)}")
+            report(_rel(path, ds), f"{name} schema: {describe(error)}")
         if len(errors) > MAX_SCHEMA_ERRORS:
             report(_rel(path, ds), f"{name} schema: {len(errors) - MAX_SCHEMA_ERRORS} more errors")
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _links(path: Path, document: dict[str, Any], folder: Path, ds: Path, report: Report) -> None:
