@@ -1,4 +1,4 @@
-"""``export --format croissant``: mlcroissant loads the file offline and its records match the files; the card parses."""
+"""``export --format croissant``: mlcroissant loads it offline and its records match the files; the card parses."""
 
 from __future__ import annotations
 
