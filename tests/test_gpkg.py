@@ -223,3 +223,19 @@ def test_failure_while_writing_leaves_nothing(
     with pytest.raises(RuntimeError, match="disk full"):
         write_styled_gpkg(points, tmp_path / "half.gpkg", "samples", category_column="cls")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [12, 60, 61, 343])
+def test_every_category_gets_its_own_colour(tmp_path: Path, n: int) -> None:
+    """343 strata (a world plan) get 343 colours in QGIS: the palette up to 60, then the ramp."""
+    gdf = gpd.GeoDataFrame(
+        {"stratum": [f"s{i:03d}" for i in range(n)]},
+        geometry=[shapely.Point(i % 36 * 10 - 175, i // 36 - 80) for i in range(n)],
+        crs="EPSG:4326",
+    )
+    path = tmp_path / "many.gpkg"
+    write_styled_gpkg(gdf, path, "samples", category_column="stratum")
+    renderer = _qml_renderer(read_layer_styles(path).iloc[0]["styleQML"])
+    colors = [s.find("layer/Option/Option[@name='color']").get("value") for s in renderer.find("symbols")]
+    assert len(colors) == n and len(set(colors)) == n
+    assert qualitative_colors(min(n, 60)) == qualitative_colors(n)[: min(n, 60)] or n > 60
