@@ -139,3 +139,13 @@ def test_rendered_previews_stretch_the_chip(full_ds: Path) -> None:
     expected = np.clip((data[0].filled(0).astype(float) - low) / (high - low), 0, 1) * 255
     valid = pixels[..., 3] > 0
     assert np.abs(pixels[..., 0][valid] - np.round(expected[valid])).max() <= 1
+
+
+def test_the_card_snippet_runs(exported: tuple[Path, Path]) -> None:
+    from export.builders import python_snippets
+
+    _, out = exported
+    (snippet,) = python_snippets(out / "README.md")
+    namespace: dict = {}
+    exec(compile(snippet.replace("path/to/this/folder", str(out)), "README.md", "exec"), namespace)
+    assert namespace["ds"]["train"][0]["image"].size[0] > 0
