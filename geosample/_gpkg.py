@@ -77,22 +77,44 @@ MM_TO_PIXELS = 90.0 / 25.4  # SLD sizes are in pixels of 0.28 mm (~90 dpi)
 # --------------------------------------------------------------------------- colours
 
 
-def qualitative_colors(n: int) -> list[str]:
-    """Returns ``n`` deterministic qualitative colours as ``#rrggbb``.
+MAX_QUALITATIVE = 60
+"""Categories up to this count get a distinct colour of the qualitative palette; more get a continuous ramp."""
 
-    The palette is matplotlib's tab20 reordered so that the first ten colours are
-    the saturated ones (tab10), followed by their light variants and by tab20b
-    and tab20c; it cycles when ``n`` exceeds its 60 colours.
+
+def qualitative_colors(n: int) -> list[str]:
+    """Returns ``n`` deterministic, pairwise distinct colours as ``#rrggbb``.
+
+    Up to :data:`MAX_QUALITATIVE` (60) categories take matplotlib's tab20
+    reordered so that the first ten colours are the saturated ones (tab10),
+    followed by their light variants and by tab20b and tab20c. Beyond that a
+    qualitative palette cannot keep categories apart, so the colours run along
+    the ``turbo`` ramp (interpolated, so every category still gets its own
+    colour; neighbours in sort order get neighbouring colours).
 
     Args:
         n: Number of colours.
 
     Returns:
-        The colours, in palette order.
+        The colours, in palette (or ramp) order.
     """
     tab20 = list(_cmap_colors("tab20"))
     base = tab20[0::2] + tab20[1::2] + _cmap_colors("tab20b") + _cmap_colors("tab20c")
-    return [base[i % len(base)] for i in range(n)]
+    if n <= MAX_QUALITATIVE:
+        return base[:n]
+    import matplotlib
+
+    ramp = mcolors.LinearSegmentedColormap.from_list("turbo-smooth", matplotlib.colormaps["turbo"].colors, N=4096)
+    colors: list[str] = []
+    seen: set[str] = set()
+    for t in np.linspace(0.0, 1.0, n):
+        color = mcolors.to_hex(ramp(t))
+        r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+        while color in seen:  # thousands of categories: nudge to the next free 24-bit colour
+            b = (b + 1) % 256
+            color = f"#{r:02x}{g:02x}{b:02x}"
+        seen.add(color)
+        colors.append(color)
+    return colors
 
 
 def _cmap_colors(name: str) -> list[str]:

@@ -31,6 +31,7 @@ LAZY_COMMANDS = {
     "run": "geosample.pipeline.command:run",
     "export": "geosample.export.command:export",
     "stats": "geosample.export.command:stats",
+    "validate": "geosample.validate.command:validate",
 }
 
 

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from validation import assert_valid
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +32,7 @@ def _small_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = tmp_path_factory.mktemp("plan") / "DS"
     cfg = PlanConfig.from_mapping({"samples": 24, "aoi": "bbox:5,40,25,55", "seed": 1})
     plan(ds, config=cfg, progress=False)
+    assert_valid(ds)  # every dataset the session builds passes `geosample validate`
     return ds
 
 

@@ -204,11 +204,11 @@ def test_read_layer_styles_without_table(tmp_path: Path, points: gpd.GeoDataFram
 
 
 def test_qualitative_colors_deterministic() -> None:
-    colors = qualitative_colors(65)
-    assert colors == qualitative_colors(65)
-    assert len(set(colors[:60])) == 60
-    assert colors[60] == colors[0]
-    assert colors[0] == "#1f77b4"
+    colors = qualitative_colors(60)
+    assert colors == qualitative_colors(60)
+    assert len(set(colors)) == 60 and colors[0] == "#1f77b4"
+    ramp = qualitative_colors(65)  # past the palette: the turbo ramp, never a repeat
+    assert len(set(ramp)) == 65 and ramp[0] == "#30123b"
 
 
 def test_failure_while_writing_leaves_nothing(
@@ -223,3 +223,18 @@ def test_failure_while_writing_leaves_nothing(
     with pytest.raises(RuntimeError, match="disk full"):
         write_styled_gpkg(points, tmp_path / "half.gpkg", "samples", category_column="cls")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [12, 60, 61, 343])
+def test_every_category_gets_its_own_colour(tmp_path: Path, n: int) -> None:
+    """343 strata (a world plan) get 343 colours in QGIS: the palette up to 60, then the ramp."""
+    gdf = gpd.GeoDataFrame(
+        {"stratum": [f"s{i:03d}" for i in range(n)]},
+        geometry=[shapely.Point(i % 36 * 10 - 175, i // 36 - 80) for i in range(n)],
+        crs="EPSG:4326",
+    )
+    path = tmp_path / "many.gpkg"
+    write_styled_gpkg(gdf, path, "samples", category_column="stratum")
+    renderer = _qml_renderer(read_layer_styles(path).iloc[0]["styleQML"])
+    colors = [s.find("layer/Option/Option[@name='color']").get("value") for s in renderer.find("symbols")]
+    assert len(colors) == n and len(set(colors)) == n

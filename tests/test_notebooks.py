@@ -33,3 +33,12 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
     ]
     assert not errors
     assert json.dumps(notebook.cells[-1].get("outputs", []))  # the last cell produced its output
+    streams = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "IProgress not found" not in streams  # ipywidgets is in the notebooks extra: progress bars render
+    if path.name == "01_plan.ipynb":
+        pictures = [c for c in notebook.cells if c.cell_type == "code"
+                    and any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]  # fmt: skip
+        assert "points.plot" in pictures[-1].source  # the sites drawn as points at world scale
+        interactive = next(c for c in notebook.cells if c.cell_type == "code" and ".explore(" in c.source)
+        html = json.dumps(interactive["outputs"])
+        assert "tile.openstreetmap" not in html and "cartocdn" not in html.lower()  # no tile server, no key

@@ -26,13 +26,14 @@ from geosample.export.splits import DEFAULT_SPLIT_RES, SPLITS, parse_fractions, 
 
 __all__ = ["FORMATS", "ExportConfig", "ExportResult", "export", "resolve_split_res"]
 
-FORMATS = ("webdataset", "parquet", "stac", "tdml", "gpkg")
+FORMATS = ("webdataset", "parquet", "stac", "tdml", "gpkg", "croissant")
 _WRITERS = {
     "webdataset": "geosample.export.webdataset:write_webdataset",
     "parquet": "geosample.export.parquet:write_parquet",
     "stac": "geosample.export.stac:write_stac",
     "tdml": "geosample.export.tdml:write_tdml",
     "gpkg": "geosample.export.gpkg:write_gpkg",
+    "croissant": "geosample.export.croissant:write_croissant",
 }
 _T = TypeVar("_T")
 
@@ -42,7 +43,7 @@ class ExportConfig:
     """Everything that determines an export."""
 
     format: str = "parquet"
-    """``webdataset``, ``parquet``, ``stac``, ``tdml`` or ``gpkg``."""
+    """``webdataset``, ``parquet``, ``stac``, ``tdml``, ``gpkg`` or ``croissant``."""
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Shares of samples in the train, validate and test splits."""
     split_res: int | None = None

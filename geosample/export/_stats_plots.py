@@ -28,7 +28,9 @@ TARGET_COLOR = "#c0392b"
 def write_plots(content: DatasetContent, report: dict[str, Any], folder: Path) -> list[str]:
     """Draw every figure the report has data for into ``folder``; returns their paths relative to ``DS``."""
     folder.mkdir(parents=True, exist_ok=True)
-    figures = {"stats_balance.png": _balance(report), "stats_spatial.png": _spatial(report)}
+    # The plan's report/time.png already shows samples per time bin; draw them here only without it.
+    with_bins = not (content.ds / "report" / "time.png").is_file()
+    figures = {"stats_balance.png": _balance(report, with_bins), "stats_spatial.png": _spatial(report)}
     if report["labels"]:
         figures["stats_labels.png"] = _labels(report, content)
     if report["captions"]:
@@ -45,12 +47,15 @@ def _whole(*axes: Any) -> None:
         axis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _balance(report: dict[str, Any]) -> Figure:
-    """Sites per stratum (with the plan's targets) and samples per time bin."""
-    fig = Figure(figsize=(11, 7.5), layout="constrained")
-    top, bottom = fig.subplots(2, 1, height_ratios=[3, 2])
+def _balance(report: dict[str, Any], with_bins: bool) -> Figure:
+    """Sites per stratum (with the plan's targets), and samples per time bin when ``with_bins``."""
     rows = sorted(report["strata"]["per_stratum"], key=lambda r: -r["sites"])
     shown = rows[:MAX_BARS]
+    fig = Figure(figsize=(11, max(3.0, 0.22 * len(shown) + 1.2) + (3.0 if with_bins else 0.0)), layout="constrained")
+    if with_bins:
+        top, bottom = fig.subplots(2, 1, height_ratios=[max(3.0, 0.22 * len(shown)), 3.0])
+    else:
+        top, bottom = fig.subplots(1, 1), None
     y = np.arange(len(shown))
     top.barh(y, [r["sites"] for r in shown], color=BAR_COLOR, label="sites")
     targets = [r["target"] if r["target"] is not None else np.nan for r in shown]
@@ -63,30 +68,35 @@ def _balance(report: dict[str, Any]) -> Figure:
     top.set_title(f"Sites per stratum{more}", fontsize=11)
     top.set_xlabel("sites")
     _whole(top.xaxis)
-    bins = report["time_bins"]
-    bottom.bar(range(len(bins)), list(bins.values()), color=BAR_COLOR)
-    bottom.set_xticks(range(len(bins)), list(bins), rotation=45 if len(bins) > 8 else 0, ha="right", fontsize=8)
-    bottom.set_title("Samples per time bin", fontsize=11)
-    bottom.set_ylabel("samples")
-    _whole(bottom.yaxis)
+    if bottom is not None:
+        bins = report["time_bins"]
+        bottom.bar(range(len(bins)), list(bins.values()), color=BAR_COLOR)
+        bottom.set_xticks(range(len(bins)), list(bins), rotation=45 if len(bins) > 8 else 0, ha="right", fontsize=8)
+        bottom.set_title("Samples per time bin", fontsize=11)
+        bottom.set_ylabel("samples")
+        _whole(bottom.yaxis)
     return fig
 
 
 def _labels(report: dict[str, Any], content: DatasetContent) -> Figure:
-    """Samples per class at each level, coloured by the class's top-level ancestor in the taxonomy's colours."""
+    """Samples per class at each level as horizontal bars, whole class names on the axis, coloured by lineage."""
     levels = report["labels"]["levels"]
-    fig = Figure(figsize=(11, 3.2 * max(1, len(levels))), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(max(1, len(levels)), 1))
+    shown = {level: list(info["classes"].items())[:MAX_BARS] for level, info in levels.items()}
+    heights = [max(1.6, 0.26 * len(items) + 0.9) for items in shown.values()] or [1.6]
+    fig = Figure(figsize=(11, sum(heights)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(max(1, len(levels)), 1, height_ratios=heights))
     taxonomy = content.taxonomy
     for ax, (level, info) in zip(axes, levels.items(), strict=False):
-        items = list(info["classes"].items())[:MAX_BARS]
+        items = shown[level]
         colors = [_class_color(code, taxonomy, i) for i, (code, _) in enumerate(items)]
-        ax.bar(range(len(items)), [c["samples"] for _, c in items], color=colors, edgecolor="#333333", linewidth=0.3)
-        ax.set_xticks(range(len(items)), [f"{code} {c['name']}"[:28] for code, c in items], rotation=60, ha="right",
-                      fontsize=7)  # fmt: skip
-        ax.set_ylabel("samples")
-        _whole(ax.yaxis)
-        ax.set_title(f"{level}: samples holding each class ({info['n_classes']} classes)", fontsize=10)
+        y = np.arange(len(items))
+        ax.barh(y, [c["samples"] for _, c in items], color=colors, edgecolor="#333333", linewidth=0.3)
+        ax.set_yticks(y, [f"{code} {c['name']}" for code, c in items], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("samples")
+        _whole(ax.xaxis)
+        more = f", the {MAX_BARS} most frequent shown" if info["n_classes"] > MAX_BARS else ""
+        ax.set_title(f"{level}: samples holding each class ({info['n_classes']} classes{more})", fontsize=10)
     return fig
 
 

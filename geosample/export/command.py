@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from geosample.cli import CONTEXT, config_option, load_config_section, progress_option, quiet_option
 
-FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | all; repeat or comma-separate for several."
+FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | croissant | all; repeat or comma-separate for several."
 
 
 @click.command(context_settings=CONTEXT)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from geosample._gpkg import qualitative_colors
 from geosample.export._content import DatasetContent
 from geosample.export._preview import render_png, thumbnail
 
-__all__ = ["gallery_rows", "write_index_html"]
+__all__ = ["SECTIONS", "gallery_rows", "section", "write_index_html"]
 
 THUMBNAIL_PX = 220
 MAX_TABLE_ROWS = 30
@@ -51,14 +52,28 @@ window.addEventListener("load", function () {
   var svgs = document.querySelectorAll("svg").length;
   document.body.setAttribute("data-images", ok + "/" + images.length);
   document.body.setAttribute("data-svgs", String(svgs));
+  var shown = Array.prototype.slice.call(document.querySelectorAll("section[id]")).filter(function (s) {
+    var box = s.getBoundingClientRect();
+    var images = Array.prototype.slice.call(s.querySelectorAll("img"));
+    return box.height > 0 && images.every(function (i) { return i.complete && i.naturalWidth > 0; });
+  }).map(function (s) { return s.id; });
+  document.body.setAttribute("data-sections", shown.join(" "));
+  document.body.setAttribute("data-boxes", shown.map(function (id) {  // where each section lies, in CSS pixels
+    var box = document.getElementById(id).getBoundingClientRect();
+    return id + ":" + Math.round(box.top + window.scrollY) + ":" + Math.round(box.height);
+  }).join(" "));
   document.body.setAttribute("data-status", ok === images.length ? "ok" : "broken-images");
   document.title = document.title + (ok === images.length ? " [loaded]" : " [broken images]");
 });
 """
 
 
+Section = Callable[[DatasetContent, dict[str, Any], int], str]
+"""A section of the page: (content, report, gallery size) → HTML (empty when it has nothing to show)."""
+
+
 def write_index_html(content: DatasetContent, report: dict[str, Any], path: Path, *, gallery: int = 24) -> None:
-    """Write the page to ``path`` (atomically)."""
+    """Write the page to ``path`` (atomically): the header, then every section of :data:`SECTIONS` in turn."""
     name = html.escape(content.name)
     parts = [
         "<!DOCTYPE html>",
@@ -69,20 +84,35 @@ def write_index_html(content: DatasetContent, report: dict[str, Any], path: Path
         '<body data-status="loading">',
         f"<header><h1>{name}</h1><div>{html.escape(_headline(report))}</div></header><main>",
     ]
-    if report["missing"]:
-        items = "".join(f"<li>{html.escape(m)}</li>" for m in report["missing"])
-        parts.append(f'<section class="missing"><h2>Not in the dataset yet</h2><ul>{items}</ul></section>')
-    parts.append(_map_section(content))
-    parts.append(_tables_section(report))
-    for plot in report.get("plots", []):
-        file = content.ds / plot
-        if file.is_file():
-            title = Path(plot).stem.removeprefix("stats_").replace("_", " ").capitalize()
-            parts.append(f"<section><h2>{html.escape(title)}</h2>{_img(file.read_bytes(), title, 'figure')}</section>")
-    parts.append(_gallery_section(content, gallery))
+    parts += [text for render in SECTIONS if (text := render(content, report, gallery))]
     parts.append(f"</main><script>{SCRIPT}</script></body></html>")
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+def section(section_id: str, title: str, body: str, css: str = "") -> str:
+    """One ``<section>`` with its id (the page's anchor, and what the tests look for) and heading."""
+    cls = f' class="{css}"' if css else ""
+    return f'<section id="{section_id}"{cls}><h2>{html.escape(title)}</h2>{body}</section>'
+
+
+def _missing_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
+    if not report["missing"]:
+        return ""
+    items = "".join(f"<li>{html.escape(m)}</li>" for m in report["missing"])
+    return section("missing", "Not in the dataset yet", f"<ul>{items}</ul>", "missing")
+
+
+def _plots_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
+    """One section per figure of ``geosample stats`` (``report/stats_*.png``), titled after its file."""
+    out = []
+    for plot in report.get("plots", []):
+        file = content.ds / plot
+        if file.is_file():
+            stem = Path(plot).stem.removeprefix("stats_")
+            title = PLOT_TITLES.get(stem, stem.replace("_", " ").capitalize())
+            out.append(section(f"plot-{stem}", title, _img(file.read_bytes(), title, "figure")))
+    return "".join(out)
 
 
 def _headline(report: dict[str, Any]) -> str:
@@ -102,7 +132,7 @@ def _img(png: bytes, alt: str, css: str = "") -> str:
     return f'<img class="{css}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _map_section(content: DatasetContent) -> str:
+def _map_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
     """The plan's map and time plot (``report/map.png``, ``time.png``); an SVG of the sites without the map."""
     map_png = content.ds / "report" / "map.png"
     if map_png.is_file():
@@ -112,7 +142,7 @@ def _map_section(content: DatasetContent) -> str:
     time_png = content.ds / "report" / "time.png"
     if time_png.is_file():
         body += _img(time_png.read_bytes(), "sites per time bin", "figure")
-    return f"<section><h2>Sites</h2>{body}</section>"
+    return section("sites", "Sites", body)
 
 
 def _svg_map(sites: pd.DataFrame, dimensions: tuple[str, ...]) -> str:
@@ -148,7 +178,7 @@ def _table(headers: list[str], rows: list[list[Any]], caption: str) -> str:
     return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
 
 
-def _tables_section(report: dict[str, Any]) -> str:
+def _tables_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
     strata = sorted(report["strata"]["per_stratum"], key=lambda r: -r["sites"])[:MAX_TABLE_ROWS]
     tables = [
         _table(["stratum", "sites", "samples", "target"],
@@ -178,7 +208,7 @@ def _tables_section(report: dict[str, Any]) -> str:
         ["Clark–Evans R", "–" if ratio is None else f"{ratio:.2f}"],
     ]
     tables.append(_table(["", ""], rows, "Spatial uniformity"))
-    return f'<section><h2>Balance and content</h2><div class="tables">{"".join(tables)}</div></section>'
+    return section("balance", "Balance and content", f'<div class="tables">{"".join(tables)}</div>')
 
 
 def gallery_rows(content: DatasetContent, n: int) -> pd.DataFrame:
@@ -191,7 +221,7 @@ def gallery_rows(content: DatasetContent, n: int) -> pd.DataFrame:
     return plan.iloc[order[:n]]
 
 
-def _gallery_section(content: DatasetContent, n: int) -> str:
+def _gallery_section(content: DatasetContent, report: dict[str, Any], n: int) -> str:
     rows = gallery_rows(content, n)
     chips = content.chips.drop_duplicates("sample_id").set_index("sample_id") if content.chips is not None else None
     labels = content.labels.set_index("sample_id") if content.labels is not None else None
@@ -212,7 +242,7 @@ def _gallery_section(content: DatasetContent, n: int) -> str:
             lines.append("<div>" + _label_tags(content, labels.loc[sid]) + "</div>")
         cards.append(f'<div class="card">{"".join(lines)}</div>')
     title = "Gallery: chip previews" if content.chips is not None else "Gallery: sample footprints (no chips yet)"
-    return f'<section><h2>{title}</h2><div class="gallery">{"".join(cards)}</div></section>'
+    return section("gallery", title, f'<div class="gallery">{"".join(cards)}</div>')
 
 
 def _chip_picture(content: DatasetContent, chip: pd.Series) -> str:
@@ -252,3 +282,13 @@ def _label_tags(content: DatasetContent, row: pd.Series) -> str:
             name = taxonomy[code].name if taxonomy is not None and code in taxonomy else code
             tags[code] = f'<span class="tag" title="{level} {html.escape(code)}">{html.escape(name)}</span>'
     return "".join(tags.values())
+
+
+PLOT_TITLES = {
+    "balance": "Sites per stratum",
+    "labels": "Labels: samples per class",
+    "captions": "Captions",
+    "spatial": "Spatial uniformity",
+}
+SECTIONS: list[Section] = [_missing_section, _map_section, _tables_section, _plots_section, _gallery_section]
+"""The page's sections in order; a new part of the report adds its function here."""

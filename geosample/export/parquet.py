@@ -68,6 +68,7 @@ def table_schema(content: DatasetContent) -> pa.Schema:
         pa.field("end_datetime", TIMESTAMP),
         pa.field("chip_size_m", pa.float64()),
         pa.field("epsg", pa.int64()),
+        pa.field("crs", pa.string()),
     ]
     extras = [c for c in content.plan.columns if c not in BASE_PLAN_COLUMNS and c not in content.dimensions]
     for field in pa.Schema.from_pandas(pd.DataFrame(content.plan[extras]), preserve_index=False):
@@ -113,6 +114,7 @@ def write_parquet(
         for row in rows.to_dict("records"):
             image, tif = _image_bytes(content, row)
             row["image"], row["geotiff"] = image, tif
+            row["crs"] = f"EPSG:{int(row['epsg'])}"  # the chip's CRS, as GeoCroissant and GDAL spell it
             row_bytes = len(image["bytes"]) + len(tif) if tif is not None and image is not None else 1024
             if writer is None or (size > 0 and size + row_bytes > limit):
                 if writer is not None:
@@ -139,8 +141,7 @@ def write_parquet(
             names.append(final.name)
         if names:
             files[split] = names
-    counts = records["split"].value_counts()
-    (out / "README.md").write_text(_card(content, cfg, schema, files, counts), encoding="utf-8")
+    (out / "README.md").write_text(_card(content, cfg, schema, files, records), encoding="utf-8")
 
 
 def _image_bytes(content: DatasetContent, row: Mapping[str, Any]) -> tuple[dict[str, Any] | None, bytes | None]:
@@ -215,16 +216,16 @@ def _geo_metadata(records: pd.DataFrame) -> dict[str, Any]:
 
 
 def _card(
-    content: DatasetContent, cfg: ExportConfig, schema: pa.Schema, files: dict[str, list[str]], counts: pd.Series
+    content: DatasetContent, cfg: ExportConfig, schema: pa.Schema, files: dict[str, list[str]], records: pd.DataFrame
 ) -> str:
-    """The dataset card: YAML header (configs, features, splits) and a short description."""
-    n = int(counts.sum())
+    """The dataset card: Hugging Face metadata (YAML header) and a datasheet filled from the run."""
+    from geosample.export._datasheet import card_metadata, datasheet
+    from geosample.export._export import resolve_split_res
+    from geosample.export._facts import dataset_facts
+
+    facts = dataset_facts(content, records, resolve_split_res(content, cfg.split_res))
     header = {
-        "license": "other",
-        "pretty_name": content.name,
-        "tags": ["remote-sensing", "earth-observation", "geospatial", "image-text", "geosample"],
-        "task_categories": ["image-to-text", "zero-shot-image-classification", "image-classification"],
-        "size_categories": [_size_category(n)],
+        **card_metadata(facts),
         "configs": [
             {
                 "config_name": "default",
@@ -233,6 +234,8 @@ def _card(
         ],
         "dataset_info": {"features": [_yaml_feature(field) for field in schema]},
     }
+    counts = records["split"].value_counts()
+    n = int(counts.sum())
     lines = [
         "---",
         yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(),
@@ -245,7 +248,7 @@ def _card(
         "",
         f"Splits are spatially disjoint: every H3 cell at the split resolution lies in one split, and "
         f"the cells of each stratum are shared out {' / '.join(f'{f:g}' for f in cfg.split)} "
-        f"(train / validate / test, seed {cfg.seed}).",
+        f"({' / '.join(SPLITS)}, seed {cfg.seed}).",
         "",
         "```python",
         "from datasets import load_dataset",
@@ -255,6 +258,7 @@ def _card(
     ]
     if content.missing():
         lines += ["", "Not in this dataset yet: " + "; ".join(content.missing()) + "."]
+    lines += ["", *datasheet(facts, content)]
     return "\n".join(lines) + "\n"
 
 
@@ -266,7 +270,7 @@ def _yaml_feature(field: pa.Field) -> dict[str, Any]:
     return {"name": field.name, "dtype": _dtype(field.type)}
 
 
-def _size_category(n: int) -> str:
+def size_category(n: int) -> str:
     for limit, label in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
             return label

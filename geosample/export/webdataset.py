@@ -143,10 +143,14 @@ def _readme(content: DatasetContent, index: dict[str, Any]) -> str:
     lines += [
         "",
         "```python",
+        "import json",
+        "",
         "import webdataset as wds",
+        "",
         f'train = wds.WebDataset("{index["train"]["url"] or "train-000000.tar"}", shardshuffle=100).shuffle(1000)',
         "for sample in train:",
-        '    meta = json.loads(sample["json"]); captions = sample["txt"].decode().splitlines()',
+        '    meta = json.loads(sample["json"])',
+        '    captions = sample["txt"].decode().splitlines() if "txt" in sample else []',
         "```",
         "",
         "Splits are spatially disjoint (whole H3 parent cells) and stratified like the plan; "

@@ -58,6 +58,9 @@ def write_label_outputs(
         report = label_report(table, taxonomy, cfg, source)
         (staging / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _replace_dir(staging / STAC_LABELS_DIR, ds / STAC_LABELS_DIR)
+        from geosample.stac.catalog import write_root_catalog
+
+        write_root_catalog(ds)  # the one root links the labels beside the chips
         (ds / "report").mkdir(exist_ok=True)
         for name in (LABELS_FILE, TDML_FILE, REPORT_FILE):
             (staging / name).replace(ds / name)
@@ -172,7 +175,7 @@ def label_items(
             "links": [
                 {"rel": "collection", "href": "../collection.json", "type": "application/json"},
                 {"rel": "parent", "href": "../collection.json", "type": "application/json"},
-                {"rel": "root", "href": "../collection.json", "type": "application/json"},
+                {"rel": "root", "href": "../../catalog.json", "type": "application/json"},
             ],
             "assets": {
                 "labels": {
@@ -211,9 +214,9 @@ def label_collection(
         },
         "label:classes": [{"name": level, "classes": classes_at(taxonomy, table, level)} for level in levels],
         "label:overviews": [{"property_key": level, "counts": _sample_counts(table, level)} for level in levels],
-        "links": [
-            {"rel": "root", "href": "./collection.json", "type": "application/json"},
-            {"rel": "self", "href": "./collection.json", "type": "application/json"},
+        "links": [  # DS/stac/catalog.json is the root (no self link: the catalog is relative, SELF_CONTAINED)
+            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
             {"rel": "describedby", "href": taxonomy_uri(taxonomy), "title": taxonomy.title},
         ],
     }

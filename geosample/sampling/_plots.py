@@ -8,12 +8,14 @@ bytes.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import matplotlib.colors as mcolors
 import numpy as np
 import pandas as pd
 import shapely
@@ -27,7 +29,7 @@ from pyproj import Transformer
 
 from geosample._gpkg import qualitative_colors
 
-__all__ = ["plot_sample_map", "plot_time_bins"]
+__all__ = ["colour_column", "plot_sample_map", "plot_time_bins"]
 
 MAP_CRS = "EPSG:8857"  # Equal Earth (greenwich)
 MAP_FIGSIZE = (12.0, 6.5)
@@ -41,6 +43,12 @@ LAND_EDGE_COLOR = "#a0a0a0"
 OUTLINE_COLOR = "#7f8c99"
 MAX_CATEGORIES = 20
 MAX_LEGEND_ENTRIES = 30
+MAX_MAP_VALUES = 12
+"""Values of the colour column drawn in a colour of their own (the most frequent); the rest are "other"."""
+OTHER_COLOR = "#3a3a3a"  # dark: "other" dots stay visible on the grey land, and no palette colour is this dark
+_GREYS = ("#7f7f7f", "#c7c7c7")  # tab10/tab20's greys: too close to the land and to "other"
+MIN_FOOTPRINT_PX = 3.0  # footprints are drawn once a chip is at least this many pixels wide on the map
+SCALE_BAR_FRACTION = 0.2  # the scale bar's target length, as a share of the map's width
 DISPLAY_TOLERANCE_DEG = 0.05  # land simplification for a world map
 MIN_TOLERANCE_DEG = 0.002
 # A sample set is "regional" (map zoomed in) below these lon/lat spans (degrees).
@@ -94,18 +102,31 @@ def _labels(values: pd.Series) -> pd.Series:
     return values.map(_label).astype(object)
 
 
-def _color_groups(values: pd.Series, column: str) -> tuple[pd.Series, str]:
-    """Returns the series to colour by and the legend title.
+def colour_column(samples: pd.DataFrame, dimensions: Sequence[str] = ()) -> str:
+    """The default column to colour a map by: the stratification dimension with the most values.
 
-    With more than :data:`MAX_CATEGORIES` distinct values the points are coloured
-    by the part of the value before the first ``/`` (e.g. the continent of
-    ``'Asia/B/barren'``).
+    Ties go to the first dimension; without dimensions in ``samples`` it is ``stratum``.
+    """
+    present = [d for d in dimensions if d in samples.columns]
+    if not present:
+        return "stratum"
+    return max(present, key=lambda d: (samples[d].nunique(dropna=False), -present.index(d)))
+
+
+def _color_groups(values: pd.Series, max_values: int = MAX_MAP_VALUES) -> tuple[pd.Series, list[str], str | None]:
+    """Each point's legend group, the coloured values (most frequent first) and the "other" group's name.
+
+    The ``max_values`` most frequent values keep their own colour (ties broken
+    by value); the rest share one grey group named after how many values it holds.
     """
     labels = _labels(values)
-    if labels.nunique() <= MAX_CATEGORIES:
-        return labels, column
-    first = labels.str.split("/", n=1).str[0]
-    return first, f"{column}: coloured by the part before '/'"
+    counts = labels.value_counts()
+    order = sorted(counts.index, key=lambda v: (-counts[v], str(v)))
+    if len(order) <= max_values:
+        return labels, order, None
+    kept = order[:max_values]
+    other = f"other ({len(order) - len(kept)} values)"
+    return labels.where(labels.isin(kept), other), kept, other
 
 
 def _legend_handles(categories: Sequence[Any], colors: Sequence[str], counts: pd.Series) -> list[Line2D]:
@@ -120,7 +141,7 @@ def _legend_handles(categories: Sequence[Any], colors: Sequence[str], counts: pd
             markersize=6.0,
             markerfacecolor=color,
             markeredgewidth=0,
-            label=f"{cat} ({counts.get(cat, 0):,})",
+            label=_wrap(f"{cat} ({counts.get(cat, 0):,})"),
         )
         for cat, color in shown
     ]
@@ -295,38 +316,99 @@ def _draw_background(ax: Any, outline: np.ndarray, land_paths: list[MplPath]) ->
     ax.add_collection(land)
 
 
-def _draw_samples(fig: Figure, ax: Any, samples: pd.DataFrame, x: np.ndarray, y: np.ndarray, column: str) -> None:
-    """Scatters the samples coloured by ``column`` and adds the legend."""
-    groups, legend_title = _color_groups(samples[column], column)
-    categories = _sorted_unique(groups)
-    colors = qualitative_colors(len(categories))
-    point_colors = groups.map(dict(zip(categories, colors, strict=True))).to_numpy()
-    ax.scatter(x, y, s=_marker_area(len(samples)), c=point_colors, linewidths=0, zorder=2)
-    handles = _legend_handles(categories, colors, groups.value_counts())
+def _draw_samples(
+    fig: Figure, ax: Any, samples: pd.DataFrame, x: np.ndarray, y: np.ndarray, column: str, footprints: list | None
+) -> None:
+    """Draws the samples coloured by ``column`` (footprints when given, else points) and adds the legend."""
+    groups, kept, other = _color_groups(samples[column])
+    palette = [c for c in qualitative_colors(len(kept) + 2) if c not in _GREYS][: len(kept)]
+    colors = dict(zip(kept, palette, strict=True))
+    if other is not None:
+        colors[other] = OTHER_COLOR
+    point_colors = groups.map(colors).to_numpy()
+    if footprints is not None:
+        paths = [_polygon_path(g) for g in footprints]
+        keep = [i for i, p in enumerate(paths) if p is not None]
+        ax.add_collection(PathCollection(
+            [paths[i] for i in keep], facecolors=[mcolors.to_rgba(point_colors[i], 0.45) for i in keep],
+            edgecolors=[point_colors[i] for i in keep], linewidths=0.8, zorder=2,
+        ))  # fmt: skip
+        ax.scatter(x, y, s=2.0, c=point_colors, linewidths=0, zorder=3)
+    else:
+        ax.scatter(x, y, s=_marker_area(len(samples)), c=point_colors, linewidths=0, zorder=2)
+    order = [*kept, *([other] if other is not None else [])]
+    handles = _legend_handles(order, [colors[v] for v in order], groups.value_counts())
     fig.legend(
         handles=handles,
-        title=legend_title,
+        title=f"{column} (sites)" if other is None else f"{column}: the {len(kept)} most frequent",
         loc="center left",
         bbox_to_anchor=(LEGEND_X, 0.5),
         fontsize=8,
         title_fontsize=8,
         frameon=False,
-        ncols=1 if len(handles) <= 22 else 2,
+        ncols=1,
     )
 
 
-def _map_title(n_samples: int, column: str, n_values: int, title: str | None) -> str:
-    """Returns the map title, with the number of values of ``column`` when points are grouped.
+def _map_title(samples: pd.DataFrame, column: str) -> str:
+    """What the map shows, counted from the rows drawn: sites, strata, and the colour column."""
+    n_sites = samples["site_id"].nunique() if "site_id" in samples else len(samples)
+    parts = [f"{samples['stratum'].nunique():,} strata"] if "stratum" in samples else []
+    same = "stratum" in samples and samples[column].astype(str).equals(samples["stratum"].astype(str))
+    if column != "stratum" and not same:
+        parts.append(f"{samples[column].nunique():,} {column} values")
+    where = f" in {', '.join(parts)}" if parts else ""
+    return f"{n_sites:,} sites{where}; coloured by {column}"
 
-    The count is not repeated when a given ``title`` already states it.
-    """
-    base = title if title is not None else f"{n_samples:,} samples"
-    if n_values <= MAX_CATEGORIES:
-        return base
-    noun = "strata" if column == "stratum" else f"distinct '{column}' values"
-    if f"{n_values} {noun}" in base or f"{n_values:,} {noun}" in base:
-        return base
-    return f"{base} ({n_values:,} {noun})"
+
+def _wrap(label: str, width: int = 26) -> str:
+    """A legend label on several lines, broken after underscores or spaces, never cut."""
+    lines, line = [], ""
+    for piece in re.findall(r"[^_ ]+[_ ]?", label) or [label]:
+        if line and len(line) + len(piece) > width:
+            lines.append(line)
+            line = ""
+        line += piece
+    return "\n".join([*lines, line])
+
+
+def _nice_length(metres: float) -> float:
+    """The largest 1, 2 or 5 × 10^k metres not above ``metres``."""
+    exponent = np.floor(np.log10(max(metres, 1e-9)))
+    for step in (5.0, 2.0, 1.0):
+        if step * 10**exponent <= metres:
+            return float(step * 10**exponent)
+    return float(10 ** (exponent - 1) * 5)
+
+
+def _draw_scale_bar(ax: Any, limits: tuple[float, float, float, float], transformer: Transformer, world: bool) -> None:
+    """A scale bar in the lower left, measured on the ellipsoid along the map's x axis at the bar's latitude."""
+    from pyproj import Geod
+
+    xmin, xmax, ymin, ymax = limits
+    x0, y0 = xmin + 0.04 * (xmax - xmin), ymin + 0.06 * (ymax - ymin)
+    # Equal Earth's scale varies: on a world map measure along the equator (and say so), else where the bar is.
+    x_at, y_at = transformer.transform(0.0, 0.0) if world else (x0, y0)
+    span = SCALE_BAR_FRACTION * (xmax - xmin)
+    lon, lat = transformer.transform([x_at, x_at + span], [y_at, y_at], direction="INVERSE")
+    metres = Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])[2]
+    length = _nice_length(metres)
+    dx = span * length / metres
+    ax.plot([x0, x0 + dx], [y0, y0], color="#222222", linewidth=2.5, solid_capstyle="butt", zorder=5)
+    for tick in (x0, x0 + dx):
+        ax.plot([tick, tick], [y0, y0 + 0.012 * (ymax - ymin)], color="#222222", linewidth=1.2, zorder=5)
+    text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    if world:
+        text += " at the equator"
+    ax.annotate(text, (x0 + dx / 2, y0), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom",
+                fontsize=8, zorder=5)  # fmt: skip
+
+
+def _projected_footprints(samples: pd.DataFrame, transformer: Transformer) -> list | None:
+    if "geometry" not in samples:
+        return None
+    geoms = np.asarray(samples["geometry"], dtype=object)
+    return list(shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))))
 
 
 def plot_sample_map(
@@ -334,27 +416,36 @@ def plot_sample_map(
     land: gpd.GeoSeries | gpd.GeoDataFrame,
     path: str | os.PathLike[str],
     *,
-    column: str = "stratum",
+    column: str | None = None,
+    dimensions: Sequence[str] = (),
     title: str | None = None,
 ) -> Figure:
     """Draws the samples on an Equal Earth world map and saves it as a PNG.
 
     Land is light grey over a very light blue ocean bounded by the projection's
-    outline. Points are coloured by ``column``; with more than 20 distinct values
-    they are coloured by the part of the value before the first ``/``. When the
-    samples cover a small region the map zooms to them.
+    outline. Samples are coloured by ``column`` (default: the dimension of
+    ``dimensions`` with the most values, see :func:`colour_column`): its
+    12 most frequent values each have a colour of their own and a legend
+    entry with their count, the rest are grey, "other". When the samples
+    cover a small region the map zooms to them and, once a chip is a few
+    pixels wide, draws their footprints instead of dots. A scale bar is
+    measured on the ellipsoid (at the equator on a world map, where Equal
+    Earth's scale varies). The title counts what is drawn.
 
     Args:
-        samples: Samples with ``lon`` and ``lat`` columns (degrees, WGS 84).
+        samples: Samples with ``lon`` and ``lat`` columns (degrees, WGS 84) and
+            optionally their ``geometry`` (footprints, lon/lat).
         land: Land polygons (any CRS; lon/lat if it has none). Detailed
             geometries are simplified for display.
         path: Output PNG file.
         column: Categorical column to colour by.
-        title: Figure title; defaults to the number of samples.
+        dimensions: The stratification dimensions, to pick the default ``column``.
+        title: Figure title; defaults to the counts of sites, strata and values shown.
 
     Returns:
         The figure (its single axes holds the map extent in EPSG:8857 metres).
     """
+    column = column or colour_column(samples, dimensions)
     transformer = Transformer.from_crs("EPSG:4326", MAP_CRS, always_xy=True)
     lon = samples["lon"].to_numpy(dtype=float)
     lat = samples["lat"].to_numpy(dtype=float)
@@ -364,11 +455,17 @@ def plot_sample_map(
     outline = _world_outline(transformer)
     limits, lonlat_box = _map_view(lon, lat, outline, transformer)
     _draw_background(ax, outline, _prepare_land(_land_geometries(land), transformer, lonlat_box))
-    _draw_samples(fig, ax, samples, x, y, column)
+    footprints = None
+    if lonlat_box is not None and "chip_size_m" in samples and len(samples):
+        width_px = MAP_FIGSIZE[0] * MAP_AXES_RECT[2] * DPI
+        chip_px = float(samples["chip_size_m"].max()) * width_px / (limits[1] - limits[0])
+        if chip_px >= MIN_FOOTPRINT_PX:
+            footprints = _projected_footprints(samples, transformer)
+    _draw_samples(fig, ax, samples, x, y, column, footprints)
     ax.set_xlim(limits[0], limits[1])
     ax.set_ylim(limits[2], limits[3])
-    n_values = samples[column].nunique(dropna=False)
-    fig.suptitle(_map_title(len(samples), column, n_values, title), fontsize=13)
+    _draw_scale_bar(ax, limits, transformer, world=lonlat_box is None)
+    fig.suptitle(title if title is not None else _map_title(samples, column), fontsize=13)
     _save_png(fig, path)
     return fig
 

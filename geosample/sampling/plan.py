@@ -374,8 +374,9 @@ def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg:
         write_styled_gpkg(samples, staging / PLAN_GPKG, "samples", category_column="stratum")
         (staging / "report" / "balance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         first_site = samples.drop_duplicates("site_id")
-        title = f"geosample plan: {len(first_site)} sites, {report['summary']['n_strata']} strata"
-        plot_sample_map(first_site, layers.land_polygons(), staging / "report" / "map.png", title=title)
+        plot_sample_map(
+            first_site, layers.land_polygons(), staging / "report" / "map.png", dimensions=list(report["dimensions"])
+        )
         hue = first_site.columns[first_site.columns.get_loc("stratum") + 1]
         sites_by_bin, order = _chronological_bins(first_site, cfg)
         plot_time_bins(

@@ -1,12 +1,15 @@
-"""``DS/stac/``: a static STAC catalog with one item per chip.
+"""``DS/stac/``: one static STAC catalog for the dataset, with one item per chip.
 
-Layout: ``stac/catalog.json`` links one child catalog per source collection,
-``stac/<collection>/catalog.json``, which links its items
-``stac/<collection>/<sample_id>.json``. Each item has the chip's footprint,
-the projection extension (code, shape, transform, bbox), the chip (and
-preview) as assets with relative hrefs, and a ``derived_from`` link to every
-source item. Items are written as chips finish; the catalogs at the end of a
-run, listing every ``ok`` chip.
+Layout: ``stac/catalog.json`` is the one root; it links one collection per
+source collection, ``stac/<collection>/collection.json``, which links its
+items ``stac/<collection>/<sample_id>.json``, and the label stage's
+``stac/labels/collection.json``. Each chip item has the chip's footprint, the
+projection extension (code, shape, transform, bbox), the chip (and preview)
+as assets with relative hrefs, and a ``derived_from`` link to every source
+item. Items are written as chips finish; the collections at the end of a
+run, listing every ``ok`` chip, with the source collection's licence and
+providers. Links are relative and no object has a ``self`` link, as pystac's
+``SELF_CONTAINED`` catalogs are written, so the folder can be moved.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from geosample import __version__
 from geosample._dataset import atomic_path
 from geosample.stac.grid import ChipGrid
 
-__all__ = ["CATALOG_DIR", "chip_item", "item_path", "remove_item", "write_catalog", "write_item"]
+__all__ = [
+    "CATALOG_DIR", "chip_item", "item_path", "remove_item", "write_catalog", "write_item", "write_root_catalog",
+]  # fmt: skip
 
 CATALOG_DIR = "stac"
 FILE_EXTENSION = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+EO_EXTENSION = "https://stac-extensions.github.io/eo/v2.0.0/schema.json"
+JSON = "application/json"
 
 
 def item_path(ds: Path, collection: str, sample_id: str) -> Path:
@@ -88,10 +95,15 @@ def chip_item(
         if href:
             item.add_link(pystac.Link("derived_from", href, media_type=pystac.MediaType.GEOJSON, title=item_id))
     out = item.to_dict(include_self_link=False, transform_hrefs=False)
-    out["stac_extensions"] = sorted({*out.get("stac_extensions", []), FILE_EXTENSION})
+    extensions = {*out.get("stac_extensions", []), FILE_EXTENSION}
+    if "eo:cloud_cover" in properties:
+        extensions.add(EO_EXTENSION)
+    out["stac_extensions"] = sorted(extensions)
+    out["collection"] = str(row["collection"])
     out["links"] = [
-        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
-        {"rel": "parent", "href": "./catalog.json", "type": "application/json"},
+        {"rel": "root", "href": "../catalog.json", "type": JSON},
+        {"rel": "parent", "href": "./collection.json", "type": JSON},
+        {"rel": "collection", "href": "./collection.json", "type": JSON},
         *out["links"],
     ]
     return out
@@ -114,36 +126,102 @@ def remove_item(ds: Path, collection: str, sample_id: str) -> None:
     item_path(ds, collection, sample_id).unlink(missing_ok=True)
 
 
-def _catalog(cid: str, description: str, links: list[dict[str, Any]]) -> dict[str, Any]:
-    catalog = pystac.Catalog(id=cid, description=description).to_dict(include_self_link=False, transform_hrefs=False)
-    catalog["links"] = links
-    return catalog
+def write_catalog(ds: Path, manifest: pd.DataFrame, sources: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """Write one collection per source collection, linking every ``ok`` chip's item, and the root catalog.
 
-
-def write_catalog(ds: Path, manifest: pd.DataFrame) -> Path:
-    """Write ``stac/catalog.json`` and one child catalog per collection, linking every ``ok`` chip's item."""
+    Args:
+        ds: The dataset folder.
+        manifest: ``chips.parquet``'s rows.
+        sources: The source collections' JSON by name (for their licence,
+            providers and title); a collection not given keeps what its
+            ``collection.json`` recorded before.
+    """
     root_dir = ds / CATALOG_DIR
     ok = manifest[manifest["status"] == "ok"]
-    children = []
-    for collection in sorted(manifest["collection"].dropna().unique()):
-        ids = sorted(ok.loc[ok["collection"] == collection, "sample_id"])
-        links = [
-            {"rel": "root", "href": "../catalog.json", "type": "application/json"},
-            {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
-            *({"rel": "item", "href": f"./{s}.json", "type": "application/geo+json"} for s in ids
-              if item_path(ds, collection, s).exists()),
-        ]  # fmt: skip
-        child = _catalog(str(collection), f"Chips from STAC collection {collection}", links)
-        with atomic_path(root_dir / collection / "catalog.json") as tmp:
-            tmp.write_text(json.dumps(child, indent=1), encoding="utf-8")
-        children.append({"rel": "child", "href": f"./{collection}/catalog.json", "type": "application/json",
-                         "title": str(collection)})  # fmt: skip
-    root = _catalog(
-        "geosample-chips",
-        f"Image chips of the dataset {ds.name}, one item per chip (geosample {__version__})",
-        [{"rel": "root", "href": "./catalog.json", "type": "application/json"}, *children],
+    for name in sorted(manifest["collection"].dropna().unique()):
+        name = str(name)
+        ids = sorted(s for s in ok.loc[ok["collection"] == name, "sample_id"] if item_path(ds, name, s).exists())
+        path = root_dir / name / "collection.json"
+        source = dict((sources or {}).get(name) or _recorded_source(path))
+        collection = _chip_collection(ds, name, ids, source)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(collection, indent=1, ensure_ascii=False), encoding="utf-8")
+        (root_dir / name / "catalog.json").unlink(missing_ok=True)  # the layout before collections
+    return write_root_catalog(ds)
+
+
+def _recorded_source(path: Path) -> dict[str, Any]:
+    """What an earlier run recorded of the source collection (licence, providers, title)."""
+    if not path.is_file():
+        return {}
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    source = before.get("geosample:source") or {}
+    return {"license": before.get("license"), "providers": before.get("providers"), **source}
+
+
+def _chip_collection(ds: Path, name: str, ids: list[str], source: Mapping[str, Any]) -> dict[str, Any]:
+    """The STAC collection of one source's chips: extent from the items, licence and providers from the source."""
+    boxes, times = [], []
+    for sid in ids:
+        item = json.loads(item_path(ds, name, sid).read_text(encoding="utf-8"))
+        boxes.append(item["bbox"])
+        props = item["properties"]
+        times += [t for t in (props.get("datetime"), props.get("start_datetime"), props.get("end_datetime")) if t]
+    bbox = (
+        [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+        if boxes
+        else [-180.0, -90.0, 180.0, 90.0]
     )
+    license_ = source.get("license") if isinstance(source.get("license"), str) else None
+    providers = [p for p in source.get("providers") or [] if isinstance(p, dict) and p.get("name")]
+    providers.append({"name": "geosample", "roles": ["processor"], "description": f"geosample {__version__} chips"})
+    title = source.get("title") if isinstance(source.get("title"), str) else name
+    collection = {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "stac_extensions": [],
+        "id": name,
+        "title": f"{ds.resolve().name}: chips from {title}",
+        "description": f"Image chips of the dataset {ds.resolve().name} from STAC collection {name}, one item per chip "
+        f"(geosample {__version__}).",
+        "license": license_ or "other",
+        "providers": providers,
+        "extent": {
+            "spatial": {"bbox": [bbox]},
+            "temporal": {"interval": [[min(times) if times else None, max(times) if times else None]]},
+        },
+        "links": [
+            {"rel": "root", "href": "../catalog.json", "type": JSON},
+            {"rel": "parent", "href": "../catalog.json", "type": JSON},
+            *({"rel": "item", "href": f"./{s}.json", "type": "application/geo+json"} for s in ids),
+        ],
+        "geosample:source": {"title": title, "license": license_},
+    }
+    return collection
+
+
+def write_root_catalog(ds: Path) -> Path:
+    """Write ``DS/stac/catalog.json``, the one root: a child link to every collection under ``DS/stac``.
+
+    The fetch and label stages both call it, so whichever runs last leaves a
+    root that reaches every chip item and every label item.
+    """
+    root_dir = ds / CATALOG_DIR
+    children = sorted(p.parent.name for p in root_dir.glob("*/collection.json"))
+    name = ds.resolve().name
+    root = pystac.Catalog(
+        id=name, title=f"{name}: a geosample dataset",
+        description=f"The STAC catalog of the geosample dataset {name}: chips by source collection, and scene labels "
+        f"(geosample {__version__})",
+    ).to_dict(include_self_link=False, transform_hrefs=False)  # fmt: skip
+    root["links"] = [
+        {"rel": "root", "href": "./catalog.json", "type": JSON},
+        *({"rel": "child", "href": f"./{c}/collection.json", "type": JSON, "title": c} for c in children),
+    ]
     path = root_dir / "catalog.json"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(root, indent=1), encoding="utf-8")
+        tmp.write_text(json.dumps(root, indent=1, ensure_ascii=False), encoding="utf-8")
     return path

@@ -161,7 +161,7 @@ def fetch(
             table = manifest.compact()
             manifest.close()
         runner.complete_catalog(runs, table)
-        catalog.write_catalog(ds, table)
+        catalog.write_catalog(ds, table, {name: source.collection_info(name) for name in cfg.collection})
         write_section(ds, "fetch", _section(cfg, read_config(ds).get("fetch") or recorded, runs))
     elapsed = time.perf_counter() - started
     done = sum(counts.values())

@@ -17,6 +17,7 @@ import rasterio
 from captions.openai_server import OpenAIServer
 from PIL import Image
 from rasterio.transform import from_origin
+from validation import assert_valid
 
 LANDSAT = Path(__file__).parents[1] / "data" / "imagery" / "landsat7_rgb_utm18n_300m.tif"
 SECRET = "sk-test-GEOSAMPLE-0123456789abcdefSECRET"
@@ -30,6 +31,7 @@ def _labelled(_small_plan: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     ds = tmp_path_factory.mktemp("captions") / "DS"
     shutil.copytree(_small_plan, ds)
     label(ds, progress=False)
+    assert_valid(ds)
     return ds
 
 

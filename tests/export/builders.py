@@ -109,3 +109,10 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def python_snippets(readme: Path) -> list[str]:
+    """The ```python blocks of a README, as a reader would copy them."""
+    import re
+
+    return re.findall(r"```python\n(.*?)```", readme.read_text(encoding="utf-8"), flags=re.DOTALL)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from export.builders import write_captions, write_chips
+from validation import assert_valid
 
 from geosample.cli import cli
 
@@ -21,6 +22,7 @@ def _full_ds(_small_plan: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert result.exit_code == 0, result.output
     write_chips(ds)
     write_captions(ds)
+    assert_valid(ds)
     return ds
 
 

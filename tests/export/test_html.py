@@ -101,3 +101,32 @@ def test_without_the_plans_map_the_sites_are_drawn_inline(planned_ds: Path) -> N
     sites = len(set(gpd.read_parquet(planned_ds / "plan.parquet")["site_id"]))
     assert refs.tags.count("svg") == 1 and text.count("<circle") == sites
     assert all(value.startswith("data:image/png;base64,") for _, _, value in refs.urls)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium package is not installed (apt-get install chromium)")
+def test_every_section_renders_in_chromium(full_ds: Path, tmp_path: Path) -> None:
+    """Each section is there, laid out and with its pictures decoded; a screenshot at each section is not blank."""
+    stats(full_ds, gallery=6)
+    text, _ = _page(full_ds)
+    expected = ["sites", "balance", "plot-balance", "plot-spatial", "plot-labels", "plot-captions", "gallery"]
+    for section_id in expected:
+        assert f'<section id="{section_id}">' in text, section_id
+    assert "Samples per time bin" not in text.split('id="plot-balance"')[1].split("</section>")[0]  # shown once
+    url = (full_ds / "report" / "index.html").resolve().as_uri()
+    dom = _chromium(["--dump-dom", url], tmp_path)
+    body = re.search(r"<body[^>]*>", dom.stdout)
+    assert body is not None, dom.stdout[:500]
+    shown = re.search(r'data-sections="([^"]*)"', body.group(0))
+    assert shown is not None and shown.group(1).split() == expected, body.group(0)
+    boxes = {b.split(":")[0]: tuple(int(v) for v in b.split(":")[1:]) for b in body.group(0).split('data-boxes="')[1]
+             .split('"')[0].split()}  # fmt: skip
+    height = max(top + size for top, size in boxes.values()) + 40
+    shot = tmp_path / "page.png"
+    result = _chromium([f"--screenshot={shot}", f"--window-size=1280,{height}", url], tmp_path)
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=float)
+    for section_id, (top, size) in boxes.items():
+        crop = pixels[top : top + size]
+        assert crop.shape[0] > 50 and crop.std() > 20, section_id  # drawn, not an empty box
+        assert len(np.unique(crop.reshape(-1, 3)[::37], axis=0)) > 8, section_id  # text and pictures

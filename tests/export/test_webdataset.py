@@ -121,3 +121,16 @@ def test_two_collections_give_one_record_per_chip(planned_ds: Path) -> None:
         record = by_key[f"{row.sample_id}_{row.collection}"]
         assert hashlib.sha256(record["tif"]).hexdigest() == row.sha256
         assert json.loads(record["json"])["image"]["collection"] == row.collection
+
+
+def test_the_readme_snippet_runs(
+    exported: tuple[Path, Path, dict[str, list[dict]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from export.builders import python_snippets
+
+    ds, out, records = exported
+    (snippet,) = python_snippets(out / "README.md")
+    monkeypatch.chdir(out)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # as a user pastes it
+    assert namespace["meta"]["split"] == "train" and isinstance(namespace["captions"], list)

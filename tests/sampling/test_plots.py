@@ -67,13 +67,24 @@ def test_sample_map_written_and_deterministic(tmp_path: Path, samples: pd.DataFr
     assert first.read_bytes() == second.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map1.png", "map2.png"]  # no temp files left
 
-    # > 20 strata: coloured by continent, strata count in the title.
+    # 60 strata: the 12 most frequent coloured, the rest "other"; the title counts what is drawn, once.
     legend = fig.legends[0]
-    labels = [t.get_text() for t in legend.get_texts()]
-    assert len(labels) == len(CONTINENT_BOXES)
-    assert labels[0].startswith("Africa (")
-    assert "before '/'" in legend.get_title().get_text()
-    assert f"{samples['stratum'].nunique()} strata" in fig.texts[0].get_text()
+    labels = [t.get_text().replace("\n", "") for t in legend.get_texts()]
+    counts = samples["stratum"].value_counts()
+    top = sorted(counts.index, key=lambda v: (-counts[v], v))[:12]
+    assert labels[:12] == [f"{v} ({counts[v]:,})" for v in top]
+    assert labels[12] == f"other ({len(counts) - 12} values) ({counts.drop(top).sum():,})"
+    title = fig.texts[0].get_text()
+    assert title == f"2,000 sites in {len(counts)} strata; coloured by stratum"
+
+
+def test_sample_map_colours_by_the_dimension_with_most_values(
+    tmp_path: Path, samples: pd.DataFrame, land: gpd.GeoDataFrame
+) -> None:
+    many = samples.assign(climate=samples["stratum"].str.split("/").str[1])
+    fig = plot_sample_map(many, land, tmp_path / "map.png", dimensions=["climate", "continent"])
+    assert fig.texts[0].get_text().endswith("; coloured by continent")  # 5 continents > 4 climates
+    assert fig.legends[0].get_title().get_text() == "continent (sites)"
 
 
 def test_sample_map_global_extent(tmp_path: Path, samples: pd.DataFrame, land: gpd.GeoDataFrame) -> None:
@@ -87,10 +98,10 @@ def test_sample_map_few_categories_one_entry_each(
     tmp_path: Path, samples: pd.DataFrame, land: gpd.GeoDataFrame
 ) -> None:
     fig = plot_sample_map(samples, land, tmp_path / "map.png", column="continent")
-    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    labels = [t.get_text().replace("\n", "") for t in fig.legends[0].get_texts()]
     counts = samples["continent"].value_counts()
-    assert labels == [f"{c} ({counts[c]:,})" for c in sorted(CONTINENT_BOXES)]
-    assert fig.legends[0].get_title().get_text() == "continent"
+    assert labels == [f"{c} ({counts[c]:,})" for c in sorted(CONTINENT_BOXES, key=lambda c: (-counts[c], c))]
+    assert fig.legends[0].get_title().get_text() == "continent (sites)"
 
 
 def test_sample_map_zooms_on_regional_samples(tmp_path: Path, land: gpd.GeoDataFrame) -> None:
@@ -107,6 +118,44 @@ def test_sample_map_zooms_on_regional_samples(tmp_path: Path, land: gpd.GeoDataF
     assert xmax - xmin < 0.35 * 2 * 17_243_959  # far narrower than the world
     # Only land intersecting the view is drawn.
     assert len(ax.collections[0].get_paths()) < len(land)
+
+
+def _scale_bar_km(ax) -> tuple[float, float]:
+    """The scale bar's label (km) and its drawn length measured on the ellipsoid at the bar's height."""
+    from pyproj import Geod
+
+    label = next(t.get_text() for t in ax.texts if t.get_text().endswith("km"))
+    (x0, x1), (y0, _) = ax.lines[0].get_xdata(), ax.lines[0].get_ydata()
+    lon, lat = Transformer.from_crs(8857, 4326, always_xy=True).transform([x0, x1], [y0, y0])
+    return float(label.split()[0]), Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])[2] / 1000
+
+
+def test_zoomed_map_draws_footprints_and_a_true_scale_bar(tmp_path: Path, land: gpd.GeoDataFrame) -> None:
+    from geosample.sampling._geometry import chip_footprints
+
+    box = (10.0, 45.0, 13.0, 47.0)
+    regional = _samples(40, {"Europe": box}, seed=3).assign(chip_size_m=10_000.0, epsg=32632)
+    regional["geometry"] = chip_footprints(regional["lon"].to_numpy(), regional["lat"].to_numpy(), 32632, 10_000.0, 1)
+    fig = plot_sample_map(regional, land, tmp_path / "zoom.png", column="continent")
+    ax = fig.axes[0]
+    footprints = [c for c in ax.collections[1:] if len(c.get_paths()) == len(regional)]
+    assert footprints, "no footprint collection"
+    x, y = Transformer.from_crs(4326, 8857, always_xy=True).transform(regional["lon"], regional["lat"])
+    drawn = footprints[0].get_paths()[0].vertices
+    assert drawn[:, 0].min() < x[0] < drawn[:, 0].max() and drawn[:, 1].min() < y[0] < drawn[:, 1].max()
+    label, measured = _scale_bar_km(ax)
+    assert measured == pytest.approx(label, rel=0.01)
+
+
+def test_world_map_draws_points_and_a_scale_bar_at_the_equator(
+    tmp_path: Path, samples: pd.DataFrame, land: gpd.GeoDataFrame
+) -> None:
+    fig = plot_sample_map(samples.assign(chip_size_m=2560.0), land, tmp_path / "map.png")
+    ax = fig.axes[0]
+    assert all(len(c.get_paths()) != len(samples) or c.get_offsets().shape[0] == len(samples)
+               for c in ax.collections[1:])  # fmt: skip
+    text = next(t.get_text() for t in ax.texts if "km" in t.get_text())
+    assert text.endswith("km at the equator")
 
 
 def test_sample_map_detailed_land_and_many_points(tmp_path: Path) -> None:
@@ -164,4 +213,4 @@ def test_sample_map_title_states_strata_once(tmp_path: Path, samples: pd.DataFra
     fig = plot_sample_map(samples, land, tmp_path / "a.png", title=f"Plan: {n} strata")
     assert fig.texts[0].get_text() == f"Plan: {n} strata"
     fig = plot_sample_map(samples, land, tmp_path / "b.png", title="Plan")
-    assert fig.texts[0].get_text() == f"Plan ({n} strata)"
+    assert fig.texts[0].get_text() == "Plan"  # a given title is used as it is, never amended

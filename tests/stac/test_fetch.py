@@ -19,6 +19,7 @@ import shapely
 import yaml
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
+from validation import assert_valid
 
 from geosample.stac import FetchConfig, chip_grid, fetch
 from geosample.stac.journal import SCHEMA
@@ -67,6 +68,7 @@ def fetched(_small_plan: Path, tmp_path_factory: pytest.TempPathFactory, stac_ap
     """The 24-sample plan fetched once: five assets, previews, four threads."""
     ds = copy_ds(_small_plan, tmp_path_factory.mktemp("fetched") / "DS")
     table = fetch(ds, stac=stac_api, collection=COLL, assets=",".join(ASSETS), preview=True, progress=False)
+    assert_valid(ds)
     return ds, table
 
 
