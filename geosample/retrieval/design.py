@@ -21,7 +21,8 @@ and their captions move together): the Rao–Wu rescaled bootstrap, which
 draws n_h − 1 of a stratum's n_h units with replacement and scales their
 weights by n_h / (n_h − 1), so that the bootstrap variance matches the
 stratified design's (Rao & Wu 1988; R survey's ``subbootstrap``). Strata
-of one unit contribute no variance. The same replicates give the
+with a single evaluated unit are pooled into one (collapsed strata), so
+that they still carry variance. The same replicates give the
 unweighted (per-sample mean) and weighted intervals; they are drawn from
 ``seed`` in fixed chunks, so a run is reproducible.
 """
@@ -97,8 +98,26 @@ class Design:
         stratum = samples["stratum"] if "stratum" in samples.columns else pd.Series(["all"] * n, index=samples.index)
         codes, _ = pd.factorize(stratum.astype(str))
         _, first = np.unique(unit, return_index=True)  # each unit's stratum: that of its first sample
-        unit_stratum = codes[first].astype(np.int64)
-        return cls(1.0 / prob, unit.astype(np.int64), unit_stratum, source)
+        return cls(1.0 / prob, unit.astype(np.int64), collapse_strata(codes[first].astype(np.int64)), source)
+
+
+def collapse_strata(unit_stratum: np.ndarray) -> np.ndarray:
+    """Strata with a single unit pooled into one (a lone leftover joins the smallest other stratum).
+
+    A stratum with one unit has no variance estimate of its own; pooling such
+    strata ("collapsed strata") gives them one, a slightly conservative one.
+    """
+    codes, sizes = np.unique(unit_stratum, return_counts=True)
+    single = np.isin(unit_stratum, codes[sizes < 2])
+    if not single.any():
+        return unit_stratum
+    out = unit_stratum.copy()
+    pooled = int(codes.max()) + 1
+    out[single] = pooled
+    if single.sum() == 1 and (~single).any():
+        others, counts = np.unique(out[~single], return_counts=True)
+        out[single] = others[np.argmin(counts)]
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
