@@ -45,6 +45,8 @@ class EvaluationResult:
     """The rankings (indices into ``images`` and ``texts`` rows)."""
     seconds: dict[str, float]
     """Wall time of encoding, search and scoring."""
+    design: Design | None = None
+    """Weights, bootstrap units and strata of the image queries (rows of ``images``)."""
 
     def table(self) -> str:
         """The metrics as the readable text ``geosample evaluate`` prints."""
@@ -149,7 +151,7 @@ def evaluate(
     text_frame = pd.concat([captions[["sample_id", "caption_index"]].reset_index(drop=True), text_scores], axis=1)
     if write:
         _write(ds, result, cfg)
-    return EvaluationResult(result, image_frame, text_frame, neighbours, seconds)
+    return EvaluationResult(result, image_frame, text_frame, neighbours, seconds, design)
 
 
 def _pair(
