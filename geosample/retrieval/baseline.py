@@ -241,7 +241,9 @@ def chip_features(path: Path, bands: Sequence[str] | None, observed: object = No
 
     try:
         with rasterio.open(path) as src:
-            data = src.read(masked=True).astype(np.float64)
+            data = src.read(masked=True)
+            full_scale = 255.0 if data.dtype == np.uint8 else None
+            data = data.astype(np.float64)
             names = list(bands) if bands else [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
     except rasterio.errors.RasterioIOError as exc:
         raise DatasetError(f"chip {path} cannot be read ({exc}); re-run 'geosample fetch'") from None
@@ -271,7 +273,9 @@ def chip_features(path: Path, bands: Sequence[str] | None, observed: object = No
             index_hist[i] = np.histogram(np.clip(index, -1, 1), BINS)[0] / n_valid
     gy, gx = np.gradient(np.where(valid, sum(layer.values()) / len(layer), np.nan) / scale)
     edges = float(np.nanmean(np.abs(gx) + np.abs(gy) > 0.25))
-    concepts = _pixel_concepts(pixels, brightness)
+    if full_scale is None:  # reflectance as 0–1 floats, or scaled by 10,000 (Sentinel-2, Landsat C2 after scaling)
+        full_scale = 1.0 if np.percentile(brightness, 98) <= 1.5 else 10_000.0
+    concepts = _pixel_concepts(pixels, brightness, full_scale)
     observed_block = np.zeros(len(OBSERVED) + 1)
     if shares is not None:
         observed_block[: len(OBSERVED)] = [shares.get(c, 0.0) for c in OBSERVED]
@@ -289,8 +293,11 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a - b, total, out=np.zeros_like(total), where=np.abs(total) > 1e-12)
 
 
-def _pixel_concepts(pixels: Mapping[str, np.ndarray], brightness: np.ndarray) -> np.ndarray:
-    """Shares of pixels per concept from crude rules (the module docstring says which)."""
+def _pixel_concepts(pixels: Mapping[str, np.ndarray], brightness: np.ndarray, full_scale: float) -> np.ndarray:
+    """Shares of pixels per concept from crude rules (the module docstring says which).
+
+    ``full_scale`` is the brightness of white (255 for 8-bit pictures, 10,000 for scaled reflectance).
+    """
     n = len(brightness)
     top = max(float(np.percentile(brightness, 98)), 1e-9)
     rgb = [pixels.get(r) for r in ("red", "green", "blue")]
@@ -307,7 +314,7 @@ def _pixel_concepts(pixels: Mapping[str, np.ndarray], brightness: np.ndarray) ->
     else:
         vegetation = (green > red * 1.02) & (green > blue * 1.02)
         water = (blue >= green) & (blue > red) & (brightness < 0.6 * top) & ~vegetation
-    snow = (brightness > 0.85 * top) & (saturation < 0.12) & ~water & ~vegetation
+    snow = (brightness > 0.75 * full_scale) & (saturation < 0.12) & ~water & ~vegetation
     grey = (saturation < 0.12) & ~snow & ~water & ~vegetation
     warm = ~vegetation & ~water & ~snow & ~grey
     trees = vegetation & (brightness < 0.45 * top)

@@ -59,7 +59,7 @@ def evaluate(
     ds: str | Path,
     *,
     config: EvaluateConfig | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | str | None = None,
     classes: Mapping[str, Mapping[str, str]] | None = None,
     write: bool = True,
     **settings: Any,
@@ -71,7 +71,7 @@ def evaluate(
             label metrics, labels.parquet.
         config: A ready :class:`EvaluateConfig`; otherwise ``settings`` build one
             (``image_embeddings="img.npy", image_ids=..., k=(1, 5, 10)``, ...).
-        encoder: An encoder instance, instead of the one ``config.encoder`` names.
+        encoder: An encoder instance (or name), instead of the one ``config.encoder`` names.
         classes: Zero-shot class names per level (``{"l1": {"1": "Artificial
             surfaces", ...}}``) instead of the labels' taxonomy.
         write: Write the files and the ``evaluate`` section of geosample.yaml.
@@ -80,6 +80,8 @@ def evaluate(
     Returns:
         :class:`EvaluationResult` with the metrics and the per-query scores.
     """
+    if isinstance(encoder, str):  # a registered name or module:Class, as the settings give it
+        settings, encoder = {**settings, "encoder": encoder}, None
     cfg = config if config is not None else EvaluateConfig.from_mapping(settings)
     ds = Path(ds)
     inputs = read_inputs(ds, cfg)
