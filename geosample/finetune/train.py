@@ -66,7 +66,11 @@ class FinetuneResult:
 
 
 def finetune(
-    ds: str | Path, *, config: FinetuneConfig | None = None, encoder: Encoder | None = None, **settings: Any
+    ds: str | Path,
+    *,
+    config: FinetuneConfig | None = None,
+    encoder: Encoder | str | None = None,
+    **settings: Any,
 ) -> FinetuneResult:
     """Train adapters on ``ds``'s train split; write ``DS/finetune/<run>/`` and return the before/after metrics.
 
@@ -81,6 +85,8 @@ def finetune(
     from geosample.retrieval._splits import dataset_splits
     from geosample.retrieval.evaluate import evaluate
 
+    if isinstance(encoder, str):  # a registered name or module:Class, as the settings give it
+        settings, encoder = {**settings, "encoder": encoder}, None
     cfg = config if config is not None else FinetuneConfig.from_mapping(settings)
     ds = Path(ds)
     folder = ds / FINETUNE_DIR / cfg.run_name
