@@ -36,7 +36,8 @@ import numpy as np
 CAPTIONS_PER_IMAGE = 5
 K = 10
 LEVEL_CODES = {"l2": 24, "l3": 78}
-CPU_CASES = ("gemm", "geosample", "faiss", "numpy-full")
+CPU_CASES = ("gemm", "geosample", "geosample-bootstrap", "faiss", "numpy-full")
+TORCH_CASES = ("torch-gemm", "geosample-torch")
 LARGE_CASES = ("gemm-blocked", "geosample", "faiss")
 GPU_CASES = ("gemm-gpu", "geosample-gpu", "torch-gpu-full")
 
@@ -61,6 +62,8 @@ def make_data(folder: Path, n: int, d: int, seed: int) -> None:
                 bits, (np.flatnonzero(use), code[use] // 64), np.uint64(1) << (code[use] % 64).astype(np.uint64)
             )
         np.save(folder / f"bits_{level}.npy", bits)
+        codes = [[f"{level}-{c}" for c in range(LEVEL_CODES[level]) if (int(b[c // 64]) >> (c % 64)) & 1] for b in bits]
+        (folder / f"labels_{level}.json").write_text(json.dumps(codes))
 
 
 def score(i2t: np.ndarray, t2i: np.ndarray, folder: Path) -> dict[str, float]:
@@ -83,15 +86,58 @@ def score(i2t: np.ndarray, t2i: np.ndarray, folder: Path) -> dict[str, float]:
     return out
 
 
+def evaluator_scores(found: Any, images: np.ndarray, texts: np.ndarray, folder: Path, bootstrap: int) -> dict:
+    """What `geosample evaluate` computes after the search: tie-aware R@K (expected), mAP/WMAP, weighted means, CIs."""
+    import pandas as pd
+
+    from geosample.retrieval import EvaluateConfig
+    from geosample.retrieval.design import Design, estimate
+    from geosample.retrieval.evaluate import score_queries
+
+    text_image = np.load(folder / "text_image.npy")
+    labels = pd.DataFrame({lv: json.loads((folder / f"labels_{lv}.json").read_text()) for lv in LEVEL_CODES})
+    cfg = EvaluateConfig(k=(1, 5, 10), levels=tuple(LEVEL_CODES), bootstrap=bootstrap)
+    image_scores, text_scores, _ = score_queries(images, texts, labels, found, text_image, cfg)
+    n = len(images)
+    rng = np.random.default_rng(0)  # made-up design: 50 strata, unequal inclusion probabilities
+    design = Design(1 / rng.uniform(0.01, 0.5, n), np.arange(n), rng.integers(0, 50, n), "inclusion_prob")
+    est = estimate(design, image_scores.drop(columns="first_hit"), text_scores.drop(columns="first_hit"), text_image,
+                   [np.ones(n, bool)], replicates=bootstrap, seed=0)[0]  # fmt: skip
+    values = dict(zip(est.columns, est.unweighted.tolist(), strict=True))
+    return {"i2t R@1": values["image_to_text/R@1"], "t2i R@1": values["text_to_image/R@1"],
+            "i2t WMAP@5/l3": values["image_to_text/WMAP@5/l3"]}  # fmt: skip
+
+
+def blas_info() -> list[str]:
+    """The BLAS libraries loaded in this process: API, version, kernel (architecture), threads."""
+    from threadpoolctl import threadpool_info
+
+    return [
+        f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')} ×{i.get('num_threads')} "
+        f"({Path(i.get('filepath', '')).name})"
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+    ]
+
+
 def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
     """One case, in this (fresh) process: load, then time the work."""
     images = np.load(folder / "images.npy")
     texts = np.load(folder / "texts.npy")
     result: dict[str, Any] = {"case": case, "n": len(images), "m": len(texts), "d": images.shape[1]}
-    if "gpu" in case:  # CUDA context and cuBLAS start-up are not part of any method
+    # Every import and start-up outside the timed region: geosample, FAISS, torch (and CUDA's context).
+    import geosample.retrieval.evaluate  # noqa: F401
+    import geosample.retrieval.search  # noqa: F401
+
+    if case == "faiss":
+        import faiss  # noqa: F401
+    if "torch" in case or "gpu" in case:
         import torch
 
+        torch.ones((64, 64)) @ torch.ones((64, 64))
+    if "gpu" in case:
         (torch.ones((64, 64), device="cuda") @ torch.ones((64, 64), device="cuda")).sum().item()
+    result["blas"] = blas_info()
     started, cpu = time.perf_counter(), time.process_time()
     if case == "gemm":
         # The floor: one float32 GEMM of the similarity matrix into a buffer already in memory, then
@@ -114,14 +160,44 @@ def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
             part = images[start : start + rows]
             np.matmul(part, texts.T, out=buffer[: len(part)])
         result["wall"], result["cpu"] = time.perf_counter() - started, time.process_time() - cpu
-    elif case in ("geosample", "geosample-gpu"):
+    elif case in ("geosample", "geosample-bootstrap", "geosample-gpu"):
         from geosample.retrieval.search import search
 
         device = "cuda" if case == "geosample-gpu" else "cpu"
-        found = search(images, texts, K, device=device, memory_cap=memory_cap)
+        found = search(images, texts, K + 1, device=device, memory_cap=memory_cap)  # evaluate's depth: max K + 1
         result["search_wall"] = time.perf_counter() - started
-        result["metrics"] = score(found.image_to_text, found.text_to_image, folder)
+        bootstrap = 1000 if case == "geosample-bootstrap" else 0
+        # Everything evaluate computes: R@K (ties expected), mAP/WMAP, weighted means (and the bootstrap).
+        result["evaluator"] = evaluator_scores(found, images, texts, folder, bootstrap)
         result["wall"] = time.perf_counter() - started
+        result["evaluator_wall"] = result["wall"] - result["search_wall"]
+        result["cpu"] = time.process_time() - cpu
+        # The baselines' metric set, for the equality check (not timed).
+        result["metrics"] = score(found.image_to_text[:, :K], found.text_to_image[:, :K], folder)
+    elif case == "torch-gemm":
+        import torch
+
+        a, b = torch.from_numpy(images), torch.from_numpy(texts)
+        buffer = torch.ones((len(images), len(texts)))
+        started, cpu = time.perf_counter(), time.process_time()
+        torch.mm(a, b.T, out=buffer)
+        result["wall"], result["cpu"] = time.perf_counter() - started, time.process_time() - cpu
+        result["torch_threads"] = torch.get_num_threads()
+    elif case == "geosample-torch":
+        from geosample.retrieval import _torch_search
+        from geosample.retrieval.search import Neighbours
+
+        swap = len(texts) > len(images)
+        big, small = (texts, images) if swap else (images, texts)
+        b_idx, b_val, s_idx, s_val = _torch_search.search_both(
+            big, small, K + 1, device="cpu", precision="fp32", memory_cap=memory_cap
+        )
+        found = Neighbours(s_idx, s_val, b_idx, b_val, "cpu") if swap else Neighbours(b_idx, b_val, s_idx, s_val, "cpu")
+        result["search_wall"] = time.perf_counter() - started
+        result["evaluator"] = evaluator_scores(found, images, texts, folder, 0)
+        result["wall"] = time.perf_counter() - started
+        result["cpu"] = time.process_time() - cpu
+        result["metrics"] = score(found.image_to_text[:, :K], found.text_to_image[:, :K], folder)
     elif case == "faiss":
         import faiss
 
@@ -250,7 +326,7 @@ def bench(label: str, n: int, d: int, cases: list[str], repeat: int, memory_cap:
 
 def print_table(label: str, rows: list[dict[str, Any]]) -> None:
     gemm = next((r for r in rows if r["case"] in ("gemm", "gemm-blocked", "gemm-gpu") and "wall" in r), None)
-    floor = gemm["wall"] if gemm else None
+    torch_gemm = next((r for r in rows if r["case"] == "torch-gemm" and "wall" in r), None)
     faiss = next((r["wall"] for r in rows if r["case"] == "faiss" and "wall" in r), None)
     print(f"\n{label} (1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'case':<16} {'wall s':>8} {'search s':>9} {'× GEMM':>7} {'× FAISS':>8} {'CPU s':>7} {'CPU × GEMM':>10} "
@@ -265,19 +341,48 @@ def print_table(label: str, rows: list[dict[str, Any]]) -> None:
         if "metrics" in r:
             m = r["metrics"]
             notes.append(f"R@1 i2t {m['i2t R@1']:.4f} t2i {m['t2i R@1']:.4f}, WMAP@5 l3 {m['i2t WMAP@5/l3']:.4f}")
+        if "evaluator_wall" in r:
+            notes.append(f"evaluator scoring (ties, weighted, bootstrap) {r['evaluator_wall']:.2f} s")
         if "gpu_peak_mb" in r:
             notes.append(f"GPU peak {r['gpu_peak_mb']:.0f} MB")
+        base = torch_gemm if "torch" in r["case"] and torch_gemm else gemm
+        floor = base["wall"] if base else None
         x_gemm = f"{r['wall'] / floor:.2f}" if floor else "–"
         x_faiss = f"{r['wall'] / faiss:.2f}" if faiss else "–"
-        x_cpu = f"{r['cpu'] / gemm['cpu']:.2f}" if gemm and "cpu" in gemm else "–"
+        x_cpu = f"{r['cpu'] / base['cpu']:.2f}" if base and "cpu" in base else "–"
         search = f"{r['search_wall']:.2f}" if "search_wall" in r else "–"
         print(f"{r['case']:<16} {r['wall']:>8.2f} {search:>9} {x_gemm:>7} {x_faiss:>8} {r['cpu']:>7.2f} {x_cpu:>10} "
               f"{r['peak_rss_mb']:>12.0f}  {'; '.join(notes)}")  # fmt: skip
+    print("× GEMM: against `gemm` (numpy) or, for the torch cases, `torch-gemm`; BLAS per case:")
+    for blas in sorted({b for r in rows for b in r.get("blas", [])}):
+        print(f"  {blas}  ({', '.join(r['case'] for r in rows if blas in r.get('blas', []))})")
+    plain = next((r for r in rows if r["case"] == "geosample" and "wall" in r), None)
+    boot = next((r for r in rows if r["case"] == "geosample-bootstrap" and "wall" in r), None)
+    if plain and boot:
+        print(f"bootstrap (1000 replicates, {plain['n']:,} sites in 50 strata): +{boot['wall'] - plain['wall']:.2f} s "
+              f"over the same evaluation without it")  # fmt: skip
     reference = next((r for r in rows if r["case"] == "numpy-full" and "metrics" in r), None)
     ours = next((r for r in rows if r["case"].startswith("geosample") and "metrics" in r), None)
     if reference and ours:
         same = all(abs(ours["metrics"][key] - value) < 1e-9 for key, value in reference["metrics"].items())
         print(f"geosample's metrics {'equal' if same else 'DIFFER FROM'} the full-matrix baseline's")
+
+
+def pin_blas() -> None:
+    """Pin every OpenBLAS (numpy's, FAISS's bundled one) to the kernel numpy's detects, for all child processes.
+
+    FAISS's bundled OpenBLAS misdetects some CPUs (this one included) and falls back to a slow generic
+    kernel unless OPENBLAS_CORETYPE names one; an explicit OPENBLAS_CORETYPE is kept.
+    """
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        print(f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (given)")
+        return
+    from threadpoolctl import threadpool_info
+
+    kernels = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    if kernels and kernels[0]:
+        os.environ["OPENBLAS_CORETYPE"] = kernels[0]
+        print(f"OPENBLAS_CORETYPE={kernels[0]} (numpy's OpenBLAS kernel, pinned for every case)")
 
 
 def main() -> None:
@@ -289,6 +394,9 @@ def main() -> None:
     parser.add_argument("--memory-cap", type=int, default=2 * 1024**3, help="bytes, for geosample and gemm-blocked")
     parser.add_argument("--large", action="store_true", help="also 50,000 × 250,000 (geosample, FAISS, blocked GEMM)")
     parser.add_argument("--gpu", action="store_true", help="torch full-matrix topk vs geosample on CUDA")
+    parser.add_argument(
+        "--torch-cpu", action="store_true", help="also geosample's torch path on the CPU vs one torch GEMM"
+    )
     parser.add_argument("--end-to-end", action="store_true", help="time the whole command on a planned dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -298,13 +406,14 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_case(args.child, args.data, args.memory_cap)))
         return
+    pin_blas()
     results: dict[str, list[dict]] = {}
     n = args.images
     label = f"{n:,} images × {n * CAPTIONS_PER_IMAGE:,} captions × {args.dim}-d, top {K} both ways + metrics"
     if args.gpu:
         results["gpu"] = bench(label + " (GPU)", n, args.dim, list(GPU_CASES), args.repeat, args.memory_cap, args.seed)
     elif args.cases is None or args.cases:
-        cases = args.cases or list(CPU_CASES)
+        cases = args.cases or list(CPU_CASES) + (list(TORCH_CASES) if args.torch_cpu else [])
         results["cpu"] = bench(label, n, args.dim, cases, args.repeat, args.memory_cap, args.seed)
     if args.large:
         big = 50_000

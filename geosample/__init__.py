@@ -8,6 +8,7 @@ One function per stage, each writing its files into the dataset folder::
     geosample.label("DS")
     geosample.caption("DS")
     geosample.evaluate("DS", ...)
+    geosample.finetune("DS", encoder="baseline")   # adapters on the train split, test before/after
     geosample.export("DS", format="parquet")
     geosample.run("config.yaml")           # all of the above from one file
 
@@ -37,6 +38,8 @@ _LAZY = {
     "CaptionConfig": "geosample.captions.config",
     "evaluate": "geosample.retrieval.evaluate",
     "EvaluateConfig": "geosample.retrieval.config",
+    "finetune": "geosample.finetune.train",
+    "FinetuneConfig": "geosample.finetune.config",
     "ExportConfig": "geosample.export",
     "stats": "geosample.export.stats",
     "run": "geosample.pipeline.run",

@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "taxonomy": "geosample.labels.taxonomy_command:taxonomy",
     "caption": "geosample.captions.command:caption",
     "evaluate": "geosample.retrieval.command:evaluate",
+    "finetune": "geosample.finetune.command:finetune",
     "run": "geosample.pipeline.command:run",
     "export": "geosample.export.command:export",
     "stats": "geosample.export.command:stats",

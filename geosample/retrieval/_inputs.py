@@ -16,6 +16,7 @@ from geosample.retrieval.config import EvaluateConfig
 from geosample.retrieval.encoders import Embeddings
 
 BUILTIN_STRATA = ("continent", "country", "climate", "landcover")
+DESIGN_COLUMNS = ("site_id", "stratum", "inclusion_prob")  # the sampling design, for weights and the bootstrap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,8 @@ def read_inputs(ds: Path, cfg: EvaluateConfig) -> Inputs:
         captions = captions[captions["kind"].fillna("scene") == "scene"]
     labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
     strata = _strata(ds, plan, cfg)
-    samples = plan[["sample_id", *strata, *(["split"] if "split" in plan.columns else [])]]
+    kept = ["sample_id", *strata, *(c for c in (*DESIGN_COLUMNS, "split") if c in plan.columns)]
+    samples = plan[list(dict.fromkeys(kept))]
     levels: tuple[str, ...] = ()
     dominant: tuple[str, ...] = ()
     taxonomy = cfg.taxonomy
@@ -130,16 +132,19 @@ def _check_levels(labels: pd.DataFrame, levels: Sequence[str], ds: Path) -> tupl
 
 
 def _select_split(samples: pd.DataFrame, split: str | None, ds: Path) -> pd.DataFrame:
+    """The samples of one split: from a ``split`` column when there is one, else as ``geosample export`` deals them."""
     if split is None:
         return samples
-    if "split" not in samples.columns:
-        raise ConfigError(
-            f"--split {split}: {ds} has no split column (in plan.parquet or labels.parquet); "
-            "assign splits first or leave out --split"
-        )
-    chosen = samples[samples["split"].astype(str) == split]
+    from geosample.retrieval._splits import dataset_splits, normalise
+
+    split = normalise(split)
+    if "split" in samples.columns:
+        assigned = samples["split"].astype(str).map(normalise)
+    else:
+        assigned = samples["sample_id"].map(dataset_splits(ds))
+    chosen = samples[(assigned == split).to_numpy()]
     if chosen.empty:
-        have = ", ".join(sorted(samples["split"].dropna().astype(str).unique())) or "none"
+        have = ", ".join(sorted(assigned.dropna().unique())) or "none"
         raise ConfigError(f"--split {split!r} has no samples in {ds}; splits there: {have}")
     return chosen
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from geosample.retrieval import metrics
+from geosample.retrieval.design import Estimates
 
 MR_CUTOFFS = (1, 5, 10)
 
@@ -44,14 +45,18 @@ def retrieval_scores(
     item_bits: Mapping[str, np.ndarray],
     label_counts: Mapping[str, np.ndarray],
     cutoffs: Sequence[int],
+    recall: Mapping[int, np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """One direction's per-query scores: first-hit rank (NA beyond the ranking), R@K, mAP@K, WMAP@K(_norm) per level."""
+    """One direction's per-query scores: first-hit rank (NA beyond the ranking), R@K, mAP@K, WMAP@K(_norm) per level.
+
+    ``recall`` replaces R@K (rank of the first hit < K) by tie-aware values per K where given.
+    """
     ranked = first != metrics.NOT_RANKED
     columns: dict[str, Any] = {"first_hit": pd.Series(first).astype("Int64").where(ranked, pd.NA)}
     for k in sorted({*cutoffs, *MR_CUTOFFS}):
-        columns[f"R@{k}"] = metrics.recall_at(first, k)
+        columns[f"R@{k}"] = recall[k] if recall is not None and k in recall else metrics.recall_at(first, k)
     for level in query_bits:
-        shared = metrics.shared_labels(query_bits[level], item_bits[level], ranking)
+        shared = metrics.shared_labels(query_bits[level], item_bits[level], ranking[:, : max(cutoffs)])
         for k in cutoffs:
             columns[f"mAP@{k}/{level}"] = metrics.average_precision(shared, k)
             columns[f"WMAP@{k}/{level}"] = metrics.weighted_average_precision(shared, k)
@@ -60,59 +65,73 @@ def retrieval_scores(
 
 
 def summarise(
-    images: pd.DataFrame, texts: pd.DataFrame, cutoffs: Sequence[int], levels: Sequence[str], zero_shot: Sequence[str]
+    estimates: Estimates, cutoffs: Sequence[int], levels: Sequence[str], zero_shot: Sequence[str]
 ) -> dict[str, Any]:
-    """``image_to_text``, ``text_to_image``, ``mR`` and ``zero_shot`` of these queries, as in metrics.json."""
-    i_means, t_means = images.mean(numeric_only=True), texts.mean(numeric_only=True)
+    """One set of queries as metrics.json shows it: the means, ``weighted`` and (with a bootstrap) ``ci95``."""
+    values = estimates.as_dicts()
     out: dict[str, Any] = {
-        "n_images": len(images),
-        "n_texts": len(texts),
-        "image_to_text": _direction(i_means, cutoffs, levels),
-        "text_to_image": _direction(t_means, cutoffs, levels),
-        "mR": _mean_recall(i_means, t_means),
+        "n_images": estimates.n_images,
+        "n_texts": estimates.n_texts,
+        **nest(values["unweighted"], cutoffs, levels, zero_shot),
+        "weighted": nest(values["weighted"], cutoffs, levels, zero_shot),
+        "ci95": None,
     }
+    if "ci_unweighted" in values:
+        out["ci95"] = {
+            "unweighted": nest(values["ci_unweighted"], cutoffs, levels, zero_shot),
+            "weighted": nest(values["ci_weighted"], cutoffs, levels, zero_shot),
+        }
+    return out
+
+
+def nest(
+    values: Mapping[str, Any], cutoffs: Sequence[int], levels: Sequence[str], zero_shot: Sequence[str]
+) -> dict[str, Any]:
+    """Flat ``direction/metric`` values (numbers or [low, high] pairs) in metrics.json's nesting."""
+    out: dict[str, Any] = {
+        direction: _direction(values, direction, cutoffs, levels) for direction in ("image_to_text", "text_to_image")
+    }
+    out["mR"] = _value(values.get("mR"))
     out["zero_shot"] = {
-        level: {top: _value(i_means.get(f"zero_shot/{level}/{top}")) for top in ("top1", "top5")} for level in zero_shot
+        level: {top: _value(values.get(f"image_to_text/zero_shot/{level}/{top}")) for top in ("top1", "top5")}
+        for level in zero_shot
     }
     return out
 
 
-def _direction(means: pd.Series, cutoffs: Sequence[int], levels: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {f"R@{k}": _value(means.get(f"R@{k}")) for k in cutoffs}
+def _direction(values: Mapping[str, Any], direction: str, cutoffs: Sequence[int], levels: Sequence[str]) -> dict:
+    out: dict[str, Any] = {f"R@{k}": _value(values.get(f"{direction}/R@{k}")) for k in cutoffs}
     for k in cutoffs if levels else ():
         for name in (f"mAP@{k}", f"WMAP@{k}", f"WMAP@{k}_norm"):
-            out[name] = {level: _value(means.get(f"{name}/{level}")) for level in levels}
+            out[name] = {level: _value(values.get(f"{direction}/{name}/{level}")) for level in levels}
     return out
 
 
-def _mean_recall(i_means: pd.Series, t_means: pd.Series) -> float | None:
-    parts = [means.get(f"R@{k}") for means in (i_means, t_means) for k in MR_CUTOFFS]
-    return None if any(_value(p) is None for p in parts) else float(np.mean(parts))
-
-
-def _value(value: object) -> float | None:
-    """A plain float, or None where no query defines it (JSON has no NaN)."""
+def _value(value: object) -> Any:
+    """A plain float (or a [low, high] pair), None where no query defines it (JSON has no NaN)."""
     if value is None:
         return None
+    if isinstance(value, list | tuple):
+        pair = [_value(v) for v in value]
+        return None if any(v is None for v in pair) else pair
     number = float(value)  # type: ignore[arg-type]
     return None if np.isnan(number) else number
 
 
+def domains(image_strata: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """(dimension, value, mask over the image queries) of every value of every stratum dimension."""
+    out = []
+    for dimension in image_strata.columns:
+        values = image_strata[dimension].fillna("(missing)").astype(str).to_numpy()
+        out += [(dimension, value, values == value) for value in sorted(set(values))]
+    return out
+
+
 def per_stratum(
-    images: pd.DataFrame,
-    texts: pd.DataFrame,
-    image_strata: pd.DataFrame,
-    text_image: np.ndarray,
-    cutoffs: Sequence[int],
-    levels: Sequence[str],
-    zero_shot: Sequence[str],
+    parts: Sequence[tuple[str, str, Estimates]], cutoffs: Sequence[int], levels: Sequence[str], zero_shot: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
     """The summary of each stratum value's queries (its images, and their captions) against all items."""
     out: dict[str, dict[str, Any]] = {}
-    for dimension in image_strata.columns:
-        values = image_strata[dimension].fillna("(missing)").astype(str).to_numpy()
-        out[dimension] = {}
-        for value in sorted(set(values)):
-            mine = values == value
-            out[dimension][value] = summarise(images[mine], texts[mine[text_image]], cutoffs, levels, zero_shot)
+    for dimension, value, estimates in parts:
+        out.setdefault(dimension, {})[value] = summarise(estimates, cutoffs, levels, zero_shot)
     return out

@@ -54,23 +54,34 @@ def search_both(
 
 
 def exact_topk(scores: Any, k: int, dim: int) -> tuple[Any, Any]:
-    """``torch.topk`` along ``dim`` with ties broken by index (lower first), best first."""
+    """``torch.topk`` along ``dim`` with ties broken by index (lower first), best first.
+
+    topk picks arbitrarily among values equal to the k-th, so it is asked for
+    one more: only where the (k+1)-th value equals the k-th can the choice be
+    wrong, and only those lines are re-ranked by a stable sort. (Counting the
+    values that reach the k-th, ``(scores >= kth).sum(dim)``, would read the
+    whole block twice more and cost more than the matmul on the CPU.)
+    """
     import torch
 
-    val, idx = torch.topk(scores, k, dim=dim, largest=True, sorted=True)
-    kth = val.narrow(dim, k - 1, 1)
-    reaching = (scores >= kth).sum(dim=dim)
+    size = scores.shape[dim]
+    extra = min(k + 1, size)
+    val, idx = torch.topk(scores, extra, dim=dim, largest=True, sorted=True)
+    if extra > k:
+        tied = torch.nonzero(val.narrow(dim, k, 1).squeeze(dim) == val.narrow(dim, k - 1, 1).squeeze(dim)).flatten()
+        val, idx = val.narrow(dim, 0, k), idx.narrow(dim, 0, k)
+    else:
+        tied = torch.empty(0, dtype=torch.int64, device=scores.device)
     # Order the chosen k by (score desc, index asc): sort by index, then stably by score.
     idx, by_index = torch.sort(idx, dim=dim)
     val = val.gather(dim, by_index)
     by_score = torch.sort(val, dim=dim, descending=True, stable=True).indices
     val, idx = val.gather(dim, by_score), idx.gather(dim, by_score)
-    tied = torch.nonzero(reaching > k).flatten()
     if tied.numel():
         lines = scores.index_select(1 - dim, tied)
         fixed_val, fixed_idx = torch.sort(lines, dim=dim, descending=True, stable=True)
-        val.index_copy_(1 - dim, tied, fixed_val.narrow(dim, 0, k))
-        idx.index_copy_(1 - dim, tied, fixed_idx.narrow(dim, 0, k))
+        val = val.index_copy(1 - dim, tied, fixed_val.narrow(dim, 0, k).contiguous())
+        idx = idx.index_copy(1 - dim, tied, fixed_idx.narrow(dim, 0, k).contiguous())
     return val, idx
 
 

@@ -18,7 +18,10 @@ LEVEL_PATTERN = re.compile(r"^l[1-9]$")
 DEFAULT_MEMORY_CAP = 2 * 1024**3
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3}
 _UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
-_PATH_FIELDS = ("image_embeddings", "text_embeddings", "image_ids", "text_ids", "class_embeddings", "checkpoint")
+_PATH_FIELDS = (
+    "image_embeddings", "text_embeddings", "image_ids", "text_ids", "class_embeddings", "checkpoint", "adapter",
+)  # fmt: skip
+TIE_POLICIES = ("index", "optimistic", "pessimistic", "expected")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +68,14 @@ class EvaluateConfig:
     """Zero-shot prompt; ``{name}`` is the class name."""
     taxonomy: str | None = None
     """Taxonomy for zero-shot class names (``id@version`` or a YAML file); default: the one in labels.parquet."""
+    bootstrap: int = 1000
+    """Replicates of the stratified bootstrap behind the 95 % intervals; 0 skips the intervals."""
+    seed: int = 0
+    """Seed of the bootstrap (and of nothing else: the metrics themselves are deterministic)."""
+    ties: str = "expected"
+    """R@K and mR among exactly tied scores: ``index``, ``optimistic``, ``pessimistic`` or ``expected`` (exact mean)."""
+    adapter: str | None = None
+    """An ``adapter.pt`` from ``geosample finetune``, applied to the encoder's embeddings."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -97,13 +108,24 @@ class EvaluateConfig:
             raise ConfigError(f"--memory-cap {self.memory_cap!r} must be a positive size such as 2GB")
         if "{name}" not in self.prompt:
             raise ConfigError(f"--prompt {self.prompt!r} has no {{name}} placeholder for the class name")
+        if isinstance(self.bootstrap, bool) or not isinstance(self.bootstrap, int) or self.bootstrap < 0:
+            raise ConfigError(f"--bootstrap {self.bootstrap!r} must be a whole number of replicates (0 to skip)")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"--seed {self.seed!r} must be a whole number")
+        if self.ties not in TIE_POLICIES:
+            raise ConfigError(f"--ties {self.ties!r} is not one of {', '.join(TIE_POLICIES)}")
         if self.strata is not None and not self.strata:
             raise ConfigError("--strata is empty; give plan columns such as continent,climate or leave it out")
 
     @property
     def max_k(self) -> int:
-        """The depth of the rankings needed: the largest K, and 10 for mR."""
+        """The largest cut-off needed: the largest K, and 10 for mR."""
         return max(*self.k, 10)
+
+    @property
+    def depth(self) -> int:
+        """The depth of the rankings: one past :attr:`max_k`, so that a tie across the last cut-off shows."""
+        return self.max_k + 1
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, base_dir: Path | None = None) -> EvaluateConfig:
@@ -125,11 +147,12 @@ class EvaluateConfig:
                 kwargs[name] = tuple(str(v) for v in _as_tuple(kwargs[name], f"--{name.replace('_', '-')}"))
         if "k" in kwargs:
             kwargs["k"] = tuple(_as_int(v, "--k") for v in _as_tuple(kwargs["k"], "--k"))
-        if "batch_size" in kwargs:
-            kwargs["batch_size"] = _as_int(kwargs["batch_size"], "--batch-size")
+        for name in ("batch_size", "bootstrap", "seed"):
+            if name in kwargs:
+                kwargs[name] = _as_int(kwargs[name], f"--{name.replace('_', '-')}")
         if "memory_cap" in kwargs:
             kwargs["memory_cap"] = parse_size(kwargs["memory_cap"])
-        for name in ("encoder", "device", "precision", "images", "prompt", "split", "model", "taxonomy"):
+        for name in ("encoder", "device", "precision", "images", "prompt", "split", "model", "taxonomy", "ties"):
             if name in kwargs:
                 kwargs[name] = str(kwargs[name])
         for name in _PATH_FIELDS:

@@ -18,10 +18,11 @@ import pandas as pd
 from geosample import __version__
 from geosample._dataset import write_section
 from geosample.errors import DataQualityWarning, DatasetError
-from geosample.retrieval import _scoring, metrics
+from geosample.retrieval import _scoring, metrics, ties
 from geosample.retrieval._inputs import Inputs, align, read_inputs, report_unknown
 from geosample.retrieval._zero_shot import add_zero_shot
 from geosample.retrieval.config import EvaluateConfig
+from geosample.retrieval.design import Design, estimate
 from geosample.retrieval.encoders import IMAGE_KEYS, TEXT_KEYS, Embeddings, Encoder, get_encoder
 from geosample.retrieval.search import Neighbours, normalise, search
 
@@ -44,6 +45,8 @@ class EvaluationResult:
     """The rankings (indices into ``images`` and ``texts`` rows)."""
     seconds: dict[str, float]
     """Wall time of encoding, search and scoring."""
+    design: Design | None = None
+    """Weights, bootstrap units and strata of the image queries (rows of ``images``)."""
 
     def table(self) -> str:
         """The metrics as the readable text ``geosample evaluate`` prints."""
@@ -56,7 +59,7 @@ def evaluate(
     ds: str | Path,
     *,
     config: EvaluateConfig | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | str | None = None,
     classes: Mapping[str, Mapping[str, str]] | None = None,
     write: bool = True,
     **settings: Any,
@@ -68,7 +71,7 @@ def evaluate(
             label metrics, labels.parquet.
         config: A ready :class:`EvaluateConfig`; otherwise ``settings`` build one
             (``image_embeddings="img.npy", image_ids=..., k=(1, 5, 10)``, ...).
-        encoder: An encoder instance, instead of the one ``config.encoder`` names.
+        encoder: An encoder instance (or name), instead of the one ``config.encoder`` names.
         classes: Zero-shot class names per level (``{"l1": {"1": "Artificial
             surfaces", ...}}``) instead of the labels' taxonomy.
         write: Write the files and the ``evaluate`` section of geosample.yaml.
@@ -77,11 +80,20 @@ def evaluate(
     Returns:
         :class:`EvaluationResult` with the metrics and the per-query scores.
     """
+    if isinstance(encoder, str):  # a registered name or module:Class, as the settings give it
+        settings, encoder = {**settings, "encoder": encoder}, None
     cfg = config if config is not None else EvaluateConfig.from_mapping(settings)
     ds = Path(ds)
     inputs = read_inputs(ds, cfg)
     started = time.perf_counter()
     model = encoder if encoder is not None else get_encoder(cfg.encoder, cfg)
+    if cfg.adapter is not None:
+        from geosample.finetune.adapter import AdaptedEncoder
+
+        model = AdaptedEncoder.load(model, cfg.adapter)
+    prepare = getattr(model, "prepare", None)
+    if callable(prepare):
+        prepare(ds)
     image_emb = model.encode_images(ds, inputs.samples)
     text_emb = model.encode_texts(inputs.captions)
     report_unknown(image_emb, inputs.known_images, IMAGE_KEYS, "image", ds)
@@ -89,14 +101,29 @@ def evaluate(
     samples, captions, images, texts = _pair(inputs, image_emb, text_emb, ds)
     encoded = time.perf_counter()
     text_image = samples.index.get_indexer(captions["sample_id"])
-    neighbours = search(images, texts, cfg.max_k, device=cfg.device, memory_cap=cfg.memory_cap, precision=cfg.precision)
+    neighbours = search(images, texts, cfg.depth, device=cfg.device, memory_cap=cfg.memory_cap, precision=cfg.precision)
     searched = time.perf_counter()
-    image_scores, text_scores = _retrieval_scores(samples, inputs.levels, neighbours, text_image, cfg)
+    image_scores, text_scores, tie_reports = score_queries(
+        images, texts, samples[list(inputs.levels)].reset_index(drop=True), neighbours, text_image, cfg
+    )
     zero_shot_levels = add_zero_shot(model, images, samples, inputs, classes, cfg, image_scores)
-    summary = _scoring.summarise(image_scores, text_scores, cfg.k, inputs.levels, zero_shot_levels)
+    strata = samples[list(inputs.strata)].reset_index(drop=True)
+    parts = _scoring.domains(strata)
+    design = Design.of(samples.reset_index(drop=True))
+    estimates = estimate(
+        design,
+        image_scores.drop(columns="first_hit"),
+        text_scores.drop(columns="first_hit"),
+        text_image,
+        [np.ones(len(samples), dtype=bool)] + [mask for _, _, mask in parts],
+        replicates=cfg.bootstrap,
+        seed=cfg.seed,
+    )
+    summary = _scoring.summarise(estimates[0], cfg.k, inputs.levels, zero_shot_levels)
     result = {
         "encoder": getattr(model, "name", type(model).__name__),
         **({"model": cfg.model} if cfg.model else {}),
+        **({"adapter": cfg.adapter} if cfg.adapter else {}),
         "split": cfg.split,
         "n_images": summary.pop("n_images"),
         "n_texts": summary.pop("n_texts"),
@@ -104,14 +131,21 @@ def evaluate(
         "k": list(cfg.k),
         **summary,
         "per_stratum": _scoring.per_stratum(
-            image_scores,
-            text_scores,
-            samples[list(inputs.strata)].reset_index(drop=True),
-            text_image,
+            [(dim, value, est) for (dim, value, _), est in zip(parts, estimates[1:], strict=True)],
             cfg.k,
             inputs.levels,
             zero_shot_levels,
         ),
+        "ties": {"policy": cfg.ties, **{d: r.to_dict() for d, r in tie_reports.items()}},
+        "design": {
+            "weights": design.source,
+            "estimator": "Hájek: Σ y/π / Σ 1/π",
+            "bootstrap": cfg.bootstrap,
+            "seed": cfg.seed,
+            "strata": int(len(np.unique(design.unit_stratum))),
+            "units": design.n_units,
+            "unit": "site_id" if "site_id" in samples.columns else "sample_id",
+        },
     }
     done = time.perf_counter()
     seconds = {"encode": encoded - started, "search": searched - encoded, "score": done - searched}
@@ -119,7 +153,7 @@ def evaluate(
     text_frame = pd.concat([captions[["sample_id", "caption_index"]].reset_index(drop=True), text_scores], axis=1)
     if write:
         _write(ds, result, cfg)
-    return EvaluationResult(result, image_frame, text_frame, neighbours, seconds)
+    return EvaluationResult(result, image_frame, text_frame, neighbours, seconds, design)
 
 
 def _pair(
@@ -156,23 +190,45 @@ def _warn_missing(count: int, what: str) -> None:
         warnings.warn(f"{count} {what} and are left out", DataQualityWarning, stacklevel=4)
 
 
-def _retrieval_scores(
-    samples: pd.DataFrame, levels: tuple[str, ...], nb: Neighbours, text_image: np.ndarray, cfg: EvaluateConfig
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-query scores of both directions; a caption carries its image's labels."""
+def score_queries(
+    images: np.ndarray,
+    texts: np.ndarray,
+    labels: pd.DataFrame,
+    nb: Neighbours,
+    text_image: np.ndarray,
+    cfg: EvaluateConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, ties.TieReport]]:
+    """Per-query scores of both directions (R@K under ``cfg.ties``) and their tie counts.
+
+    A caption carries its image's labels.
+    """
     image_bits, counts = {}, {}
-    for level in levels:
-        image_bits[level], counts[level] = _scoring.label_bits(samples[level].reset_index(drop=True))
+    for level in labels.columns:
+        image_bits[level], counts[level] = _scoring.label_bits(labels[level])
     text_bits = {level: bits[text_image] for level, bits in image_bits.items()}
     text_counts = {level: c[text_image] for level, c in counts.items()}
-    image_scores = _scoring.retrieval_scores(
-        metrics.image_first_hit(nb.image_to_text, text_image), nb.image_to_text, image_bits, text_bits, counts, cfg.k
-    )
-    text_scores = _scoring.retrieval_scores(
-        metrics.text_first_hit(nb.text_to_image, text_image), nb.text_to_image, text_bits, image_bits, text_counts,
-        cfg.k,
-    )  # fmt: skip
-    return image_scores, text_scores
+    own_caption = text_image[nb.image_to_text] == np.arange(len(images))[:, None]
+    own_image = nb.text_to_image == text_image[:, None]
+    caption = np.arange(len(texts))
+    directions = {
+        "image_to_text": (nb.image_to_text, nb.image_to_text_scores, own_caption, images, texts, (text_image, caption)),
+        "text_to_image": (nb.text_to_image, nb.text_to_image_scores, own_image, texts, images, (caption, text_image)),
+    }
+    frames, reports = {}, {}
+    for direction, (ranking, scores, relevant, queries, items, pairs) in directions.items():
+        first = metrics.first_hit(ranking, relevant)
+        found = ties.first_hit_ties(ranking, scores, relevant, queries, items, pairs, memory_cap=cfg.memory_cap)
+        reports[direction] = ties.report(scores, found, sorted({*cfg.k, *_scoring.MR_CUTOFFS}), len(items))
+        recall = None
+        if cfg.ties != "index":
+            recall = {k: ties.recall_at(found, k, cfg.ties) for k in sorted({*cfg.k, *_scoring.MR_CUTOFFS})}
+        query_bits, item_bits, label_counts = (
+            (image_bits, text_bits, counts) if direction == "image_to_text" else (text_bits, image_bits, text_counts)
+        )
+        frames[direction] = _scoring.retrieval_scores(
+            first, ranking, query_bits, item_bits, label_counts, cfg.k, recall
+        )
+    return frames["image_to_text"], frames["text_to_image"], reports
 
 
 def _write(ds: Path, result: dict[str, Any], cfg: EvaluateConfig) -> None:

@@ -88,7 +88,7 @@ def bad_cases(data: EvalData) -> list[tuple[list[str], str]]:
         ([*ok, "--image-embeddings", str(folder / "nope.npy")], "does not exist"),
         ([*ok, "--image-ids", str(data.files["text_ids"])], "must hold sample_id"),
         ([*ok, "--image-embeddings", str(folder / "wide.npy")], "embedding dimensions differ (image 7, text 24"),
-        ([*ok, "--split", "test"], "has no split column"),
+        ([*ok, "--split", "holdout"], "--split 'holdout' has no samples"),
         ([*ok, "--level", "l4"], "--level l4: "),
         ([*ok, "--level", "level2"], "is not a label level"),
         ([*ok, "--k", "0"], "--k 0 is out of range"),

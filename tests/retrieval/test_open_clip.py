@@ -148,3 +148,27 @@ def test_bad_model_or_checkpoint(tiny_model: tuple[Path, Path], tmp_path: Path) 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(PluginError, match="cannot load --checkpoint"):
         OpenClipEncoder(str(config), tmp_path / "junk.pt", device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore::geosample.errors.DataQualityWarning")
+def test_finetune_on_the_tiny_model(
+    tiny_model: tuple[Path, Path], with_chips: EvalData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """finetune and evaluate --adapter through the real open_clip loading, preprocessing and encoding code."""
+    from geosample._dataset import write_section
+
+    config, checkpoint = tiny_model
+    write_section(with_chips.ds, "export", {"parquet": {"split": [0.5, 0.25, 0.25]}})  # enough to validate on
+    model = ["--encoder", "open_clip", "--model", str(config), "--checkpoint", str(checkpoint), "--device", "cpu"]
+    main(["finetune", str(with_chips.ds), *model, "--epochs", "5", "--bootstrap", "20", "--run", "tiny"])
+    out = capsys.readouterr().out
+    assert "test R@1 (weighted)" in out
+    adapter = with_chips.ds / "finetune" / "tiny" / "adapter.pt"
+    main(["evaluate", str(with_chips.ds), *model, "--adapter", str(adapter), "--split", "test", "--bootstrap", "0"])
+    metrics = json.loads((with_chips.ds / "eval" / "metrics.json").read_text())
+    saved = json.loads((with_chips.ds / "finetune" / "tiny" / "before_after.json").read_text())
+    assert metrics["encoder"] == "open_clip+adapter" and metrics["split"] == "test"
+    for direction in ("image_to_text", "text_to_image"):
+        for k in (1, 5, 10):
+            assert metrics[direction][f"R@{k}"] == pytest.approx(saved["after"][direction][f"R@{k}"], abs=1e-9)
+        assert metrics[direction]["WMAP@5"] == pytest.approx(saved["after"][direction]["WMAP@5"], abs=1e-9)

@@ -9,10 +9,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from retrieval import reference
 
-from geosample.retrieval import _scoring, metrics
+from geosample.retrieval import EvaluateConfig, _scoring
+from geosample.retrieval.design import Design, estimate
+from geosample.retrieval.evaluate import score_queries
 from geosample.retrieval.search import search
 
 CODES = [f"c{i}" for i in range(9)]
+
+
+def summary(
+    image_scores: pd.DataFrame, text_scores: pd.DataFrame, text_image: np.ndarray, ks: list[int], levels: list[str]
+) -> dict:
+    """The unweighted summary of every query, as evaluate nests it (equal weights, no bootstrap)."""
+    n = len(image_scores)
+    design = Design(np.ones(n), np.arange(n), np.zeros(n, dtype=np.int64), "equal")
+    est = estimate(
+        design, image_scores.drop(columns="first_hit"), text_scores.drop(columns="first_hit"), text_image,
+        [np.ones(n, bool)], replicates=0, seed=0,
+    )[0]  # fmt: skip
+    return _scoring.summarise(est, ks, levels, [])
 
 
 @settings(max_examples=60, deadline=None)
@@ -33,20 +48,11 @@ def test_metrics_equal_the_reference(n: int, d: int, ks: list[int], planted: flo
     images[np.abs(images).sum(axis=1) == 0, 0] = 1.0
     labels = {lv: [set(rng.choice(CODES, size=int(rng.integers(0, 4)), replace=False)) for _ in range(n)]
               for lv in ("l2", "l3")}  # fmt: skip
-    depth = max(*ks, 10)
-    found = search(images, texts, depth, device="cpu")
-    bits, counts = {}, {}
-    for level, sets in labels.items():
-        bits[level], counts[level] = _scoring.label_bits(pd.Series([sorted(s) for s in sets], dtype=object))
-    text_bits = {lv: b[text_image] for lv, b in bits.items()}
-    image_scores = _scoring.retrieval_scores(
-        metrics.image_first_hit(found.image_to_text, text_image), found.image_to_text, bits, text_bits, counts, ks
-    )
-    text_scores = _scoring.retrieval_scores(
-        metrics.text_first_hit(found.text_to_image, text_image), found.text_to_image, text_bits, bits,
-        {lv: c[text_image] for lv, c in counts.items()}, ks,
-    )  # fmt: skip
-    got = _scoring.summarise(image_scores, text_scores, ks, list(labels), [])
+    cfg = EvaluateConfig(k=tuple(ks), ties="index")
+    found = search(images, texts, cfg.depth, device="cpu")
+    frame = pd.DataFrame({lv: [sorted(s) for s in sets] for lv, sets in labels.items()})
+    image_scores, text_scores, _ = score_queries(images, texts, frame, found, text_image, cfg)
+    got = summary(image_scores, text_scores, text_image, ks, list(labels))
     want = reference.retrieval_metrics(images, texts, text_image, labels, ks)
     for direction in ("image_to_text", "text_to_image"):
         for key, value in got[direction].items():
