@@ -37,10 +37,10 @@ def name_problem(name: object) -> str | None:
         return None
     if "/" in name or "\\" in name:
         return "contains a path separator"
-    if name.startswith("."):
-        return "starts with '.'"
-    bad = next(c for c in name if not (c.isascii() and (c.isalnum() or c in "._+-")))
-    return f"contains {bad!r}" if bad.isprintable() else f"contains the character U+{ord(bad):04X}"
+    bad = next((c for c in name if not (c.isascii() and (c.isalnum() or c in "._+-"))), None)
+    if bad is not None:
+        return f"contains {bad!r}" if bad.isprintable() else f"contains the character U+{ord(bad):04X}"
+    return f"starts with {name[0]!r}"
 
 
 def check_name(name: object, what: str) -> str:
