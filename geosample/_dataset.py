@@ -217,13 +217,34 @@ def writing(ds: str | Path, stage: str, *, create: bool = False) -> Iterator[Pat
         _remove_made(made)
         raise
     except Exception as exc:
+        # A full disk often surfaces as something else (a GeoPackage "no such table" after SQLite's write
+        # failed): when the error is not plainly about DS, a small probe write tells whether space ran out.
+        cause = exc if _attributable(ds, exc) else _space_probe(ds)
         _remove_made(made)
-        if not _attributable(ds, exc):
+        if cause is None:
             raise
-        raise io_error(ds, stage, exc) from None
+        raise io_error(ds, stage, cause) from None
     except BaseException:
         _remove_made(made)
         raise
+
+
+PROBE_BYTES = 1 << 20
+"""Size of the write that tells, after an unexplained failure, whether ``DS`` has run out of space."""
+
+
+def _space_probe(ds: Path) -> OSError | None:
+    """The error of writing :data:`PROBE_BYTES` into ``DS`` when it fails for lack of space, else None.
+
+    The probe file has no name (``tempfile.TemporaryFile``), so nothing is left behind, even by a kill.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=ds) as fh:
+            fh.write(bytes(PROBE_BYTES))
+            fh.flush()
+    except OSError as exc:
+        return exc if io_failure_kind(exc) == "space" else None
+    return None
 
 
 def _remove_made(folder: Path | None) -> None:
@@ -253,7 +274,7 @@ def writes_dataset(stage: str) -> Callable[[_F], _F]:
 _NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _NO_ACCESS_TEXT = ("permission denied", "read-only file system", "operation not permitted")
-_NO_SPACE_TEXT = ("no space left", "disk quota exceeded", "file too large")
+_NO_SPACE_TEXT = ("no space left", "disk quota exceeded", "file too large", "disk is full")
 
 
 def io_failure_kind(exc: BaseException) -> str | None:

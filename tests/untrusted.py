@@ -90,13 +90,21 @@ def assert_untouched(root: Path, before: Tree, ds: Path | None = None, allowed: 
 
 
 def unprivileged() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that drops root (to user nobody), so file permissions apply; None when not root."""
+    """A ``preexec_fn`` under which file permissions bind root too; None when not root (they bind already).
+
+    Root keeps its user id but loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the bounding set
+    (``prctl(PR_CAPBSET_DROP)``), so after ``exec`` a folder without the write bit refuses it.
+    """
     if os.geteuid() != 0:
         return None
 
     def drop() -> None:
-        os.setgid(65534)
-        os.setuid(65534)
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
     return drop
 
