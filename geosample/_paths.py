@@ -66,7 +66,8 @@ def in_folder(ds: str | Path, relative: object, folder: str) -> bool:
     """Whether ``relative`` (a path from a manifest, relative to ``DS``) names something inside ``DS/folder``."""
     if not isinstance(relative, str) or not relative or os.path.isabs(relative):
         return False
-    return is_inside(Path(ds) / folder, Path(ds) / relative)
+    target = Path(ds) / relative
+    return is_inside(ds, target) and is_inside(Path(ds) / folder, target)  # a linked DS/folder leads out too
 
 
 def inside(root: str | Path, *parts: str, what: str = "path") -> Path:
