@@ -103,8 +103,7 @@ def plan_problems(plan: pd.DataFrame, *, rows_shown: int = ROWS_SHOWN) -> list[P
     if missing:
         problems.append(PlanProblem(f"lacks column(s) {', '.join(missing)}", column=missing[0]))
     ids = plan["sample_id"] if "sample_id" in plan.columns else pd.Series([None] * len(plan), index=plan.index)
-    shown = _shown_ids(ids)
-    report = functools.partial(_report, problems, shown, rows_shown)
+    report = functools.partial(_report, problems, ids, rows_shown)
     if "sample_id" in plan.columns:
         _check_ids(ids, "sample_id", report, unique=True)
     if "site_id" in plan.columns:
@@ -232,24 +231,28 @@ _Report = Callable[[np.ndarray, str, Callable[[int], str]], None]
 
 
 def _report(
-    problems: list[PlanProblem], shown: list[str | None], rows_shown: int,
+    problems: list[PlanProblem], ids: pd.Series, rows_shown: int,
     bad: np.ndarray, column: str, message: Callable[[int], str],
 ) -> None:  # fmt: skip
     rows = np.flatnonzero(np.asarray(bad, dtype=bool))
     for i in rows[:rows_shown]:
-        problems.append(PlanProblem(message(int(i)), int(i), shown[int(i)], column))
+        sample_id = ids.iloc[int(i)]
+        shown = sample_id if isinstance(sample_id, str) else None
+        problems.append(PlanProblem(message(int(i)), int(i), shown, column))
     if len(rows) > rows_shown:
         problems.append(PlanProblem(f"{len(rows)} rows in all break the rule above on {column}", column=column))
 
 
-def _shown_ids(ids: pd.Series) -> list[str | None]:
-    """Each row's id as shown in messages: the id when it is text, else None."""
-    return [v if isinstance(v, str) else None for v in ids.tolist()]
+def _is_text(values: pd.Series) -> np.ndarray:
+    """Which values are ``str`` (vectorised where the column is all text, as it is in every sound plan)."""
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return ~values.isna().to_numpy()
+    return np.array([isinstance(v, str) for v in values.tolist()], dtype=bool)
 
 
 def _check_ids(ids: pd.Series, column: str, report: _Report, *, unique: bool) -> None:
-    values = ids.tolist()
-    text = np.array([isinstance(v, str) for v in values], dtype=bool)
+    values = ids.iloc  # read only for the rows reported
+    text = _is_text(ids)
     null = ids.isna().to_numpy()
     report(null, column, lambda i: f"{column} is missing (null)")
     report(~text & ~null, column, lambda i: f"{column} {values[i]!r} is {type(values[i]).__name__}, not text")
@@ -289,8 +292,7 @@ def _numbers(plan: pd.DataFrame, column: str, report: _Report) -> np.ndarray | N
         return None
     raw = plan[column]
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    shown = raw.tolist()
-    report(~np.isfinite(values), column, lambda i: f"{column} {_plain(shown[i])!r} is not a finite number")
+    report(~np.isfinite(values), column, lambda i: f"{column} {_plain(raw.iloc[i])!r} is not a finite number")
     return values
 
 
@@ -346,9 +348,8 @@ def _check_times(plan: pd.DataFrame, report: _Report) -> None:
             parsed = pd.to_datetime(raw, utc=True, errors="coerce")
         except (TypeError, ValueError, OverflowError):
             parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-        shown = raw.tolist()
         unusable = parsed.isna().to_numpy()
-        report(unusable, column, lambda i, c=column, v=shown: f"{c} {_plain(v[i])!r} is not a date and time")
+        report(unusable, column, lambda i, c=column, v=raw: f"{c} {_plain(v.iloc[i])!r} is not a date and time")
         times[column] = parsed
     if len(times) == 2:
         start, end = times["start_datetime"], times["end_datetime"]
@@ -360,14 +361,14 @@ def _h3_empty(plan: pd.DataFrame) -> np.ndarray:
     """Rows whose ``h3`` is absent, null or blank (to recompute)."""
     if "h3" not in plan.columns:
         return np.ones(len(plan), dtype=bool)
-    values = plan["h3"].tolist()
-    return np.array([v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
-                     for v in values], dtype=bool)  # fmt: skip
+    values = plan["h3"]
+    text = _is_text(values)
+    blank = np.zeros(len(values), dtype=bool)
+    blank[text] = values[text].astype(str).str.strip().eq("").to_numpy(dtype=bool)
+    return values.isna().to_numpy() | blank
 
 
 def _check_h3(plan: pd.DataFrame, report: _Report) -> None:
-    import h3
-
     if "h3_res" in plan.columns:
         res = pd.to_numeric(plan["h3_res"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         shown = plan["h3_res"].tolist()
@@ -375,17 +376,64 @@ def _check_h3(plan: pd.DataFrame, report: _Report) -> None:
         report(bad, "h3_res", lambda i: f"h3_res {_plain(shown[i])!r} is not an H3 resolution (0–15)")
     if "h3" not in plan.columns:
         return
-    values = plan["h3"].tolist()
+    values = plan["h3"]
     empty = _h3_empty(plan)
+    text = _is_text(values) & ~empty
+    bad = ~empty & ~text
+    bad[text] = ~valid_h3_cells(values[text].astype(str).to_numpy())
+    report(bad, "h3", lambda i: f"h3 {_short(values.iloc[i])} is not a valid H3 cell (leave it empty to recompute it)")
 
-    def valid(v: Any) -> bool:
-        try:
-            return isinstance(v, str) and bool(h3.is_valid_cell(v))
-        except (TypeError, ValueError):
-            return False
 
-    bad = np.array([not e and not valid(v) for v, e in zip(values, empty, strict=True)], dtype=bool)
-    report(bad, "h3", lambda i: f"h3 {_short(values[i])} is not a valid H3 cell (leave it empty to recompute it)")
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16)
+_HEX[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
+
+
+def valid_h3_cells(cells: np.ndarray) -> np.ndarray:
+    """Which hex strings are valid H3 cells (``h3.is_valid_cell``'s rules, vectorised over the 64-bit index).
+
+    A cell index (H3 v4) has the high bit 0, mode 1 (bits 59-62), reserved bits 56-58 zero, a
+    resolution r (52-55), a base cell below 122 (45-51), digits 0-6 for resolutions 1..r and 7
+    below, and under a pentagon base cell a first non-zero digit other than 1 (the deleted subsequence).
+    """
+    from geosample.sampling._h3 import _PENTAGON_BASE_CELLS
+
+    n = len(cells)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(cells, type=pa.string())
+    lengths = pc.utf8_length(text)
+    fits = pc.and_(pc.and_(pc.greater_equal(lengths, 1), pc.less_equal(lengths, 16)), pc.string_is_ascii(text))
+    ok = fits.to_numpy(zero_copy_only=False)
+    # Left-padded to 16 ASCII characters each, the strings are one contiguous (n, 16) byte block.
+    padded = pc.utf8_lpad(pc.if_else(fits, text, pa.scalar("x")), 16, "0")
+    offset = padded.offset * 16
+    data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)[offset : offset + 16 * n]
+    nibbles = _HEX[data.reshape(n, 16)]
+    ok &= (nibbles != 255).all(axis=1)
+    nibbles = np.where(nibbles == 255, 0, nibbles).astype(np.uint64)
+    index = np.zeros(n, dtype=np.uint64)
+    for k in range(16):
+        index = (index << np.uint64(4)) | nibbles[:, k]
+    ok &= (index >> np.uint64(63)) == 0
+    ok &= ((index >> np.uint64(59)) & np.uint64(0xF)) == 1
+    ok &= ((index >> np.uint64(56)) & np.uint64(0x7)) == 0
+    res = ((index >> np.uint64(52)) & np.uint64(0xF)).astype(np.int64)
+    base = ((index >> np.uint64(45)) & np.uint64(0x7F)).astype(np.int64)
+    ok &= base < 122
+    pentagon = np.isin(base, _PENTAGON_BASE_CELLS)
+    first_nonzero = np.zeros(n, dtype=np.int64)
+    for r in range(1, 16):
+        digit = ((index >> np.uint64(3 * (15 - r))) & np.uint64(7)).astype(np.int64)
+        used = r <= res
+        ok &= np.where(used, digit <= 6, digit == 7)
+        first_nonzero = np.where(used & (first_nonzero == 0) & (digit != 0), digit, first_nonzero)
+    ok &= ~(pentagon & (first_nonzero == 1))
+    return ok
 
 
 def _check_geometry(plan: pd.DataFrame, report: _Report) -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from untrusted import assert_refused, assert_untouched, run_cli, tree
 
 from geosample._dataset import read_plan
-from geosample._plan_checks import MAX_CHIP_PIXELS, check_pixel_budget, plan_problems
+from geosample._plan_checks import MAX_CHIP_PIXELS, check_pixel_budget, plan_problems, valid_h3_cells
 from geosample.errors import ConfigError, DataQualityWarning
 
 Edit = Callable[[gpd.GeoDataFrame], gpd.GeoDataFrame]
@@ -166,3 +166,28 @@ def test_the_pixel_budget_is_checked_before_any_request(
     check_pixel_budget(plan, 2560 / side)  # exactly the limit: fine
     with pytest.raises(ConfigError):
         check_pixel_budget(plan, 2560 / (side + 1))
+
+
+def _h3_says(text: str) -> bool:
+    try:
+        return bool(text) and bool(h3.is_valid_cell(text))
+    except (ValueError, TypeError, OverflowError):
+        return False
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-89.9, 89.9), st.floats(-180, 180), st.integers(0, 15), st.integers(-1, 63)),
+        min_size=1, max_size=50,
+    ),
+    st.lists(st.text(alphabet="0123456789abcdefABCDEFxé", max_size=18), max_size=10),
+)  # fmt: skip
+def test_vectorised_h3_validity_agrees_with_h3(points: list[tuple[float, float, int, int]], junk: list[str]) -> None:
+    """Cells with one bit flipped (or none, -1) at every resolution, and junk text: the same verdict as h3-py's."""
+    cells = []
+    for lat, lon, res, bit in points:
+        index = h3.str_to_int(h3.latlng_to_cell(lat, lon, res))
+        cells.append(f"{index ^ (1 << bit) if bit >= 0 else index:x}")
+    cells += junk
+    assert valid_h3_cells(np.array(cells, dtype=object)).tolist() == [_h3_says(c) for c in cells]
