@@ -423,10 +423,8 @@ def test_stac_source_matches_the_local_raster(worldcover_ds, tmp_path) -> None:
     shutil.copytree(src_ds, local)
     shutil.copytree(src_ds, remote)
     assert _run("label", local, "--source", raster, "--scheme", "esa-worldcover", "-q").exit_code == 0
-    result = _run(
-        "label", remote, "--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover", "-q",
-        "--allow-local-assets",  # the COG lies outside the catalogue's folder
-    )
+    args = ["--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover", "-q"]
+    result = _run("label", remote, *args, "--allow-local-assets")  # the COG lies outside the catalogue's folder
     assert result.exit_code == 0, result.output
     a = pd.read_parquet(local / "labels.parquet")
     b = pd.read_parquet(remote / "labels.parquet")
