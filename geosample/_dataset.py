@@ -252,6 +252,20 @@ def _remove_made(folder: Path | None) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def io_errors_in(folder: str | Path, stage: str) -> Iterator[None]:
+    """Name ``folder`` (not a temporary path) and the fix when writing there fails for lack of permission or space.
+
+    For outputs outside ``DS`` (``export -o``); inside it, :func:`writing` does this.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, GeosampleError) or io_failure_kind(exc) is None:
+            raise
+        raise io_error(Path(folder), stage, exc) from None
+
+
 def writes_dataset(stage: str) -> Callable[[_F], _F]:
     """Decorate a stage function whose first argument is ``DS``: it runs under :func:`writing`.
 

@@ -139,3 +139,9 @@ def test_permission_errors_name_the_dataset_and_the_fix(tiny_ds: Path) -> None:
         f"you (e.g. chmod -R u+w {tiny_ds}) or use another folder"
     )
     assert tree(tiny_ds) == before
+    locked = tiny_ds.parent / "shared"
+    locked.mkdir(mode=0o555)
+    done = run_process(["export", tiny_ds, "-f", "parquet", "-o", locked / "out"], preexec=unprivileged())
+    locked.chmod(0o755)
+    assert done.returncode == 2 and done.stderr.startswith(f"geosample: error: no permission to write in {locked} ")
+    assert ".parquet-" not in done.stderr and list(locked.iterdir()) == []

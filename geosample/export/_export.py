@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from geosample import __version__
-from geosample._dataset import read_config, remove_stale, write_section, writes_dataset
+from geosample._dataset import io_errors_in, read_config, remove_stale, write_section, writes_dataset
 from geosample.errors import ConfigError, DatasetError
 from geosample.export._content import DatasetContent, load_content
 from geosample.export._integrity import verify_chips
@@ -164,19 +164,20 @@ def export(
     module, name = _WRITERS[cfg.format].split(":")
     writer = getattr(importlib.import_module(module), name)
     made_parent = not destination.parent.exists()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(destination.parent, (f".{destination.name}-????????", f".{destination.name}-old-????????"))
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
-    staging.chmod(_folder_mode())
-    try:
-        writer(content, records, staging, cfg, progress=progress)
-        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        _swap_in(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if made_parent and not any(destination.parent.iterdir()):
-            destination.parent.rmdir()
-        raise
+    with io_errors_in(destination.parent, "export"):  # -o elsewhere: its folder is named, not the staging one
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(destination.parent, (f".{destination.name}-????????", f".{destination.name}-old-????????"))
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+        staging.chmod(_folder_mode())
+        try:
+            writer(content, records, staging, cfg, progress=progress)
+            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+            _swap_in(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if made_parent and not any(destination.parent.iterdir()):
+                destination.parent.rmdir()
+            raise
     counts = records["split"].value_counts()
     result = ExportResult(
         format=cfg.format,
