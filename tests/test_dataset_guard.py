@@ -54,7 +54,7 @@ PARTIAL_PARQUET = (
 )
 """A kill -9 in the middle of writing a Parquet file (the first one the run writes)."""
 KILLS = [
-    ("plan", ["plan", "-o", "{ds}", "--overwrite", *PLAN], kill_9_at("geosample.sampling._plots", "plot_time_bins"),
+    ("plan", ["plan", "-o", "{ds}", "--overwrite", *PLAN], kill_9_at("geosample._gpkg", "write_styled_gpkg"),
      ".plan-"),
     ("label", ["label", "{ds}", "--no-progress"], kill_9_at("geosample.labels.exports", "_replace_dir"), ".label-"),
     ("export", ["export", "{ds}", "-f", "webdataset"], kill_9_at("geosample.export._export", "_swap_in"),

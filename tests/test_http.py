@@ -25,13 +25,13 @@ def _fetch_config(tmp_path: Path, **settings: object) -> Path:
 def test_a_dripping_catalogue_is_cut_at_the_deadline(
     tiny_ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str
 ) -> None:
-    """The server sends headers, then a byte every 0.2 s for a minute; each attempt is cut after 1 s."""
-    config = _fetch_config(tmp_path, timeout=1, retries=1)
+    """The server sends headers, then a byte every 0.2 s for a minute; each attempt is cut after 0.5 s."""
+    config = _fetch_config(tmp_path, timeout=0.5, retries=1)
     with HostileStac(drip=[path], folder=tmp_path) as server:
         args = ["fetch", tiny_ds, "--stac", server.url, "--collection", "hostile", "--config", config]
         code, _, err = run_cli(args, capsys)
         hits = server.hits()
-    assert_refused(code, err, "within the deadline of 1 s")
+    assert_refused(code, err, "within the deadline of 0.5 s")
     assert hits[path] == 2  # the first try and one retry, each cut
     assert not (tiny_ds / "chips.parquet").exists()
 
@@ -57,7 +57,7 @@ def test_a_dripping_caption_endpoint_is_cut_at_the_deadline(
     with HostileStac(drip=["/v1"], folder=tmp_path) as server:
         endpoint = f"{server.url}/v1"
         code, _, err = run_cli(["caption", tiny_ds, "--backend", "openai", "--endpoint", endpoint, "--model", "m",
-                                "--timeout", "1", "--max-retries", "1", "--no-progress"], capsys)  # fmt: skip
+                                "--timeout", "0.5", "--max-retries", "1", "--no-progress"], capsys)  # fmt: skip
     assert_refused(code, err, "kept failing (timed out) after 2 attempts")
     assert not (tiny_ds / "captions.parquet").exists()
 
