@@ -1,17 +1,26 @@
-"""The dataset folder: atomic writes and the per-stage sections of geosample.yaml."""
+"""The dataset folder: atomic writes, geosample.yaml's sections, the checked plan, and the writing guard.
+
+Every stage that writes ``DS`` runs under :func:`writing`: one writer at a
+time (an advisory lock), its own stale staging files from killed runs
+removed, and permission or disk-full errors named against ``DS`` with the fix.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
-from geosample.errors import DatasetError
+from geosample.errors import DatasetError, GeosampleError
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -42,14 +51,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def read_config(ds: str | Path) -> dict[str, Any]:
-    """All sections of ``DS/geosample.yaml`` (empty if there is none yet)."""
+    """All sections of ``DS/geosample.yaml`` (empty if there is none yet), read within the config file budgets."""
+    from geosample._config_file import load_yaml
+
     path = Path(ds) / CONFIG_FILE
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DatasetError(f"{path} is not valid YAML ({exc.__class__.__name__}); fix or delete it") from None
+        data = load_yaml(path, "dataset settings")
+    except GeosampleError as exc:
+        raise DatasetError(f"{exc}; or delete {path}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -66,8 +77,14 @@ def write_section(ds: str | Path, stage: str, values: dict[str, Any]) -> None:
 
 
 def read_plan(ds: str | Path) -> gpd.GeoDataFrame:
-    """``DS/plan.parquet``, or a :class:`DatasetError` that says how to make it."""
+    """``DS/plan.parquet``, checked by the plan validator, or a :class:`DatasetError` that says how to make it.
+
+    Every stage reads its plan here, so no stage sees an unsafe id, a NaN
+    coordinate or an impossible chip (see :mod:`geosample._plan_checks`).
+    """
     import geopandas as gpd
+
+    from geosample._plan_checks import check_plan
 
     ds = Path(ds)
     if not ds.is_dir():
@@ -76,9 +93,10 @@ def read_plan(ds: str | Path) -> gpd.GeoDataFrame:
     if not path.exists():
         raise DatasetError(f"{ds} has no {PLAN_FILE}; run 'geosample plan -o {ds}' first")
     try:
-        return gpd.read_parquet(path)
+        plan = gpd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
         raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run 'geosample plan'") from None
+    return check_plan(plan, str(path))
 
 
 def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
@@ -92,6 +110,230 @@ def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run '{hint}'") from None
+    if name == CHIPS_FILE:  # stages read and send the files it names: only under DS/chips
+        from geosample._plan_checks import check_chip_table
+
+        check_chip_table(ds, table, str(path))
+    return table
+
+
+# ------------------------------------------------------------------------------------------ writing stages
+
+LOCK_MESSAGE = (
+    "another geosample command (plan, fetch, label, caption, evaluate or export) is writing {ds}; "
+    "wait for it to finish or stop it"
+)
+COMMON_STALE = (f".{CONFIG_FILE}.*.tmp",)
+"""Staging names any writing stage may leave (the ``geosample.yaml`` rewrite)."""
+STALE = {
+    "plan": (".plan-*", f".{PLAN_FILE}.*.tmp"),
+    "fetch": (f".{CHIPS_FILE}.*.tmp", "chips/**/.*.tmp", "stac/**/.*.json.tmp"),
+    "label": (".label-*", f".{LABELS_FILE}.*.tmp", "stac/.labels-old-*"),
+    "caption": (f".{CAPTIONS_FILE}.*.tmp", "report/.captions.json.*.tmp", ".cache/captions/**/.*.tmp"),
+    "evaluate": (".eval-*",),
+    "export": ("export/.*-????????", "export/.*-old-????????"),
+}
+"""Each stage's own staging names, relative to ``DS``: what a killed run of that stage leaves behind.
+
+Every name starts with a dot, and no sample id may (:data:`geosample._paths.NAME_RULE`), so these
+patterns never match a chip, a label item or an export a user asked for."""
+_MKDTEMP_TAIL = re.compile(r"-(old-)?[a-z0-9_]{8}$")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def dataset_lock(ds: str | Path) -> Iterator[None]:
+    """Hold an advisory lock on the folder ``DS``, so two geosample commands never write one dataset at once.
+
+    The lock is on the folder itself (nothing is created), and the OS drops it when the process dies,
+    so a killed run never leaves a stale lock. ``plan``, ``fetch``, ``label``, ``caption``,
+    ``evaluate`` and ``export`` all take it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory lock
+        yield
+        return
+    fd = os.open(ds, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetError(LOCK_MESSAGE.format(ds=ds)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_stale(folder: str | Path, patterns: Iterable[str]) -> int:
+    """Remove what killed runs left under ``folder`` matching ``patterns`` (files or folders); returns how many."""
+    folder = Path(folder)
+    removed = 0
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            if not path.name.startswith("."):
+                continue
+            if pattern.endswith("????????") and not _MKDTEMP_TAIL.search(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def writing(ds: str | Path, stage: str, *, create: bool = False) -> Iterator[Path]:
+    """The guard of a stage that writes ``DS``: the dataset lock, its stale staging files removed, clear I/O errors.
+
+    Args:
+        ds: The dataset folder.
+        stage: The stage (a key of :data:`STALE`); names the command in messages.
+        create: Make ``DS`` if it does not exist (plan); a folder made here is removed again when the
+            block fails, so a failed first run leaves nothing behind.
+
+    Raises:
+        DatasetError: Another command holds the lock; or writing failed for lack of permission or space
+            (the message names ``DS``, not a temporary file, and the fix).
+    """
+    ds = Path(ds)
+    made = None
+    if create and not ds.exists():
+        made = ds
+        try:
+            ds.mkdir(parents=True)
+        except OSError as exc:
+            raise io_error(ds, stage, exc) from None
+    try:
+        with dataset_lock(ds):
+            remove_stale(ds, (*STALE.get(stage, ()), *COMMON_STALE))
+            yield ds
+    except GeosampleError:
+        _remove_made(made)
+        raise
+    except Exception as exc:
+        # A full disk often surfaces as something else (a GeoPackage "no such table" after SQLite's write
+        # failed): when the error is not plainly about DS, a small probe write tells whether space ran out.
+        cause = exc if _attributable(ds, exc) else _space_probe(ds)
+        _remove_made(made)
+        if cause is None:
+            raise
+        raise io_error(ds, stage, cause) from None
+    except BaseException:
+        _remove_made(made)
+        raise
+
+
+PROBE_BYTES = 1 << 20
+"""Size of the write that tells, after an unexplained failure, whether ``DS`` has run out of space."""
+
+
+def _space_probe(ds: Path) -> OSError | None:
+    """The error of writing :data:`PROBE_BYTES` into ``DS`` when it fails for lack of space, else None.
+
+    The probe file has no name (``tempfile.TemporaryFile``), so nothing is left behind, even by a kill.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=ds) as fh:
+            fh.write(bytes(PROBE_BYTES))
+            fh.flush()
+    except OSError as exc:
+        return exc if io_failure_kind(exc) == "space" else None
+    return None
+
+
+def _remove_made(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def io_errors_in(folder: str | Path, stage: str) -> Iterator[None]:
+    """Name ``folder`` (not a temporary path) and the fix when writing there fails for lack of permission or space.
+
+    For outputs outside ``DS`` (``export -o``); inside it, :func:`writing` does this.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, GeosampleError) or io_failure_kind(exc) is None:
+            raise
+        raise io_error(Path(folder), stage, exc) from None
+
+
+def writes_dataset(stage: str) -> Callable[[_F], _F]:
+    """Decorate a stage function whose first argument is ``DS``: it runs under :func:`writing`.
+
+    A folder that does not exist is left to the function (its own error says how to make it).
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(ds: str | Path, *args: Any, **kwargs: Any) -> Any:
+            if not Path(ds).is_dir():
+                return func(ds, *args, **kwargs)
+            with writing(ds, stage):
+                return func(ds, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+_NO_ACCESS = (errno.EACCES, errno.EPERM, errno.EROFS)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_ACCESS_TEXT = ("permission denied", "read-only file system", "operation not permitted")
+_NO_SPACE_TEXT = ("no space left", "disk quota exceeded", "file too large", "disk is full")
+
+
+def io_failure_kind(exc: BaseException) -> str | None:
+    """``"space"`` (disk full, quota, file size limit), ``"access"`` (permission, read-only) or None."""
+    number = getattr(exc, "errno", None)
+    text = str(exc).lower()
+    if number in _NO_SPACE or any(t in text for t in _NO_SPACE_TEXT):
+        return "space"
+    if number in _NO_ACCESS or any(t in text for t in _NO_ACCESS_TEXT):
+        return "access"
+    return None
+
+
+def _attributable(ds: Path, exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure to write into ``DS`` (for lack of space or permission), not some other file's."""
+    from geosample._paths import is_inside
+
+    kind = io_failure_kind(exc)
+    if kind is None:
+        return False
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return is_inside(ds, str(filename))
+    if kind == "space":  # the stages write nowhere else
+        return True
+    text = str(exc)
+    return str(ds) in text or str(ds.resolve()) in text
+
+
+def io_error(ds: Path, stage: str, exc: BaseException) -> DatasetError:
+    """A one-line :class:`DatasetError` for a failed write into ``DS``: what happened, to which folder, the fix."""
+    kind = io_failure_kind(exc)
+    if kind == "space":
+        return DatasetError(
+            f"no space left to write {stage} output in {ds} ({_reason(exc)}); free some disk space "
+            f"(or use a folder on another disk) and run 'geosample {stage}' again: nothing was half-written"
+        )
+    if kind == "access":
+        return DatasetError(
+            f"no permission to write in {ds} ({_reason(exc)}); make the folder writable for you "
+            f"(e.g. chmod -R u+w {ds}) or use another folder"
+        )
+    return DatasetError(f"cannot write {stage} output in {ds} ({_reason(exc)})")
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+    return text[:160] or type(exc).__name__

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from click.core import ParameterSource
 
 from geosample import __version__
@@ -65,15 +64,14 @@ def cli(debug: bool) -> None:
 
 
 def load_config_section(path: Path, section: str) -> dict[str, Any]:
-    """A stage's settings from a YAML config: its own section, or the top level."""
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; check the path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    """A stage's settings from a YAML config: its own section, or the top level.
+
+    The file is read within the budgets of :func:`geosample._config_file.load_yaml`
+    (size, YAML aliases, depth).
+    """
+    from geosample._config_file import load_yaml
+
+    data = load_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -101,11 +99,31 @@ quiet_option = click.option("-q", "--quiet", is_flag=True, help="Print no summar
 def command_settings(
     ctx: click.Context, config_path: Path | None, section: str, flags: dict[str, Any]
 ) -> dict[str, Any]:
-    """A stage's settings: its section of ``--config``, then the flags given on the command line, which win."""
+    """A stage's settings: its section of ``--config``, then the flags given on the command line, which win.
+
+    A config file may not choose alone the environment variable sent as an API
+    key, nor a ``module:callable`` to import (see :func:`geosample._config_file.check_consent`).
+    """
     settings = load_config_section(config_path, section) if config_path is not None else {}
+    from_file = set(settings)
+    given = {}
     for name, value in flags.items():
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            settings[name] = list(value) if isinstance(value, tuple) else value
+            settings.pop(name.replace("_", "-"), None)
+            from_file.discard(name.replace("_", "-"))
+            from_file.discard(name)
+            settings[name] = given[name] = list(value) if isinstance(value, tuple) else value
+    if config_path is not None:
+        from geosample._config_file import check_consent, registered_plugins
+
+        check_consent(
+            settings,
+            from_file,
+            where=f"config file {config_path}",
+            api_key_env=given.get("api_key_env"),
+            registered=registered_plugins(),
+            plugin_keys=("backend", "encoder"),
+        )
     return settings
 
 
@@ -144,16 +162,33 @@ def main(argv: list[str] | None = None) -> None:
     except GeosampleError as exc:
         if debug:
             raise
-        click.echo(f"geosample: error: {exc}", err=True)
+        click.echo(f"geosample: error: {_one_line(exc)}", err=True)
         sys.exit(2)
     except OSError as exc:
         if debug:
             raise
-        click.echo(f"geosample: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        click.echo(f"geosample: error: {_os_error(exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("geosample: interrupted", err=True)
         sys.exit(130)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error outside any dataset stage's guard as one line, with the fix for the common ones."""
+    from geosample._dataset import io_failure_kind
+
+    text = _one_line(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    kind = io_failure_kind(exc)
+    if kind == "space":
+        return f"{text}; free some disk space (or write to another disk) and run the command again"
+    if kind == "access":
+        return f"{text}; check the permissions of that file or folder (or use another one)"
+    return text
 
 
 def _command(args: list[str]) -> str:

@@ -32,6 +32,19 @@ class DatasetError(GeosampleError, ValueError):
     """The dataset folder is missing, incomplete or inconsistent."""
 
 
+class PlanError(DatasetError):
+    """``plan.parquet`` holds values no stage can use (an unsafe or duplicated id, a NaN coordinate, ...)."""
+
+
+class UnsafeInputError(GeosampleError, ValueError):
+    """A plan, manifest, catalogue or config asks for something geosample refuses to do.
+
+    A path outside the dataset folder, a local file named by a remote catalogue,
+    an environment variable or a Python callable chosen by a config file, a
+    YAML file that expands without bound.
+    """
+
+
 class TaxonomyError(GeosampleError, ValueError):
     """A taxonomy file is invalid, or a class code or scheme is not in it."""
 

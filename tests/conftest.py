@@ -42,3 +42,23 @@ def planned_ds(_small_plan: Path, tmp_path: Path) -> Path:
     ds = tmp_path / "DS"
     shutil.copytree(_small_plan, ds)
     return ds
+
+
+@pytest.fixture(scope="session")
+def _tiny_plan(_small_plan: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three samples of the small plan, for tests that run a stage many times (bad input, kills, locks)."""
+    import geopandas as gpd
+
+    ds = tmp_path_factory.mktemp("tiny") / "DS"
+    shutil.copytree(_small_plan, ds)
+    plan = gpd.read_parquet(ds / "plan.parquet").sort_values("sample_id").head(3).reset_index(drop=True)
+    plan.to_parquet(ds / "plan.parquet", index=False)
+    return ds
+
+
+@pytest.fixture
+def tiny_ds(_tiny_plan: Path, tmp_path: Path) -> Path:
+    """A private copy of the three-sample dataset folder (tmp_path/DS)."""
+    ds = tmp_path / "DS"
+    shutil.copytree(_tiny_plan, ds)
+    return ds

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from geosample._http import deadline_pool_manager
 from geosample.errors import PluginError
 
 log = logging.getLogger("geosample.captions.openai")
@@ -84,7 +85,8 @@ class ChatClient:
         self.retry_base = retry_base
         self.max_backoff = max_backoff
         self.limiter = RateLimiter(rpm)
-        self._pool = urllib3.PoolManager(
+        self._pool = deadline_pool_manager(  # each attempt ends within ``timeout``, also on a dripping server
+            timeout,
             maxsize=max(1, concurrency),
             block=False,
             retries=False,

@@ -30,7 +30,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geosample import __version__
-from geosample._dataset import CAPTIONS_FILE, LABELS_FILE, atomic_path, read_plan, read_table, write_section
+from geosample._dataset import (
+    CAPTIONS_FILE,
+    LABELS_FILE,
+    atomic_path,
+    read_plan,
+    read_table,
+    write_section,
+    writes_dataset,
+)
 from geosample.captions._sources import ContextBuilder
 from geosample.captions.base import (
     Captioner,
@@ -75,6 +83,7 @@ SCENE, CHANGE = "scene", "change"
 _IDENTITY = ["backend", "model", "prompt_sha256", "seed"]
 
 
+@writes_dataset("caption")
 def caption(
     ds: str | Path,
     config: CaptionConfig | None = None,

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from geosample import __version__
-from geosample._dataset import read_config, write_section
+from geosample._dataset import io_errors_in, read_config, remove_stale, write_section, writes_dataset
 from geosample.errors import ConfigError, DatasetError
 from geosample.export._content import DatasetContent, load_content
+from geosample.export._integrity import verify_chips
 from geosample.export._records import record_table
 from geosample.export.splits import DEFAULT_SPLIT_RES, SPLITS, parse_fractions, split_samples
 
@@ -115,8 +116,11 @@ class ExportResult:
     """The dataset's stages that have not run, with the commands that run them."""
     files: list[str]
     """The files written, relative to ``path``."""
+    invalid: list[str] = dataclasses.field(default_factory=list)
+    """Chips left out because they no longer match their sha256 (``skip_invalid``), relative to ``DS``."""
 
 
+@writes_dataset("export")
 def export(
     ds: str | Path,
     out: str | Path | None = None,
@@ -124,6 +128,7 @@ def export(
     config: ExportConfig | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    skip_invalid: bool = False,
     **settings: Any,
 ) -> ExportResult:
     """Export dataset ``ds`` in one format, with train/validate/test splits by H3 parent cell.
@@ -136,6 +141,8 @@ def export(
             (``format="webdataset", split="0.7,0.15,0.15"``, ...).
         overwrite: Replace an export made with other settings (or by hand).
         progress: Show a progress bar (default: when stderr is a terminal).
+        skip_invalid: Leave out chips whose file no longer matches its sha256 (counted in
+            ``invalid``) instead of stopping; by default such a chip stops the export.
         **settings: :class:`ExportConfig` fields, when ``config`` is not given.
 
     Returns:
@@ -143,7 +150,7 @@ def export(
     """
     cfg = config if config is not None else ExportConfig.from_mapping(settings)
     ds = Path(ds)
-    content = load_content(ds)
+    content, invalid = verify_chips(load_content(ds), skip_invalid=skip_invalid)
     if cfg.format == "tdml" and content.labels is None:
         raise DatasetError(
             f"{ds} has no labels, and a TrainingDML-AI document describes labelled data; "
@@ -158,18 +165,20 @@ def export(
     module, name = _WRITERS[cfg.format].split(":")
     writer = getattr(importlib.import_module(module), name)
     made_parent = not destination.parent.exists()
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
-    staging.chmod(_folder_mode())
-    try:
-        writer(content, records, staging, cfg, progress=progress)
-        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
-        _swap_in(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if made_parent and not any(destination.parent.iterdir()):
-            destination.parent.rmdir()
-        raise
+    with io_errors_in(destination.parent, "export"):  # -o elsewhere: its folder is named, not the staging one
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(destination.parent, (f".{destination.name}-????????", f".{destination.name}-old-????????"))
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+        staging.chmod(_folder_mode())
+        try:
+            writer(content, records, staging, cfg, progress=progress)
+            files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+            _swap_in(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if made_parent and not any(destination.parent.iterdir()):
+                destination.parent.rmdir()
+            raise
     counts = records["split"].value_counts()
     result = ExportResult(
         format=cfg.format,
@@ -180,6 +189,7 @@ def export(
         split_res=res,
         missing=content.missing(),
         files=files,
+        invalid=invalid,
     )
     section = dict(read_config(ds).get("export") or {})
     section[cfg.format] = {

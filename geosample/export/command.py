@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 from click.core import ParameterSource
 
+from geosample._config_file import load_yaml
 from geosample.cli import CONTEXT, config_option, load_config_section, progress_option, quiet_option
 
 FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | croissant | all; repeat or comma-separate for several."
@@ -27,6 +27,7 @@ FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | croissant | all; repe
 @click.option("--seed", type=int, help="Seed of the split and of the shard order.  [default: 0]")
 @config_option
 @click.option("--overwrite", is_flag=True, help="Replace an export made with other settings.")
+@click.option("--skip-invalid", is_flag=True, help="Leave out chips that no longer match their sha256; count them.")
 @progress_option
 @quiet_option
 @click.pass_context
@@ -37,6 +38,7 @@ def export(
     out: Path | None,
     config_path: Path | None,
     overwrite: bool,
+    skip_invalid: bool,
     progress: bool | None,
     quiet: bool,
     **flags: Any,
@@ -65,13 +67,19 @@ def export(
     missing: list[str] = []
     for cfg in configs:
         target = None if destination is None else Path(destination) / cfg.format if len(configs) > 1 else destination
-        result = run_export(ds, target, config=cfg, overwrite=overwrite, progress=progress)
+        result = run_export(ds, target, config=cfg, overwrite=overwrite, progress=progress, skip_invalid=skip_invalid)
         missing = result.missing
         if not quiet:
             splits = " / ".join(f"{n} {s}" for s, n in result.splits.items())
             click.echo(
                 f"export {cfg.format}: {result.records} records ({splits}; split by H3 res {result.split_res} cells), "
                 f"{result.images} images, {len(result.files)} files in {result.path}"
+            )
+        if result.invalid:
+            click.echo(
+                f"left out {len(result.invalid)} chip(s) that no longer match their sha256 (e.g. {result.invalid[0]}); "
+                f"'geosample fetch {ds}' fetches them again",
+                err=True,
             )
     if missing and not quiet:
         click.echo("not in the dataset yet: " + "; ".join(missing))
@@ -83,7 +91,7 @@ def _config_settings(path: Path) -> dict[str, Any]:
     An ``out`` in the ``export`` section is the export folder, relative to the working directory like ``-o``.
     """
     settings = load_config_section(path, "export")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw = load_yaml(path)
     if isinstance(raw, dict) and "export" in raw and "out" not in (raw["export"] or {}):
         settings.pop("out", None)
     if settings.get("out") is not None:

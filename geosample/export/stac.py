@@ -28,6 +28,7 @@ import pystac
 import shapely
 from pystac.extensions.projection import ProjectionExtension
 
+from geosample._paths import inside
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._rasters import chip_grid
@@ -63,7 +64,7 @@ def write_stac(
             group = SAMPLES_COLLECTION
         _add_sample_properties(item, row, content)
         document = _item_document(item, group, row["split"])
-        folder = out / group / item.id
+        folder = inside(out, group, item.id, what="STAC item id")  # an id from DS/stac/ must not leave the export
         folder.mkdir(parents=True)
         for key, source in files:
             target = folder / f"{item.id}{source.suffix}"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geosample._paths import check_name
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._records import record_metadata
@@ -99,7 +100,7 @@ def _tar_size(n_bytes: int) -> int:
 
 def _add(writer: tarfile.TarFile, name: str, data: bytes) -> None:
     """Add one member with fixed owner and time, so the same records give the same shard."""
-    info = tarfile.TarInfo(name)
+    info = tarfile.TarInfo(check_name(name, "WebDataset member name"))  # no '/' or '..': nothing extracts elsewhere
     info.size = len(data)
     info.mode = 0o644
     info.mtime = 0

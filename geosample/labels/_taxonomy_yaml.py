@@ -17,6 +17,9 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from geosample._config_file import check_node_budget
+from geosample.errors import GeosampleError
+
 _CORE = "tag:yaml.org,2002:"
 #: Tags that yield plain data. Timestamps are kept as the text written.
 _SCALAR_TAGS = {f"{_CORE}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -71,6 +74,10 @@ def read_yaml(text: str, file: str) -> tuple[Any, list[Problem]]:
         return None, [Problem(file, 0, f"not valid YAML ({exc}); fix the syntax")]
     if node is None:
         return None, []
+    try:  # a few hundred bytes of nested aliases must not expand without bound
+        check_node_budget(node, "the file", allow_cycles=True)
+    except GeosampleError as exc:
+        return None, [Problem(file, 0, str(exc))]
     reader = _NodeReader(file)
     return reader.value(node), reader.problems
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geosample import __version__
-from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_plan, write_section
+from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_plan, write_section, writes_dataset
 from geosample.errors import DataQualityWarning, DatasetError, SourceError
 from geosample.labels.config import LabelConfig
 from geosample.labels.fractions import REGIONS
@@ -122,12 +122,14 @@ def count_classes(
     return ClassCounts(codes, counts, unmapped, nodata)
 
 
+@writes_dataset("label")
 def label(
     ds: str | Path,
     config: LabelConfig | None = None,
     *,
     progress: bool | None = None,
     overwrite: bool = False,
+    allow_local_assets: bool = False,
 ) -> pd.DataFrame:
     """Label every sample of ``DS`` and write ``DS/labels.parquet`` (plus STAC label items and a TrainingDML-AI file).
 
@@ -136,6 +138,8 @@ def label(
         config: The label settings; the defaults label offline from the embedded MODIS layer.
         progress: Show a progress bar; ``None`` shows one on a terminal.
         overwrite: Replace labels made with other settings.
+        allow_local_assets: Let a ``stac:`` source read local asset paths its catalogue names
+            (command line only; see :mod:`geosample.stac._hrefs`).
 
     Returns:
         The labels table, one row per sample, as written.
@@ -157,6 +161,7 @@ def label(
         asset=cfg.asset,
         samples=samples,
         sign=cfg.sign,
+        allow_local_assets=allow_local_assets,
     )
     scheme = source.scheme
     mapping = taxonomy.mapping(scheme)

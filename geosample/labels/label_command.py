@@ -27,6 +27,7 @@ from geosample.cli import CONTEXT, command_settings, config_option, progress_opt
 @click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
 @config_option
 @click.option("--overwrite", is_flag=True, help="Replace labels made with other settings.")
+@click.option("--allow-local-assets", is_flag=True, help="Let a stac: source read local files its catalogue names.")
 @progress_option
 @quiet_option
 @click.pass_context
@@ -35,6 +36,7 @@ def label(
     ds: Path,
     config_path: Path | None,
     overwrite: bool,
+    allow_local_assets: bool,
     progress: bool | None,
     quiet: bool,
     **flags: Any,
@@ -48,7 +50,7 @@ def label(
     base_dir = config_path.parent if config_path is not None else None
     cfg = LabelConfig.from_mapping(settings, base_dir=base_dir)
     started = time.perf_counter()
-    table = run_label(ds, cfg, progress=progress, overwrite=overwrite)
+    table = run_label(ds, cfg, progress=progress, overwrite=overwrite, allow_local_assets=allow_local_assets)
     if not quiet:
         click.echo(label_summary(table))
         click.echo(

@@ -327,6 +327,7 @@ def open_source(
     asset: str | None = None,
     samples: Any = None,
     sign: str | None = None,
+    allow_local_assets: bool = False,
 ) -> LabelSource:
     """The label source named by ``--source``: ``embedded``, a raster path, ``PATH:COLUMN`` or ``stac:COLLECTION``.
 
@@ -348,8 +349,9 @@ def open_source(
         from geosample.labels.stac_source import StacSource
 
         return StacSource(
-            spec[5:], stac=stac, asset=asset, samples=samples, scheme=_need_scheme(scheme, spec, schemes), sign=sign
-        )
+            spec[5:], stac=stac, asset=asset, samples=samples, scheme=_need_scheme(scheme, spec, schemes), sign=sign,
+            allow_local_assets=allow_local_assets,
+        )  # fmt: skip
     path, column = Path(spec), None
     if not path.exists() and ":" in spec:
         head, _, tail = spec.rpartition(":")

@@ -37,7 +37,9 @@ class StacSource:
         samples: pd.DataFrame,
         scheme: str,
         sign: str | None = None,
+        allow_local_assets: bool = False,
     ) -> None:
+        from geosample.stac._hrefs import HrefPolicy
         from geosample.stac.fetch import make_signer
         from geosample.stac.search import find_items
 
@@ -57,7 +59,12 @@ class StacSource:
                 "check the collection and the plan's area"
             )
         self.asset = _pick_asset(collection, [i for group in items for i in group], asset)
-        self.hrefs = [[item.assets[self.asset].href for item in group if self.asset in item.assets] for group in items]
+        policy = HrefPolicy.for_source(stac, allow_local=allow_local_assets)  # no local or /vsi paths from a catalogue
+        self.hrefs = [
+            [policy.check(item.assets[self.asset].href, f"asset {self.asset!r} of item {item.id!r}") for item in group
+             if self.asset in item.assets]
+            for group in items
+        ]  # fmt: skip
         first = next(h for group in self.hrefs for h in group)
         try:
             with rasterio.open(self.signer(first) if self.signer else first) as src:

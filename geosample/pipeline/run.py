@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from geosample._dataset import LABELS_FILE, PLAN_FILE, read_config
 from geosample.errors import ConfigError
@@ -50,15 +48,10 @@ def load_run_config(path: str | Path) -> tuple[Path, dict[str, dict[str, Any]]]:
     Raises:
         ConfigError: If the file is missing or not YAML, has no ``out``, or has an unknown section.
     """
+    from geosample._config_file import load_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; check the path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping with 'out' and stage sections")
     unknown = sorted(set(data) - {"out", *STAGES})
@@ -87,6 +80,9 @@ def run(
     overwrite: bool = False,
     progress: bool | None = None,
     report: Callable[[StageResult], None] | None = None,
+    api_key_env: str | None = None,
+    allow_imports: Iterable[str] = (),
+    allow_local_assets: bool = False,
 ) -> list[StageResult]:
     """Run the config's stages in order, up to and including ``until``.
 
@@ -96,6 +92,11 @@ def run(
         overwrite: Let plan and label replace files made with other settings.
         progress: Progress bars (default: on a terminal).
         report: Called with each stage's result as it finishes (the CLI prints them).
+        api_key_env: Confirms the ``api_key_env`` of the caption section (a config file may not
+            choose alone which variable is sent to the endpoint).
+        allow_imports: ``module:callable`` paths the caption ``backend`` or evaluate ``encoder``
+            may name (a config file alone may name only installed plugins).
+        allow_local_assets: Let fetch and label read local asset paths named by the catalogue.
 
     Returns:
         One result per stage considered.
@@ -107,7 +108,11 @@ def run(
     base = config_path.parent
     last = STAGES.index(until) if until else len(STAGES) - 1
     wanted = [s for s in STAGES[: last + 1]]
-    configs = {stage: _stage_config(stage, sections[stage], base) for stage in wanted if stage in sections}
+    # Every section is checked, whatever --until says: a typo in a later one fails now, not after hours.
+    configs = {stage: _stage_config(stage, sections[stage], base) for stage in STAGES if stage in sections}
+    _check_consent(config_path, sections, api_key_env, allow_imports)
+    if api_key_env and "caption" in configs:
+        configs["caption"] = dataclasses.replace(configs["caption"], api_key_env=api_key_env)
     if "plan" not in configs and not (ds / PLAN_FILE).exists():
         raise ConfigError(f"config file {config_path} has no 'plan:' section and {ds} holds no plan yet; add one")
     results = []
@@ -116,12 +121,30 @@ def run(
         if stage not in configs:
             result = StageResult(stage, "skipped", 0.0, "no section in the config")
         else:
-            status, detail = _RUNNERS[stage](ds, configs[stage], overwrite=overwrite, progress=progress)
+            runner = _RUNNERS[stage]
+            extra = {"allow_local_assets": allow_local_assets} if stage in ("fetch", "label") else {}
+            status, detail = runner(ds, configs[stage], overwrite=overwrite, progress=progress, **extra)
             result = StageResult(stage, status, time.perf_counter() - started, detail)
         results.append(result)
         if report is not None:
             report(result)
     return results
+
+
+def _check_consent(
+    path: Path, sections: dict[str, dict[str, Any]], api_key_env: str | None, allow_imports: Iterable[str]
+) -> None:
+    """Refuse an API-key variable or an import path that only the config file asks for."""
+    from geosample._config_file import check_consent, registered_plugins
+
+    registered = registered_plugins()
+    for stage, key in (("caption", "backend"), ("evaluate", "encoder")):
+        if stage in sections:
+            section = sections[stage]
+            check_consent(
+                section, set(section), where=f"config file {path}, section {stage}", api_key_env=api_key_env,
+                allowed_imports=allow_imports, registered=registered, plugin_keys=(key,),
+            )  # fmt: skip
 
 
 def _stage_config(stage: str, section: dict[str, Any], base: Path) -> Any:
@@ -170,21 +193,25 @@ def _run_plan(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None) -> 
     return "ran", f"{len(samples)} samples"
 
 
-def _run_fetch(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None) -> tuple[str, str]:
+def _run_fetch(
+    ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None, allow_local_assets: bool = False
+) -> tuple[str, str]:
     from geosample.stac.fetch import fetch
 
-    manifest = fetch(ds, config=cfg, progress=progress)
+    manifest = fetch(ds, config=cfg, progress=progress, allow_local_assets=allow_local_assets)
     summary = manifest.attrs.get("summary", {})
     counts = [f"{summary[k]} {k}" for k in ("ok", "no_item", "failed", "skipped") if summary.get(k)]
     return "ran", ", ".join(counts) or f"{len(manifest)} chips"
 
 
-def _run_label(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None) -> tuple[str, str]:
+def _run_label(
+    ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None, allow_local_assets: bool = False
+) -> tuple[str, str]:
     from geosample.labels.label import label
 
     if (ds / LABELS_FILE).exists() and _same_settings(ds, "label", cfg.to_dict(), ignore={"workers"}):
         return "up to date", f"{ds / LABELS_FILE}"
-    table = label(ds, cfg, overwrite=overwrite, progress=progress)
+    table = label(ds, cfg, overwrite=overwrite, progress=progress, allow_local_assets=allow_local_assets)
     return "ran", f"{len(table)} samples labelled"
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from geosample import __version__
-from geosample._dataset import write_section
+from geosample._dataset import write_section, writes_dataset
 from geosample.errors import DataQualityWarning, DatasetError
 from geosample.retrieval import _scoring, metrics, ties
 from geosample.retrieval._inputs import Inputs, align, read_inputs, report_unknown
@@ -55,6 +55,7 @@ class EvaluationResult:
         return metrics_table(self.metrics, self.seconds)
 
 
+@writes_dataset("evaluate")
 def evaluate(
     ds: str | Path,
     *,

@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from geosample import __version__, layers
-from geosample._dataset import read_config, write_section
+from geosample._dataset import read_config, write_section, writing
 from geosample.errors import AOIError, CapacityError, CapacityWarning, DatasetError
 from geosample.sampling import _h3, events, sampler
 from geosample.sampling._geometry import chip_footprints, utm_epsg
@@ -361,10 +361,14 @@ def _chronological_bins(sites: pd.DataFrame, cfg: PlanConfig) -> tuple[pd.DataFr
 
 def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
     """Write every plan file into ``ds``: each is finished under a temporary name first."""
+    with writing(ds, "plan", create=True):  # one writer; a killed run's .plan-*; a failed first run leaves no DS
+        _write_plan(ds, samples, report, cfg)
+
+
+def _write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
     from geosample._gpkg import write_styled_gpkg
     from geosample.sampling._plots import plot_sample_map, plot_time_bins
 
-    ds.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".plan-", dir=ds))
     try:
         (staging / "report").mkdir()

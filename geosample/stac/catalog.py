@@ -26,6 +26,7 @@ from pystac.extensions.projection import ProjectionExtension
 
 from geosample import __version__
 from geosample._dataset import atomic_path
+from geosample._paths import inside
 from geosample.stac.grid import ChipGrid
 
 __all__ = [
@@ -39,8 +40,8 @@ JSON = "application/json"
 
 
 def item_path(ds: Path, collection: str, sample_id: str) -> Path:
-    """Where the item of one chip lives."""
-    return ds / CATALOG_DIR / collection / f"{sample_id}.json"
+    """Where the item of one chip lives (refused if the ids would lead it out of ``DS/stac``)."""
+    return inside(ds / CATALOG_DIR, collection, f"{sample_id}.json", what="STAC item")
 
 
 def chip_item(

@@ -105,11 +105,12 @@ def _open_api(stac: str, *, retries: int, timeout: float, page_size: int, what: 
     import requests
     from pystac_client import Client, ConformanceClasses
     from pystac_client.exceptions import APIError
-    from pystac_client.stac_api_io import StacApiIO
-    from requests.adapters import HTTPAdapter
 
-    # Opening the root fails fast (a wrong URL should not take a minute to report); searches retry fully.
-    io = StacApiIO(max_retries=_retry(min(retries, 2)), timeout=timeout)
+    from geosample._http import DeadlineAdapter, stac_api_io
+
+    # Every request has a total deadline (a dripping server is cut) and cut-off answers are retried like
+    # searches; only connecting to the root fails fast (a wrong URL should not take a minute to report).
+    io = stac_api_io(retries=retries, deadline=timeout, max_retries=_retry(retries).new(connect=min(retries, 2)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -121,7 +122,7 @@ def _open_api(stac: str, *, retries: int, timeout: float, page_size: int, what: 
         raise StacError(f"cannot reach --stac {stac} ({_one_line(exc)}); check the URL and the network") from None
     except Exception as exc:  # noqa: BLE001 - JSON, pystac and type errors all mean "not STAC"
         raise StacError(f"--stac {stac} is not STAC ({exc.__class__.__name__}: {_one_line(exc)}); {what}") from None
-    adapter = HTTPAdapter(max_retries=_retry(retries), pool_maxsize=16)
+    adapter = DeadlineAdapter(timeout, read_retries=retries, max_retries=_retry(retries), pool_maxsize=16)
     io.session.mount("http://", adapter)
     io.session.mount("https://", adapter)
     if client.conforms_to(ConformanceClasses.ITEM_SEARCH):

@@ -46,6 +46,10 @@ def _presets_help() -> str:
 @click.option("--preset", help=f"A named source: {_presets_help()}.")
 @config_option
 @click.option("--overwrite", is_flag=True, help="Fetch every selected chip again (also with changed settings).")
+@click.option(
+    "--allow-local-assets", is_flag=True,
+    help="Read local files the catalogue names anywhere (default: only under a local catalog's folder).",
+)  # fmt: skip
 @progress_option
 @quiet_option
 @click.pass_context
@@ -54,6 +58,7 @@ def fetch(
     ds: Path,
     config_path: Path | None,
     overwrite: bool,
+    allow_local_assets: bool,
     progress: bool | None,
     quiet: bool,
     **flags: Any,
@@ -70,7 +75,7 @@ def fetch(
     settings = command_settings(ctx, config_path, "fetch", flags)
     settings.pop("out", None)
     cfg = FetchConfig.from_mapping(settings)
-    table = run_fetch(ds, config=cfg, progress=progress, overwrite=overwrite)
+    table = run_fetch(ds, config=cfg, progress=progress, overwrite=overwrite, allow_local_assets=allow_local_assets)
     if not quiet:
         s = table.attrs["summary"]
         done = s["ok"] + s["no_item"] + s["failed"]

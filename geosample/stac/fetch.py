@@ -26,16 +26,19 @@ import numpy as np
 import pandas as pd
 
 from geosample import __version__
-from geosample._dataset import atomic_path, read_config, read_plan, write_section
+from geosample._dataset import atomic_path, read_config, read_plan, write_section, writing
+from geosample._paths import check_name, in_folder, inside
+from geosample._plan_checks import check_pixel_budget
 from geosample.errors import ConfigError, DataQualityWarning, DatasetError, StacError
 from geosample.stac import catalog
 from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs
 from geosample.stac._dask import open_executor
+from geosample.stac._hrefs import HrefPolicy
 from geosample.stac._work import ChipJob, ChipResult, ReadOptions, SourceRef, close_thread_caches, run_task
 from geosample.stac.client import ApiSource, StacSource, check_collections, open_source
 from geosample.stac.config import FetchConfig
 from geosample.stac.grid import chip_grid, nice_resolution
-from geosample.stac.journal import COLUMNS, Manifest, dataset_lock
+from geosample.stac.journal import COLUMNS, Manifest
 from geosample.stac.presets import apply_preset, needs_harmonize
 from geosample.stac.search import Candidate, SearchGroup, group_samples, mosaic_items, search_group
 
@@ -100,6 +103,7 @@ def fetch(
     progress: bool | None = None,
     signer: Signer | None = None,
     overwrite: bool = False,
+    allow_local_assets: bool = False,
     **settings: Any,
 ) -> pd.DataFrame:
     """Fetch one image chip per sample (and collection) into ``DS/chips/`` and ``DS/chips.parquet``.
@@ -115,6 +119,9 @@ def fetch(
             overrides ``--sign`` (e.g. a custom token service).
         overwrite: Fetch every selected chip again, also with settings that differ
             from the chips already there.
+        allow_local_assets: Read local asset paths wherever they are (``--allow-local-assets``);
+            by default only remote hrefs, and local ones under a local catalog's folder
+            (see :mod:`geosample.stac._hrefs`). Never taken from a config file.
         **settings: :class:`FetchConfig` fields, when ``config`` is not given.
 
     Returns:
@@ -129,12 +136,17 @@ def fetch(
         raise DatasetError(f"{ds}/plan.parquet lacks columns {missing}; re-run 'geosample plan'")
     recorded = read_config(ds).get("fetch") or {}
     cfg = _resolve_config(cfg, recorded)
+    for name in cfg.collection:  # collection ids become folder names
+        check_name(name, "--collection")
+    if cfg.resolution is not None:
+        check_pixel_budget(plan, cfg.resolution)
+    policy = HrefPolicy.for_source(str(cfg.stac), allow_local=allow_local_assets)
     samples = plan.sort_values("sample_id", kind="stable").reset_index(drop=True)
     if cfg.limit is not None:
         samples = samples.iloc[: cfg.limit].reset_index(drop=True)
     sign = signer if signer is not None else make_signer(cfg.sign)
     started = time.perf_counter()
-    with dataset_lock(ds):
+    with writing(ds, "fetch"):
         source = open_source(str(cfg.stac), retries=cfg.retries, timeout=cfg.timeout)
         check_collections(source, cfg.collection)
         manifest = Manifest(ds)
@@ -143,7 +155,9 @@ def fetch(
         nested = len(set(cfg.collection) | known) > 1
         runs, skipped = [], 0
         for name in cfg.collection:
-            run, n_skipped = _prepare(ds, cfg, recorded, existing, samples, source, name, nested, sign, overwrite)
+            run, n_skipped = _prepare(
+                ds, cfg, recorded, existing, samples, source, name, nested, sign, overwrite, policy
+            )
             runs.append(run)
             skipped += n_skipped
         # Everything is checked: from here on the dataset is written.
@@ -153,7 +167,7 @@ def fetch(
         for stale in chips_dir.rglob(".*.tmp"):
             stale.unlink(missing_ok=True)
         manifest.compact()
-        runner = _Runner(ds, cfg, manifest, source, sign, plan)
+        runner = _Runner(ds, cfg, manifest, source, sign, plan, policy)
         try:
             counts = runner.run(runs, progress)
         finally:
@@ -197,7 +211,7 @@ def _verify(ds: Path, rows: pd.DataFrame) -> np.ndarray:
     """Which ``ok`` rows still match their file's sha256 (hashed on a few threads)."""
 
     def check(path: str | None, digest: str | None) -> bool:
-        if not path or not digest:
+        if not path or not digest or not in_folder(ds, path, CHIPS_DIR):
             return False
         try:
             with open(ds / path, "rb") as fh:
@@ -220,6 +234,7 @@ def _prepare(
     nested: bool,
     signer: Signer | None,
     overwrite: bool,
+    policy: HrefPolicy,
 ) -> tuple[_Collection, int]:
     """Decide which samples need a chip from ``name`` and check the assets, reading nothing into DS."""
     rows = existing[(existing["collection"] == name) & existing["sample_id"].isin(samples["sample_id"])]
@@ -234,7 +249,11 @@ def _prepare(
         if not cfg.retry_failed:
             done |= set(rows.loc[rows["status"].isin(["failed", "no_item"]), "sample_id"])
     todo = samples[~samples["sample_id"].isin(done)].reset_index(drop=True)
-    old_paths = {str(r.sample_id): (r.path, r.preview) for r in rows.itertuples() if isinstance(r.path, str) and r.path}
+    old_paths = {
+        str(r.sample_id): (r.path, r.preview if in_folder(ds, r.preview, CHIPS_DIR) else None)
+        for r in rows.itertuples()
+        if in_folder(ds, r.path, CHIPS_DIR)  # a manifest naming files elsewhere is ignored, never written or removed
+    }
     groups = group_samples(todo)
     prefetched = []
     first = None
@@ -256,12 +275,16 @@ def _prepare(
                 raise ConfigError(f"items of {name!r} have no raster data assets; name them with --assets")
         check_assets(keys, [*first.item.assets, *item_assets], name, f"item {first.item.id}")
         ranked = [c.item for sid in matches for c in matches[sid][:1]]
+        for item in ranked:  # the header probe below may read these: refuse local or virtual paths first
+            policy.check_item(item, keys)
         specs, native = describe_assets(
             ranked, keys, collection=name, item_assets=item_assets, preset=cfg.preset, signer=signer
         )
     elif keys is not None and item_assets:
         check_assets(keys, list(item_assets), name, "its item_assets")
     resolution = cfg.resolution or before.get("resolution") or (nice_resolution(native) if native else None)
+    if resolution is not None:
+        check_pixel_budget(todo, resolution)
     harmonize = bool(cfg.harmonize)
     options = ReadOptions(specs, cfg.resampling, cfg.scale, cfg.preview, min(cfg.retries, 4))
     run = _Collection(
@@ -331,9 +354,10 @@ class _Runner:
 
     def __init__(
         self, ds: Path, cfg: FetchConfig, manifest: Manifest, source: StacSource, signer: Signer | None,
-        plan: gpd.GeoDataFrame,
+        plan: gpd.GeoDataFrame, policy: HrefPolicy,
     ) -> None:  # fmt: skip
         self.ds = ds
+        self.policy = policy
         self.cfg = cfg
         self.manifest = manifest
         self.source = source
@@ -419,7 +443,7 @@ class _Runner:
             sources = tuple(
                 SourceRef(
                     c.item.id,
-                    item_hrefs(c.item, keys),
+                    self.policy.check_hrefs(item_hrefs(c.item, keys), c.item.id),
                     run.harmonize and _is_s2(run.name, c) and needs_harmonize(c.item.properties, c.item.datetime),
                 )
                 for c in chosen
@@ -446,6 +470,7 @@ class _Runner:
 
     def _write_chip(self, run: _Collection, job: ChipJob, result: ChipResult) -> dict[str, Any]:
         path, preview = run.paths(job.sample_id)
+        inside(self.ds, path, what="chip path")
         with atomic_path(self.ds / path) as tmp:
             tmp.write_bytes(result.cog or b"")
         if result.png is not None:
@@ -508,7 +533,7 @@ class _Runner:
         """A chip that is no longer ``ok`` loses its old file, preview and item."""
         self._chosen.pop((run.name, sample_id), None)
         for rel in run.old_paths.get(sample_id, ()):
-            if rel:
+            if rel and in_folder(self.ds, rel, CHIPS_DIR):
                 (self.ds / rel).unlink(missing_ok=True)
         catalog.remove_item(self.ds, run.name, sample_id)
 

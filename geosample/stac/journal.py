@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosample._dataset import CHIPS_FILE, atomic_path
+from geosample._dataset import CHIPS_FILE, atomic_path, dataset_lock
+from geosample._plan_checks import check_chip_table
 from geosample.errors import DatasetError
 
-__all__ = ["JOURNAL_FILE", "SCHEMA", "Manifest", "dataset_lock"]
+__all__ = ["JOURNAL_FILE", "SCHEMA", "Manifest", "dataset_lock"]  # dataset_lock: from geosample._dataset
 
 JOURNAL_FILE = ".chips.journal"
 KEY = ["sample_id", "collection"]
@@ -81,6 +82,7 @@ class Manifest:
         self.journal = self.ds / JOURNAL_FILE
         self._base = self._read_parquet()
         self._new: list[dict[str, Any]] = self._read_journal()
+        check_chip_table(self.ds, self.table(), str(self.path))
         self._fd: int | None = None
         self.last_compact = time.monotonic()
         self.compact_seconds = 0.0
@@ -166,25 +168,3 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"cannot journal {type(value).__name__}")
-
-
-@contextlib.contextmanager
-def dataset_lock(ds: Path) -> Iterator[None]:
-    """Hold an advisory lock on the folder ``DS`` so two ``fetch`` runs never write one dataset at once.
-
-    The lock is on the folder itself (nothing is created), and the OS drops it when the process dies.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory lock
-        yield
-        return
-    fd = os.open(ds, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetError(f"another 'geosample fetch' is writing {ds}; wait for it to finish or stop it") from None
-        yield
-    finally:
-        os.close(fd)

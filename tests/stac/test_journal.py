@@ -106,7 +106,7 @@ def test_unreadable_manifest_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_one_fetch_at_a_time(tmp_path: Path) -> None:
     with dataset_lock(tmp_path):
-        with pytest.raises(DatasetError, match="another 'geosample fetch' is writing"):
+        with pytest.raises(DatasetError, match="another geosample command .* is writing"):
             with dataset_lock(tmp_path):
                 pass
     with dataset_lock(tmp_path):  # released
