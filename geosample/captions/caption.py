@@ -519,3 +519,27 @@ def _json_default(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def refresh_report(ds: str | Path, table: pd.DataFrame, cfg: CaptionConfig) -> dict[str, Any]:
+    """``report/captions.json`` with its quality section, recomputed when it lacks one (or the semantic check).
+
+    A run with nothing to caption keeps the saved report; ``--check`` needs the
+    figures of the current table, so a report from an older version is redone.
+    """
+    ds = Path(ds)
+    report = table.attrs.get("report") or _saved_report(ds)
+    wants_semantic = cfg.semantic and "semantic" not in report.get("quality", {})
+    if report.get("quality") and not wants_semantic:
+        return report
+    plan = read_plan(ds)
+    labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
+    taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
+    scene = table[table["kind"] == SCENE].reset_index(drop=True)
+    extra = fact_classes(ds, plan, taxonomy, set(scene["sample_id"].astype(str))) if labels is not None else None
+    fresh = caption_report(scene, labels=labels, taxonomy=taxonomy, run=report.get("usage", {}).get("this_run", {}),
+                           failed=[], extra=extra, semantic=cfg.semantic)  # fmt: skip
+    if "change" in report:
+        fresh["change"] = report["change"]
+    _write(ds, table, fresh)
+    return fresh

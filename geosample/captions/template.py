@@ -117,6 +117,11 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "The wider surroundings, to about {wide}, are {clauses} on the {source} map{nearest}.",
         "Within about {wide} of the site the {source} map gives {clauses}{nearest}.",
     ),
+    "no-cover": (
+        "A {size} chip whose land cover no map or observation gives.",
+        "No map or observation gives the land cover of this {size} chip.",
+        "The cover of this {size} chip is not known from the data.",
+    ),
     "acquisition": (
         "{Sensor} image at {res} per pixel, {width} × {height} pixels across {size}{when}.",
         "Captured by {sensor}{when}; each pixel covers {res} and the chip spans {size}.",
@@ -360,7 +365,7 @@ def overview(context: SampleContext, variant: int, rng: random.Random) -> tuple[
         return w.capital(frame.format(cover=cover, source=_map_name(context), nearest=nearest, size=size)), "map"
     under, source, res = _under(context)
     if not under:
-        return _no_cover(context), "none"
+        return _no_cover(context, variant), "none"
     frame = FRAMES["overview-cells"][variant]
     return w.capital(frame.format(under=under, source=source, res=res, nearest=nearest)), "map"
 
@@ -377,8 +382,8 @@ def _under(context: SampleContext) -> tuple[str, str, str]:
     return w.join([c.name for c in s.under]), "MODIS 2019", "~5.6 km"
 
 
-def _no_cover(context: SampleContext) -> str:
-    return f"A {w.km(context.chip_size_m)} chip whose land cover no map or observation gives."
+def _no_cover(context: SampleContext, variant: int = 0) -> str:
+    return FRAMES["no-cover"][variant % FRAMES_PER_FOCUS].format(size=w.km(context.chip_size_m))
 
 
 def composition(context: SampleContext, variant: int, rng: random.Random) -> tuple[str, str]:
@@ -403,7 +408,7 @@ def composition(context: SampleContext, variant: int, rng: random.Random) -> tup
         return w.capital(frame.format(source=_map_name(context), clauses=clauses)), "map"
     s = context.surroundings
     if s is None or not s.near:
-        return _no_cover(context), "none"
+        return _no_cover(context, variant), "none"
     # The wider window's two largest classes as whole percentages: finer-grained than the near window's cells.
     top = [f"{c.name} {round(100 * c.fraction)}%" for c in s.wide[:2] if round(100 * c.fraction) > 0]
     wide = f"; within about {_radius(s.wide_km)}, {w.join(top)}" if top else ""
@@ -430,7 +435,7 @@ def layout(context: SampleContext, variant: int, rng: random.Random) -> tuple[st
             return text, "map"
     s = context.surroundings
     if s is None or not s.sectors:
-        return _no_cover(context), "none"
+        return _no_cover(context, variant), "none"
     return _sector_text(context, variant), "map"
 
 
@@ -513,7 +518,7 @@ def surroundings(context: SampleContext, variant: int, rng: random.Random) -> tu
     """The land cover within about 50 km and the nearest cells of other classes."""
     s = context.surroundings
     if s is None or not s.wide:
-        return _no_cover(context), "none"
+        return _no_cover(context, variant), "none"
     nearest = _nearest_words(context, 3, 0, lead="; the nearest") if s.nearest else _nearest_words(context)
     frame = FRAMES["surroundings"][variant]
     text = frame.format(wide=_radius(s.wide_km), source="MODIS 2019", clauses=share_list(s.wide), nearest=nearest)

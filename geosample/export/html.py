@@ -21,6 +21,7 @@ import pandas as pd
 
 from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
+from geosample.captions.report_html import caption_quality_section
 from geosample.export._content import DatasetContent
 from geosample.export._preview import render_png, thumbnail
 
@@ -74,6 +75,7 @@ def write_index_html(content: DatasetContent, report: dict[str, Any], path: Path
         parts.append(f'<section class="missing"><h2>Not in the dataset yet</h2><ul>{items}</ul></section>')
     parts.append(_map_section(content))
     parts.append(_tables_section(report))
+    parts.append(caption_quality_section(content.ds))
     for plot in report.get("plots", []):
         file = content.ds / plot
         if file.is_file():

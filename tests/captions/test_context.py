@@ -75,7 +75,9 @@ def test_labels_locations_and_chips(chipped_ds: Path) -> None:
         facts = context.to_facts()
         text = json.dumps(facts)
         assert str(chipped_ds) not in text and facts["time"]["acquired"] == context.date.isoformat()
-        assert facts["land_cover"]["labels"]["l3"][0]["name"] == context.labels_at("l3")[0].name
+        assert facts["land_cover_map"]["labels"]["l3"][0]["name"] == context.labels_at("l3")[0].name
+        # The embedded MODIS labels (0.05°) are far coarser than a 2.56 km chip: they describe its neighbourhood.
+        assert facts["land_cover_map"]["describes"] == "neighbourhood" and context.map_is_coarse
 
 
 def test_several_collections_first_ok_row_and_no_resolution_column(labelled_ds: Path) -> None:
