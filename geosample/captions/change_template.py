@@ -156,7 +156,8 @@ OBSERVED_FRAMES: dict[str, tuple[str, ...]] = {
     "unobservable": (
         "Whether the land cover changed {when} cannot be told from the data used: {reason}.",
         "The change {when} is not observable here: {reason}.",
-        "No change can be stated {when}: {reason}.",
+        "Neither change nor stability can be stated {when}: {reason}.",
+        "What happened to the land cover {when} is not known from these data, as {reason}.",
     ),
 }
 """Frames of captions made from ``change.parquet`` (and of pairs whose change cannot be observed)."""
@@ -345,7 +346,6 @@ def _observed_caption(context: ChangeContext, focus: str, variant: int, rng: ran
     observed = context.observed
     assert observed is not None
     moved = observed.significant()
-    threshold = f"{round(CHANGE_MIN * 100)}%"
     frames = OBSERVED_FRAMES
     variant %= len(frames["change"])
     if focus == "pair":
@@ -355,7 +355,7 @@ def _observed_caption(context: ChangeContext, focus: str, variant: int, rng: ran
         valid = percent(observed.valid_fraction) if observed.valid_fraction is not None else "an unknown share"
         return _fill(frames["detail"][variant], context, list=w.join(listed) or "nothing measurable", valid=valid)
     if not moved:
-        return _fill(frames["none"][variant], context, threshold=threshold)
+        return _fill(frames["none"][variant], context)
     if focus == "change":
         main = _observed_item(context, moved[0][0], moved[0][1], rng)
         more = (
@@ -365,7 +365,7 @@ def _observed_caption(context: ChangeContext, focus: str, variant: int, rng: ran
     kinds = GAINS if focus == "gain" else LOSSES
     found = [(k, v) for k, v in moved if k in kinds]
     if not found:
-        return _fill(frames["no-gain" if focus == "gain" else "no-loss"][variant], context, threshold=threshold)
+        return _fill(frames["no-gain" if focus == "gain" else "no-loss"][variant], context)
     return _fill(frames[focus][variant], context, item=_observed_item(context, found[0][0], found[0][1], rng))
 
 
@@ -387,7 +387,8 @@ def change_captions(context: ChangeContext, n: int, seed: int) -> CaptionResult:
             elif name == "pair":
                 captions.append(pair(context, variant % FRAMES_PER_FOCUS, rng))
             else:
-                frame = OBSERVED_FRAMES["unobservable"][(CHANGE_FOCUSES.index(name) + k) % 3]
+                frames = OBSERVED_FRAMES["unobservable"]
+                frame = frames[(CHANGE_FOCUSES.index(name) + k // len(CHANGE_FOCUSES)) % len(frames)]
                 captions.append(_fill(frame, context, reason=context.unobservable or "unknown"))
             focuses.append(name)
         return CaptionResult(captions, focuses, evidence=[context.evidence] * n)
