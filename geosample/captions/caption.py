@@ -169,8 +169,9 @@ def caption(
     )
     changes = table[table["kind"] == CHANGE].reset_index(drop=True)
     if len(changes) or unobservable:
+        observed = read_table(ds, CHANGE_FILE, hint=f"geosample label {ds}")
         report["change"] = change_report(changes, labels=labels, taxonomy=taxonomy, run=change_run,
-                                         failed=failed_pairs, change=read_table(ds, CHANGE_FILE, hint=f"geosample label {ds}"))  # fmt: skip
+                                         failed=failed_pairs, change=observed)  # fmt: skip
     _write(ds, table, report)
     write_section(
         ds,

@@ -169,8 +169,9 @@ def check_lines(report: dict[str, Any], cfg: Any) -> tuple[list[str], list[str]]
     change = report.get("change", {})
     if change:
         unobservable = change.get("unobservable_pairs", {}).get("not_written", 0)
+        kinds = ", ".join(f"{k} {v}" for k, v in change.get("evidence", {}).items())
         lines.append(
-            f"  change captions: {change.get('n_pairs', 0)} pairs ({', '.join(f'{k} {v}' for k, v in change.get('evidence', {}).items())}); "
+            f"  change captions: {change.get('n_pairs', 0)} pairs ({kinds}); "
             f"{unobservable} pairs not written (change not observable from the data)"
         )
     failures = []

@@ -1,4 +1,4 @@
-"""How much a dataset's captions are worth training on: duplicates, near-duplicates, diversity, retrieval ceiling.
+r"""How much a dataset's captions are worth training on: duplicates, near-duplicates, diversity, retrieval ceiling.
 
 Every figure is computed from the captions table alone (``sample_id``,
 ``caption``, ``focus``), the same way for every backend:
@@ -6,7 +6,7 @@ Every figure is computed from the captions table alone (``sample_id``,
 - **duplicates**: the share of captions whose exact text is also the caption
   of a different image;
 - **near-duplicates**: pairs of captions of different images whose word sets
-  (lower-cased ``\\w+`` tokens) have a Jaccard similarity of at least
+  (lower-cased ``\w+`` tokens) have a Jaccard similarity of at least
   :data:`NEAR_JACCARD`, as a share of all such pairs, and the share of
   captions that have one. Exact, over every pair: word sets become rows of a
   sparse binary matrix, pair intersections come from its products, and only

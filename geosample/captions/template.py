@@ -296,7 +296,7 @@ def _radius(value: float) -> str:
 
 
 def _nearest_words(context: SampleContext, k: int = 1, skip: int = 0, lead: str = "; the nearest") -> str:
-    """ "; the nearest open water begins about 12 km to the west" for the k nearest other covers after ``skip``."""
+    """Where the ``k`` nearest other covers after ``skip`` begin ("; the nearest open water begins about 12 km ...")."""
     s = context.surroundings
     if s is None:
         return ""
@@ -442,7 +442,7 @@ def layout(context: SampleContext, variant: int, rng: random.Random) -> tuple[st
 def _quadrant_text(
     regions: dict[str, tuple[ClassShare, ...]], whole: Sequence[ClassShare], by: str, variant: int, rng: random.Random
 ) -> str:
-    """ "Across the chip, croplands dominate the north, ..." from per-quadrant shares; "" when no quadrant has one."""
+    """The largest class of each quadrant in words ("croplands dominate the north"); "" when no quadrant has one."""
     largest: dict[str, ClassShare] = {}
     for q, shares in regions.items():
         if shares and (len(shares) == 1 or shares[0].fraction > shares[1].fraction):
@@ -530,7 +530,8 @@ def surroundings(context: SampleContext, variant: int, rng: random.Random) -> tu
 
 def _latlon(context: SampleContext) -> str:
     """The chip centre: "24.61°N, 78.02°W" (two decimals, about 1 km)."""
-    return f"{abs(context.lat):.2f}°{'N' if context.lat >= 0 else 'S'}, {abs(context.lon):.2f}°{'E' if context.lon >= 0 else 'W'}"
+    ns, ew = "N" if context.lat >= 0 else "S", "E" if context.lon >= 0 else "W"
+    return f"{abs(context.lat):.2f}°{ns}, {abs(context.lon):.2f}°{ew}"
 
 
 def _where(context: SampleContext) -> str:

@@ -93,7 +93,9 @@ def _context(sample_id: str, whole: dict[str, float], regions: dict[str, dict[st
         continent="Europe",
         start_date=dt.date(2021, 5, 1) if sample_id.endswith("b") else dt.date(2021, 8, 1),
         # Time-matched labels: a 10 m map of each sample's own year, so the labels can show change.
-        label_source="esa-worldcover@stac", map_resolution_m=10.0, map_year=2020 if sample_id.endswith("b") else 2021,
+        label_source="esa-worldcover@stac",
+        map_resolution_m=10.0,
+        map_year=2020 if sample_id.endswith("b") else 2021,
         levels=levels,
         classes={level: tuple(s for s in shares(whole) if s.fraction >= 0.05) for level in levels},
         shares={level: dict(whole) for level in levels},
@@ -302,7 +304,6 @@ def test_observed_change_captions_parse_back(
     moved = [k for k, v in values.items() if v is not None and v >= CHANGE_MIN]
     first = result.captions[0]
     if moved:
-        top = max(moved, key=lambda k: (values[k], k == min(moved)))
         assert _OBSERVED.search(first) or _BURNED.search(first), first
     else:
         assert "No change covering 5%" in first or "no change on 5%" in first or "no measured change" in first
@@ -531,3 +532,71 @@ def test_openai_sends_both_images_with_the_change_prompt(
         change.drop(columns="cache_hit"),
         pd.read_parquet(events_ds / "captions.parquet").query("kind == 'change'").drop(columns="cache_hit"),
     )
+
+
+def _change_table(ds: Path) -> pd.DataFrame:
+    """A change.parquet with exactly the contract's columns: a planted flood and burn for each event pair."""
+    plan = pd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    rows = []
+    for k, rec in enumerate(pairs(plan.reset_index()).itertuples(index=False)):
+        flood = plan.loc[rec.sample_id_after, "event_type"] == "flood"
+        shares = {"water_gain": 0.47 if flood else 0.0, "water_loss": 0.0, "vegetation_loss": 0.44 if flood else 0.3,
+                  "vegetation_gain": 0.01, "burned": None if flood else 0.28, "snow_ice_change": 0.0}  # fmt: skip
+        west = {c: (2 * v if c in ("water_gain", "vegetation_loss") else v) if v is not None else None
+                for c, v in shares.items()}  # fmt: skip
+        east = {c: (0.0 if c in ("water_gain", "vegetation_loss") else v) for c, v in shares.items()}
+        quadrants = {"nw": west, "sw": west, "ne": east, "se": east}
+        rows.append({"site_id": rec.site_id, "sample_id_before": rec.sample_id_before,
+                     "sample_id_after": rec.sample_id_after, "kind": "event", **shares,
+                     "valid_fraction": 0.93 - k / 100,
+                     "mask": f"change/{rec.site_id}/{rec.sample_id_before}__{rec.sample_id_after}.tif",
+                     "quadrants": json.dumps({q: {c: v for c, v in d.items() if v is not None}
+                                              for q, d in quadrants.items()})})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["burned"] = table["burned"].astype("float64")
+    table.to_parquet(ds / "change.parquet", index=False)
+    return table
+
+
+def test_stage_writes_change_captions_from_change_parquet(events_ds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    observed = _change_table(events_ds).set_index(["sample_id_before", "sample_id_after"])
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "--check"], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    change = table[table["kind"] == "change"]
+    assert len(change) == 5 * len(observed) and set(change["evidence"]) == {"change"}
+    plan = pd.read_parquet(events_ds / "plan.parquet").set_index("sample_id")
+    for (first, last), rows in change.groupby(["sample_id_before", "sample_id_after"]):
+        row = observed.loc[(first, last)]
+        text = " ".join(rows["caption"])
+        if plan.loc[last, "event_type"] == "flood":
+            # The issue's example: water appeared on about half of the chip, mostly in the west, after the flood.
+            assert re.search(r"open water appeared on about 45% of the clear pixels, mostly in the (west|western half)",
+                             text), text  # fmt: skip
+            assert "burned" not in text  # no swir22/nir: burned is null, so nothing is said about it
+        else:
+            assert "about 30% of the clear pixels burned" in text and "open water appeared on about" not in text
+        assert "little chang" not in text and " 9 May 2012" not in text
+        for m in re.finditer(r"(\d+)% of the pixels (?:were )?clear in both", text):
+            assert abs(int(m.group(1)) / 100 - row["valid_fraction"]) <= 0.025 + 1e-9, text
+    report = json.loads((events_ds / "report" / "captions.json").read_text())["change"]
+    assert report["evidence"] == {"change": len(change)}
+    assert report["observed"]["checked"] >= 8 and report["observed"]["disagree"] == 0
+    assert "change captions: 4 pairs (change 20)" in out
+
+
+def test_stage_writes_nothing_for_unobservable_pairs_and_counts_them(
+    events_ds: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both phases labelled from one static map year: the labels cannot show change, and there is no change.parquet.
+    labels = pd.read_parquet(events_ds / "labels.parquet").assign(label_year=2021)
+    labels.to_parquet(events_ds / "labels.parquet", index=False)
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    assert set(table["kind"]) == {"scene"}
+    report = json.loads((events_ds / "report" / "captions.json").read_text())["change"]
+    assert report["unobservable_pairs"]["not_written"] == 4
+    assert report["unobservable_pairs"]["reasons"] == {"both samples are labelled from the same 2021 map": 4}
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0 and "nothing to do" in out, err

@@ -26,7 +26,6 @@ from captions.truth import (
     check_quadrants,
     check_shares,
     haversine_bearing,
-    in_band,
     modis_around,
     parse_shares,
     roll,
@@ -129,7 +128,7 @@ def _arc(text: str) -> set[str]:
                     break
                 k += 1
         else:
-            out |= set(re.findall(r"[a-z]+(?:-[a-z]+)?", part.removeprefix("to the ")) ) - {"and"}
+            out |= set(re.findall(r"[a-z]+(?:-[a-z]+)?", part.removeprefix("to the "))) - {"and"}
     return out
 
 
@@ -138,8 +137,8 @@ def check_sectors(text: str, around: dict) -> int:
     names = set(around["near"])
     name = "|".join(re.escape(n) for n in sorted(ALL_NAMES, key=len, reverse=True))
     checked = 0
-    for m in re.finditer(rf"({name}) \((\d+)% of the cells\) (?:lies|lie) (.*?)(?=, (?:{name}) \(| and (?:{name}) \(|;|\.$)",
-                         text):  # fmt: skip
+    end = rf"(?=, (?:{name}) \(| and (?:{name}) \(|;|\.$)"
+    for m in re.finditer(rf"({name}) \((\d+)% of the cells\) (?:lies|lie) (.*?){end}", text):
         cls, pct, where = m.group(1), int(m.group(2)), m.group(3)
         assert cls in names and pct == round(100 * around["near"][cls]), (cls, pct, around["near"], text)
         sectors = _arc(where)
@@ -392,7 +391,8 @@ def test_image_dates_periods_and_windows() -> None:
     period = SampleContext(**base, period=(dt.date(1999, 4, 15), dt.date(2025, 6, 4)))
     assert when_words(period) == "from imagery of the period 15 April 1999 to 4 June 2025" and period.season is None
     assert when_words(SampleContext(**base, start_date=dt.date(2021, 1, 1), end_date=dt.date(2021, 12, 31))) == (
-        "for 2021")
+        "for 2021"
+    )
     july = SampleContext(**base, start_date=dt.date(2021, 7, 1), end_date=dt.date(2021, 7, 31))
     assert when_words(july) == "for July 2021" and july.season == "summer"
 
