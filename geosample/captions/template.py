@@ -108,9 +108,9 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "Seen from above{by}, {clauses}.",
     ),
     "layout-sectors": (
-        "Around the chip ({source}), {clauses}{nearest}.",
-        "Within about {near} ({source}), {clauses}{nearest}.",
-        "On the {source} map, {clauses}{nearest}.",
+        "Around the chip, by share of {source} cells, {clauses}{nearest}.",
+        "Of the {source} cells within about {near}, {clauses}{nearest}.",
+        "On the {source} map, by share of cells, {clauses}{nearest}.",
     ),
     "surroundings": (
         "Farther out, within about {wide}, the {source} map shows {clauses}{nearest}.",
@@ -504,7 +504,7 @@ def _sector_text(context: SampleContext, variant: int) -> str:
     for code in sorted(groups, key=lambda c: (order.get(c, len(order)), c)):
         name = names[code]
         verb = "lie" if w.is_plural(name) else "lies"
-        clauses.append(f"{name} ({round(100 * share.get(code, 0.0))}% of the cells) {verb} {_directions(groups[code])}")
+        clauses.append(f"{name} ({round(100 * share.get(code, 0.0))}%) {verb} {_directions(groups[code])}")
     # The nearest class not named by the sectors: where the next kind of land begins.
     others = [k for k, n in enumerate(s.nearest) if n.code not in groups]
     nearest = _nearest_words(context, 1, others[0], lead="; the nearest") if others else ""
@@ -519,7 +519,7 @@ def surroundings(context: SampleContext, variant: int, rng: random.Random) -> tu
     s = context.surroundings
     if s is None or not s.wide:
         return _no_cover(context, variant), "none"
-    nearest = _nearest_words(context, 3, 0, lead="; the nearest") if s.nearest else _nearest_words(context)
+    nearest = _nearest_words(context, 2, 0, lead="; the nearest") if s.nearest else _nearest_words(context)
     frame = FRAMES["surroundings"][variant]
     text = frame.format(wide=_radius(s.wide_km), source="MODIS 2019", clauses=share_list(s.wide), nearest=nearest)
     return w.capital(text), "map"

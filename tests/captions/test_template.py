@@ -133,12 +133,12 @@ def _arc(text: str) -> set[str]:
 
 
 def check_sectors(text: str, around: dict) -> int:
-    """ "X (N% of the cells) lies to the ..." against an independent reading of the MODIS map."""
+    """ "X (N%) lies to the ..." (N: its share of the cells) against an independent reading of the MODIS map."""
     names = set(around["near"])
     name = "|".join(re.escape(n) for n in sorted(ALL_NAMES, key=len, reverse=True))
     checked = 0
     end = rf"(?=, (?:{name}) \(| and (?:{name}) \(|;|\.$)"
-    for m in re.finditer(rf"({name}) \((\d+)% of the cells\) (?:lies|lie) (.*?){end}", text):
+    for m in re.finditer(rf"({name}) \((\d+)%\) (?:lies|lie) (.*?){end}", text):
         cls, pct, where = m.group(1), int(m.group(2)), m.group(3)
         assert cls in names and pct == round(100 * around["near"][cls]), (cls, pct, around["near"], text)
         sectors = _arc(where)
