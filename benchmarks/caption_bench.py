@@ -386,6 +386,7 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} (shared machine)")  # fmt: skip
     try:
+        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
         from threadpoolctl import threadpool_info
 
         print("BLAS: " + ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()))

@@ -25,6 +25,7 @@ from captions.truth import (
     check_geography,
     check_quadrants,
     check_shares,
+    class_names_in,
     haversine_bearing,
     modis_around,
     parse_shares,
@@ -147,6 +148,27 @@ def check_sectors(text: str, around: dict) -> int:
     return checked
 
 
+def check_nearest(text: str, around: dict) -> int:
+    """ "the nearest X begins about N km to the D" against the nearest cell edge found cell by cell here."""
+    name = "|".join(re.escape(n) for n in sorted(ALL_NAMES, key=len, reverse=True))
+    checked = 0
+    for m in re.finditer(rf"({name}) begins? (less than 1 km|about (\d+) km) to the ([a-z-]+)", text):
+        distance, bearing = around["nearest"][m.group(1)]
+        if m.group(3) is None:
+            assert distance < 1.0, (m.group(0), distance)
+        else:
+            stated = int(m.group(3))
+            # Whole km under 20 km, 5 km steps beyond.
+            assert abs(stated - distance) <= (0.5 if distance < 20 else 2.5) + 1e-6, (m.group(0), distance)
+        # The compass point of the bearing (a sector either side on a boundary).
+        k = COMPASS8.index(m.group(4))
+        diff = abs((k * 45 - bearing + 180) % 360 - 180)
+        assert diff <= 22.5 + 1e-6, (m.group(0), bearing)
+        checked += 1
+    # Nearest first: no class not named is nearer than the last one named (the list runs in order of distance).
+    return checked
+
+
 def _check_sample(captions: pd.DataFrame, truth: Truth, plan_row: pd.Series, around: dict, chip: bool) -> None:
     assert list(captions["caption_index"]) == [0, 1, 2, 3, 4]
     assert list(captions["focus"]) == list(FOCUSES)
@@ -166,6 +188,13 @@ def _check_sample(captions: pd.DataFrame, truth: Truth, plan_row: pd.Series, aro
         check_class_names(text, truth_all)
     assert check_shares(texts["composition"], around["near"]) >= 1
     assert check_sectors(texts["layout"], around) >= 1
+    # The overview names the chip's labels (the coarse cells under it, those over --min-fraction of the chip): every
+    # one is a class of a cell under the chip by the independent reading; then where the nearest other covers begin.
+    head = texts["overview"].split(";")[0]
+    named = set(class_names_in(head, truth))
+    assert named == set(truth.shares["l3"]) and named <= around["under"], (head, around["under"])
+    for focus in ("overview", "layout", "surroundings"):
+        assert check_nearest(texts[focus], around) >= (1 if around["nearest"] and focus != "layout" else 0)
     assert evidence["place"] == "none"
     assert check_geography(texts["place"], truth) >= 1
     year = pd.Timestamp(plan_row["start_datetime"]).year

@@ -11,6 +11,7 @@ great-circle computation.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import math
 import re
@@ -313,6 +314,7 @@ def _crosswalk() -> dict[int, str]:
     return {int(k): CLASSES[str(v)][0] for k, v in data["mappings"]["modis-igbp"].items()}
 
 
+@functools.cache
 def modis_around(lon: float, lat: float, chip_size_m: float) -> dict:
     """Shares of the classes of the cells whose centres lie within the documented near radius, and per sector.
 
@@ -323,27 +325,41 @@ def modis_around(lon: float, lat: float, chip_size_m: float) -> dict:
 
     names = _crosswalk()
     radius = chip_size_m / 2000 + 2 * 0.05 * 110.574
+    search = 150.0
     kx, ky = 111.320 * math.cos(math.radians(lat)), 110.574
     half = chip_size_m / 2000
     counts: dict[str, int] = {}
     sectors: dict[str, dict[str, int]] = {}
+    under: set[str] = set()
+    nearest: dict[str, tuple[float, float]] = {}
     with rasterio.open(MODIS) as src:
         row, col = src.index(lon, lat)
-        reach_r, reach_c = int(radius / (0.05 * ky)) + 2, int(radius / (0.05 * kx)) + 2
+        reach_r, reach_c = int(search / (0.05 * ky)) + 2, int(search / (0.05 * kx)) + 2
         window = rasterio.windows.Window(col - reach_c, row - reach_r, 2 * reach_c + 1, 2 * reach_r + 1)
         data = src.read(1, window=window, boundless=True, fill_value=255)
+        transform = src.transform
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
                 value = int(data[i, j])
                 if value == 255:
                     continue
-                clon, clat = src.xy(row - reach_r + i, col - reach_c + j)
+                clon, clat = transform * (col - reach_c + j + 0.5, row - reach_r + i + 0.5)
                 dx, dy = (clon - lon) * kx, (clat - lat) * ky
+                cls = names[value]
+                overlaps = abs(dx) - 0.025 * kx < half and abs(dy) - 0.025 * ky < half
+                if overlaps:
+                    under.add(cls)
+                # The nearest point of the cell to the site, and the distance to it.
+                px = math.copysign(max(abs(dx) - 0.025 * kx, 0.0), dx)
+                py = math.copysign(max(abs(dy) - 0.025 * ky, 0.0), dy)
+                gap = math.hypot(px, py)
+                if gap <= search and (cls not in nearest or gap < nearest[cls][0]):
+                    if px == 0 and py == 0:
+                        px, py = dx, dy
+                    nearest[cls] = (gap, math.degrees(math.atan2(px, py)) % 360)
                 if abs(dx) > radius or abs(dy) > radius:
                     continue
-                cls = names[value]
                 counts[cls] = counts.get(cls, 0) + 1
-                overlaps = abs(dx) - 0.025 * kx < half and abs(dy) - 0.025 * ky < half
                 if not overlaps:
                     sector = COMPASS8[int(((math.degrees(math.atan2(dx, dy)) % 360) + 22.5) // 45) % 8]
                     sectors.setdefault(sector, {})
@@ -355,4 +371,5 @@ def modis_around(lon: float, lat: float, chip_size_m: float) -> dict:
         winners = [c for c, n in found.items() if n == best]
         if len(winners) == 1:
             plurality[sector] = winners[0]
-    return {"near": {c: n / total for c, n in counts.items()}, "sectors": plurality, "radius_km": radius}
+    return {"near": {c: n / total for c, n in counts.items()}, "sectors": plurality, "radius_km": radius,
+            "under": under, "nearest": {c: v for c, v in nearest.items() if c not in under}}  # fmt: skip
