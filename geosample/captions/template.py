@@ -443,9 +443,11 @@ def _quadrant_text(
     regions: dict[str, tuple[ClassShare, ...]], whole: Sequence[ClassShare], by: str, variant: int, rng: random.Random
 ) -> str:
     """The largest class of each quadrant in words ("croplands dominate the north"); "" when no quadrant has one."""
+    # Only classes the captions may name (a map's labels: a class under --min-fraction of the chip is no label).
+    named = {c.code for c in whole}
     largest: dict[str, ClassShare] = {}
     for q, shares in regions.items():
-        if shares and (len(shares) == 1 or shares[0].fraction > shares[1].fraction):
+        if shares and (len(shares) == 1 or shares[0].fraction > shares[1].fraction) and shares[0].code in named:
             largest[q] = shares[0]
     if not largest:
         return ""
