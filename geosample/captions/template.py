@@ -117,6 +117,16 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "The wider surroundings, to about {wide}, are {clauses} on the {source} map{nearest}.",
         "Within about {wide} of the site the {source} map gives {clauses}{nearest}.",
     ),
+    "layout-mixed": (
+        "By the {source} map, no single labelled class is the largest in any quadrant of the chip.",
+        "Across the chip ({source} map), no quadrant has a labelled class larger than all the others.",
+        "The {source} map spreads the labelled classes through every quadrant of the chip, none leading in any.",
+    ),
+    "no-surroundings": (
+        "No map of the land around this {size} chip is available.",
+        "The land around this {size} chip is not mapped in the data.",
+        "Nothing is known of the land around this {size} chip.",
+    ),
     "no-cover": (
         "A {size} chip whose land cover no map or observation gives.",
         "No map or observation gives the land cover of this {size} chip.",
@@ -431,8 +441,8 @@ def layout(context: SampleContext, variant: int, rng: random.Random) -> tuple[st
         level = context.levels[-1]
         regions = {q: tuple(context.regions.get(level, {}).get(q, ())) for q in QUADRANTS}
         text = _quadrant_text(regions, context.labels_at(level), f" by the {_map_name(context)} map", variant, rng)
-        if text:
-            return text, "map"
+        frame = FRAMES["layout-mixed"][variant % FRAMES_PER_FOCUS]
+        return text or w.capital(frame.format(source=_map_name(context))), "map"
     s = context.surroundings
     if s is None or not s.sectors:
         return _no_cover(context, variant), "none"
@@ -520,7 +530,7 @@ def surroundings(context: SampleContext, variant: int, rng: random.Random) -> tu
     """The land cover within about 50 km and the nearest cells of other classes."""
     s = context.surroundings
     if s is None or not s.wide:
-        return _no_cover(context, variant), "none"
+        return FRAMES["no-surroundings"][variant % FRAMES_PER_FOCUS].format(size=w.km(context.chip_size_m)), "none"
     nearest = _nearest_words(context, 2, 0, lead="; the nearest") if s.nearest else _nearest_words(context)
     frame = FRAMES["surroundings"][variant]
     text = frame.format(wide=_radius(s.wide_km), source="MODIS 2019", clauses=share_list(s.wide), nearest=nearest)
