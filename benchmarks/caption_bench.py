@@ -10,12 +10,20 @@ Cases, each in its own fresh Python subprocess (peak RSS is the child's own ``ru
   label row of one of 200 samples of a real global plan labelled with
   ``geosample label`` (cycled), no chips.
 * ``nearest-N``: the nearest place of >= 1000 people to the same N points:
-  geosample's batched k-d tree (``Gazetteer.nearest``) beside the baseline, a
+  geosample's ``Gazetteer.nearest`` (scipy's cKDTree over unit vectors) beside the baseline, a
   numpy brute force over every place (unit-vector dot products in chunks, the
   obvious approach without scipy); the answers are checked to agree.
 * ``openai``: 64 samples against an OpenAI-protocol server on loopback that
   takes 100 ms per answer: ``--concurrency 1`` (the sequential baseline)
   beside ``--concurrency 8``, and a re-run served from the cache.
+* ``quality``: the issue's check (#13): a default ``plan -n 1000``, ``label``,
+  ``caption``; the report's quality figures, and the duplicate rate again with
+  every wording choice fixed to its first option (facts alone).
+* ``neardup-N``: the near-duplicate count over every pair of the 5 N
+  captions of ``template-N``'s dataset: geosample's size-banded sparse
+  products beside the baseline a scipy user would write (the same sparse
+  word-set products over all pairs, in row blocks), interleaved, best of 3,
+  answers checked equal.
 
 Usage::
 
@@ -215,6 +223,119 @@ def _openai(work: Path) -> dict[str, Any]:
     return out
 
 
+def _quality(work: Path) -> dict[str, Any]:
+    import random
+    import warnings
+
+    import geopandas as gpd
+    import pandas as pd
+
+    import geosample.captions.template as template
+    from geosample import plan
+    from geosample.captions import caption
+    from geosample.captions.context import build_contexts
+    from geosample.labels.label import label
+
+    warnings.simplefilter("ignore")
+    ds = work / "quality-1000"
+    if not (ds / "labels.parquet").exists():
+        shutil.rmtree(ds, ignore_errors=True)
+        plan(ds, samples=1000, progress=False)
+        label(ds, progress=False)
+    (ds / "captions.parquet").unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    table = caption(ds, progress=False)
+    wall = time.perf_counter() - t0
+    quality = table.attrs["report"]["quality"]
+
+    class Fixed(random.Random):
+        def randrange(self, *args: object, **kwargs: object) -> int:
+            return 0
+
+    contexts = build_contexts(ds, gpd.read_parquet(ds / "plan.parquet"))
+    original, template.random.Random = template.random.Random, Fixed
+    try:
+        results = template.TemplateCaptioner().caption_results(contexts, 5)
+    finally:
+        template.random.Random = original
+    frame = pd.DataFrame([(c.sample_id, t) for c, r in zip(contexts, results, strict=True) for t in r.captions],
+                         columns=["sample_id", "caption"])  # fmt: skip
+    images = frame.groupby("caption")["sample_id"].nunique()
+    near = quality["near_duplicates"]
+    return {
+        "wall_s": wall,
+        "samples": 1000,
+        "extra": {
+            "duplicate_rate": quality["duplicates"]["rate"],
+            "near_duplicate_pair_rate": near["pair_rate"],
+            "captions_with_near_duplicate": near["caption_rate"],
+            "ngrams": quality["ngrams"],
+            "ceiling": quality["text_to_image_ceiling"],
+            "duplicate_rate_fixed_wording": round(float((frame["caption"].map(images) > 1).mean()), 6),
+        },
+    }
+
+
+def _unbanded(ids: list[str], texts: list[str], threshold: float = 0.8) -> int:
+    """The baseline: sparse word-set products over every pair, in row blocks (no size banding)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import sparse
+
+    from geosample.captions.quality import tokens
+
+    sets = [sorted(set(tokens(t))) for t in texts]
+    vocab: dict[str, int] = {}
+    indptr, indices = [0], []
+    for words in sets:
+        indices.extend(vocab.setdefault(w, len(vocab)) for w in words)
+        indptr.append(len(indices))
+    x = sparse.csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr), shape=(len(texts), len(vocab)))
+    size = np.diff(x.indptr)
+    codes = pd.factorize(np.asarray(ids, dtype=object))[0]
+    found = 0
+    for start in range(0, len(texts), 512):
+        inter = (x[start : start + 512] @ x.T).toarray()
+        union = size[start : start + 512, None] + size[None, :] - inter
+        hit = inter >= threshold * union
+        hit &= np.arange(len(texts))[None, :] > np.arange(start, start + inter.shape[0])[:, None]
+        hit &= codes[start : start + 512, None] != codes[None, :]
+        found += int(hit.sum())
+    return found
+
+
+def _neardup(work: Path, n: int) -> dict[str, Any]:
+    import warnings
+
+    import pandas as pd
+
+    from geosample.captions import caption
+    from geosample.captions.quality import near_duplicates_across
+
+    warnings.simplefilter("ignore")
+    ds = make_dataset(work, n)
+    if not (ds / "captions.parquet").exists():
+        caption(ds, progress=False)
+    table = pd.read_parquet(ds / "captions.parquet", columns=["sample_id", "caption"])
+    ids, texts = table["sample_id"].tolist(), table["caption"].tolist()
+    ours, base = [], []
+    for _ in range(3):
+        t = time.perf_counter()
+        got = near_duplicates_across(ids, texts, limit=len(texts))["near_duplicate_pairs"]
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        expected = _unbanded(ids, texts)
+        base.append(time.perf_counter() - t)
+        assert got == expected, (got, expected)
+    return {
+        "wall_s": min(ours),
+        "samples": n,
+        "captions": len(texts),
+        "extra": {"baseline_unbanded_s": round(min(base), 2), "speedup": round(min(base) / min(ours), 2),
+                  "near_duplicate_pairs": got},
+    }  # fmt: skip
+
+
 def run_case(case: str, work: Path) -> dict[str, Any]:
     """Run one case in this process."""
     t0 = time.perf_counter()
@@ -227,6 +348,10 @@ def run_case(case: str, work: Path) -> dict[str, Any]:
         result = _nearest(work, int(case.split("-")[1]))
     elif case == "openai":
         result = _openai(work)
+    elif case == "quality":
+        result = _quality(work)
+    elif case.startswith("neardup-"):
+        result = _neardup(work, int(case.split("-")[1]))
     else:
         raise SystemExit(f"unknown case {case!r}")
     result.update(case=case, import_s=round(load, 2), peak_rss_mb=_peak_rss_mb())
@@ -258,7 +383,15 @@ def main() -> None:
             continue
         results.append(json.loads(lines[-1][len(RESULT_TAG) :]))
     cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} (shared machine)")  # fmt: skip
+    try:
+        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
+        from threadpoolctl import threadpool_info
+
+        print("BLAS: " + ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()))
+    except ImportError:
+        pass
     print(f"{'case':<18} {'wall s':>8} {'peak RSS MB':>12}  details")
     for r in results:
         print(f"{r['case']:<18} {r['wall_s']:>8.2f} {r['peak_rss_mb']:>12.1f}  {json.dumps(r.get('extra', {}))}")

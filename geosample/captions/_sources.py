@@ -22,12 +22,18 @@ import pandas as pd
 
 from geosample import layers
 from geosample._dataset import CHIPS_FILE, LABELS_FILE, read_config, read_table
+from geosample.captions import _neighbourhood as nb
 from geosample.captions.context import (
     CITY_POPULATION,
     CLIMATE_NAMES,
+    EMBEDDED_MODIS_M,
+    OBSERVED_CLASSES,
+    QUADRANTS,
     REGIONS,
     ClassShare,
+    NearestCover,
     SampleContext,
+    Surroundings,
     display_name,
     sensor_name,
 )
@@ -58,6 +64,7 @@ class ContextBuilder:
         self._where = _Locations(plan, self.lon, self.lat)
         self._labels = _Labels.read(self.ds, self.ids)
         self._chips = _Chips.read(self.ds, self.ids, self.size)
+        self._namer = CoverNames(self._labels.taxonomy if self._labels is not None else None)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,9 +88,69 @@ class ContextBuilder:
                     **self._where.facts(i),
                     **labels,
                     **chips,
+                    surroundings=self._namer.surroundings(
+                        nb.neighbourhood(float(self.lon[i]), float(self.lat[i]), float(self.size[i]))
+                    ),
                 )
             )
         return out
+
+
+class CoverNames:
+    """Names of the embedded MODIS map's IGBP classes in the labels' taxonomy (its ``modis-igbp`` crosswalk).
+
+    Without labels, or with a taxonomy that has no such crosswalk, the IGBP
+    class names themselves are used.
+    """
+
+    def __init__(self, taxonomy: Taxonomy | None) -> None:
+        self.by_value: dict[int, tuple[str, str]] = {}
+        mapping = dict(taxonomy.mappings.get("modis-igbp", {})) if taxonomy is not None else {}
+        for value, igbp in layers.IGBP_CLASSES.items():
+            code = mapping.get(str(value), mapping.get(value)) if mapping else None  # type: ignore[call-overload]
+            if code is not None and taxonomy is not None and str(code) in taxonomy.classes:
+                self.by_value[value] = (str(code), display_name(taxonomy.classes[str(code)].name))
+            else:
+                self.by_value[value] = (f"igbp:{value}", _IGBP_WORDS.get(igbp, igbp.replace("_", " ")))
+
+    def share(self, value: int, fraction: float) -> ClassShare:
+        """A :class:`ClassShare` for an IGBP value."""
+        code, name = self.by_value.get(value, (f"igbp:{value}", f"class {value}"))
+        return ClassShare(code, name, fraction)
+
+    def merged(self, shares: Mapping[int, float]) -> tuple[ClassShare, ...]:
+        """Shares by taxonomy class (IGBP values mapping to one class are summed), largest first."""
+        total: dict[tuple[str, str], float] = {}
+        for value, fraction in shares.items():
+            c = self.share(value, fraction)
+            total[(c.code, c.name)] = total.get((c.code, c.name), 0.0) + fraction
+        out = [ClassShare(code, name, f) for (code, name), f in total.items()]
+        return tuple(sorted(out, key=lambda c: (-c.fraction, c.code)))
+
+    def surroundings(self, n: nb.Neighbourhood) -> Surroundings:
+        """The neighbourhood with its classes named."""
+        near = self.merged(n.near)
+        near_share = {c.code: c.fraction for c in near}
+        under_codes: list[str] = []
+        for value in n.under:
+            code = self.share(value, 0.0).code
+            if code not in under_codes:
+                under_codes.append(code)
+        nearest: list[NearestCover] = []
+        for found in n.nearest:
+            c = self.share(found.value, 0.0)
+            if c.code not in under_codes and all(x.code != c.code for x in nearest):
+                nearest.append(NearestCover(c.code, c.name, found.distance_km, found.direction))
+        return Surroundings(
+            source=nb.SOURCE,
+            near_km=n.near_km,
+            wide_km=n.wide_km,
+            near=near,
+            wide=self.merged(n.wide),
+            sectors={d: self.share(v, near_share.get(self.share(v, 0.0).code, 0.0)) for d, v in n.sectors.items()},
+            under=tuple(self.share(v, near_share.get(self.share(v, 0.0).code, 0.0)) for v in n.under),
+            nearest=tuple(nearest),
+        )
 
 
 def _dates(plan: pd.DataFrame, column: str) -> list[dt.date | None]:
@@ -204,7 +271,8 @@ class _Labels:
         depth_columns = [f"l{d}" for d in range(1, len(taxonomy.levels) + 1)]
         columns = ["fractions", "quadrant_fractions", *depth_columns]
         empty = np.full(len(table), None, dtype=object)
-        arrays = [table[c].to_numpy(dtype=object) if c in table else empty for c in [*columns, "valid_fraction"]]
+        extra = ["valid_fraction", "label_source", "source_resolution_m", "label_year"]
+        arrays = [table[c].to_numpy(dtype=object) if c in table else empty for c in [*columns, *extra]]
         rows = dict(zip(table["sample_id"].astype(str), zip(*arrays, strict=True), strict=True))
         return cls(taxonomy, rows)
 
@@ -212,7 +280,7 @@ class _Labels:
         row = self.rows.get(sample_id)
         if row is None:
             return {}
-        fractions_json, quadrants_json, *codes_per_level, valid = row
+        fractions_json, quadrants_json, *codes_per_level, valid, source, resolution, year = row
         fractions = json.loads(fractions_json) if isinstance(fractions_json, str) else {}
         quadrants = json.loads(quadrants_json) if isinstance(quadrants_json, str) else {}
         classes = {}
@@ -229,6 +297,9 @@ class _Labels:
             "regions": types.MappingProxyType(regions),
             "shares": types.MappingProxyType(shares),
             "valid_fraction": None if valid is None or pd.isna(valid) else float(valid),
+            "label_source": str(source) if _present(source) else None,
+            "map_resolution_m": map_resolution(source, resolution),
+            "map_year": int(year) if _present(year) else None,
         }
 
     def _regions(
@@ -336,11 +407,18 @@ class _Chips:
             resolution = self.sizes[sample_id] / width
         bands = rec.get("bands")
         cloud = rec.get("cloud_cover")
+        measured = rec.get("cloud_fraction")
+        date, period = image_time(rec.get("item_datetime"), rec.get("item_start_datetime"),
+                                  rec.get("item_end_datetime"))  # fmt: skip
         return {
             "collection": rec.get("collection"),
             "item_id": rec.get("item_id"),
             "sensor": sensor_name(rec.get("collection"), rec.get("item_id")),
-            "date": _utc_date(rec.get("item_datetime")),
+            "date": date,
+            "period": period,
+            "observed": observed_json(rec.get("observed")),
+            "observed_regions": observed_quadrants_json(rec.get("observed_quadrants")),
+            "cloud_fraction": float(measured) if _present(measured) else None,
             "resolution_m": resolution,
             "width": width,
             "height": height,
@@ -349,6 +427,53 @@ class _Chips:
             "chip_path": chip,
             "preview_path": preview,
         }
+
+
+def map_resolution(source: object, resolution: object) -> float | None:
+    """The labels' map cell size: ``source_resolution_m``, else the embedded MODIS layer's for its source name."""
+    if _present(resolution):
+        return float(resolution)  # type: ignore[arg-type]
+    if _present(source) and str(source).startswith("modis-igbp@embedded"):
+        return EMBEDDED_MODIS_M
+    return None
+
+
+def image_time(single: object, start: object, end: object) -> tuple[dt.date | None, tuple[dt.date, dt.date] | None]:
+    """The acquisition date (a single ``datetime``, or a range within one day), else the item's period.
+
+    The contract of ``chips.parquet``: a caption may name an acquisition date
+    only when ``item_datetime`` is set and there is no range (or the range is
+    one day); otherwise it names the period.
+    """
+    first, last = _utc_date(start), _utc_date(end)
+    day = _utc_date(single)
+    if first is not None and last is not None and first != last:
+        return None, (first, last)
+    if day is None and first is not None and first == last:
+        return None, (first, last)
+    return day, None
+
+
+def observed_json(value: object, keys: tuple[str, ...] = OBSERVED_CLASSES) -> dict[str, float] | None:
+    """An ``observed`` JSON object as class -> share (only the contract's classes), None when absent."""
+    if not _present(value):
+        return None
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, Mapping):
+        return None
+    out = {str(k): float(v) for k, v in data.items() if str(k) in keys and v is not None and np.isfinite(float(v))}
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0]))) or None
+
+
+def observed_quadrants_json(value: object) -> dict[str, dict[str, float]] | None:
+    """An ``observed_quadrants`` JSON object as quadrant -> class -> share."""
+    if not _present(value):
+        return None
+    data = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(data, Mapping):
+        return None
+    out = {q: observed_json(data.get(q)) or {} for q in QUADRANTS if q in data}
+    return out or None
 
 
 def _utc_date(value: object) -> dt.date | None:
@@ -365,3 +490,27 @@ def _present(value: object) -> bool:
         return not bool(pd.isna(value))
     except (TypeError, ValueError):
         return True
+
+
+def fact_classes(ds: str | Path, plan: pd.DataFrame, taxonomy: Taxonomy | None, ids: set[str]) -> dict[str, set[str]]:
+    """Per sample of ``ids``, the class codes its facts give besides its labels (for the hallucination check).
+
+    These are the classes of the embedded MODIS map around the site (named in
+    the taxonomy) and the observed cover classes of its chip that name a class
+    (open water, bare ground, snow and ice, built-up surfaces).
+    """
+    from geosample.captions.template import OBSERVED_CODES
+
+    rows = plan[plan["sample_id"].astype(str).isin(ids)]
+    namer = CoverNames(taxonomy)
+    out: dict[str, set[str]] = {}
+    for sample_id, lon, lat, size in zip(rows["sample_id"].astype(str), rows["lon"], rows["lat"],
+                                         rows["chip_size_m"], strict=True):  # fmt: skip
+        out[sample_id] = namer.surroundings(nb.neighbourhood(float(lon), float(lat), float(size))).codes
+    chips = read_table(Path(ds), CHIPS_FILE, hint=f"geosample fetch {ds}")
+    if chips is not None and "observed" in chips:
+        ok = chips[(chips["status"] == "ok") & chips["sample_id"].astype(str).isin(ids)]
+        for sample_id, value in zip(ok["sample_id"].astype(str), ok["observed"], strict=True):
+            observed = observed_json(value) or {}
+            out.setdefault(sample_id, set()).update(OBSERVED_CODES[k] for k in observed if k in OBSERVED_CODES)
+    return out

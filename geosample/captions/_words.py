@@ -25,29 +25,89 @@ class Phrase:
         return self.low <= fraction < self.high or (self.high >= 1.0 and fraction >= 1.0 and self.low <= 1.0)
 
 
+_ABOVE_HALF = 0.5 + 1e-9
+
+# One phrase per band of shares, the bands touching without overlap, so a share has exactly one wording and a
+# larger share never gets a smaller word. Each band holds the fraction its words name (a third: 0.29-0.36).
 AMOUNTS = (
     Phrase("all", 0.995, 1.0),
     Phrase("nearly all", 0.90, 0.995),
-    Phrase("most", 0.60, 0.90),
-    Phrase("more than half", 0.51, 0.75),
-    Phrase("about half", 0.42, 0.58),
-    Phrase("a large share", 0.30, 0.50),
-    Phrase("about a third", 0.27, 0.40),
-    Phrase("roughly a quarter", 0.19, 0.31),
-    Phrase("roughly a fifth", 0.15, 0.25),
-    Phrase("about a tenth", 0.07, 0.13),
-    Phrase("a small share", 0.05, 0.15),
-    Phrase("a sliver", 0.0, 0.05),
+    Phrase("most", 0.75, 0.90),
+    Phrase("more than half", _ABOVE_HALF, 0.75),
+    Phrase("about half", 0.45, _ABOVE_HALF),
+    Phrase("about two fifths", 0.36, 0.45),
+    Phrase("about a third", 0.29, 0.36),
+    Phrase("about a quarter", 0.225, 0.29),
+    Phrase("about a fifth", 0.175, 0.225),
+    Phrase("about a sixth", 0.14, 0.175),
+    Phrase("about a tenth", 0.075, 0.14),
+    Phrase("a small share", 0.03, 0.075),
+    Phrase("a sliver", 0.005, 0.03),
 )
-"""Quantities of area, as nouns: "most of the scene", "a small share is ..."."""
+"""Quantities of area, as nouns ("most of the area", "about a third is ..."); below 0.5 % a class is not named."""
 
 ADVERBS = (
     Phrase("entirely", 0.995, 1.0),
     Phrase("almost entirely", 0.90, 0.995),
-    Phrase("mostly", 0.60, 0.90),
-    Phrase("largely", 0.60, 0.90),
+    Phrase("mostly", _ABOVE_HALF, 0.90),
 )
-"""How much of the scene its dominant class covers, as adverbs: "the scene is mostly ..."."""
+"""How much its largest class covers, as adverbs ("the area is mostly ..."): only above one half."""
+
+DOMINANT_SHARE = 0.5
+"""A class "dominates" (or an area is "mostly" it) only when it covers more than this."""
+CLOSE_POINTS = 0.03
+"""Classes whose shares differ by at most this are given one wording (the wording of their mean share)."""
+MIN_NAMED = 0.005
+"""Least share of a class that a caption names."""
+
+
+def amount_words(fraction: float) -> str:
+    """The one quantity phrase of :data:`AMOUNTS` whose band holds ``fraction``."""
+    for phrase in AMOUNTS:
+        if phrase.fits(fraction):
+            return phrase.text
+    return AMOUNTS[-1].text
+
+
+def adverb_words(fraction: float) -> str | None:
+    """The adverb of :data:`ADVERBS` whose band holds ``fraction`` (None at or below one half)."""
+    return next((p.text for p in ADVERBS if p.fits(fraction)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShareGroup:
+    """Classes named together with one quantity phrase: those within :data:`CLOSE_POINTS` of a neighbour."""
+
+    names: tuple[str, ...]
+    shares: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        """The mean share of the group, which its wording describes."""
+        return sum(self.shares) / len(self.shares)
+
+    @property
+    def words(self) -> str:
+        """The group's quantity phrase."""
+        return amount_words(self.mean)
+
+
+def share_groups(shares: Sequence[tuple[str, float]]) -> list[ShareGroup]:
+    """Classes in order of share (largest first, ties by name), chained into groups of close shares.
+
+    Two classes whose shares differ by at most :data:`CLOSE_POINTS` fall in one
+    group (single linkage along the sorted shares), so they are never given
+    different-sized words; classes under :data:`MIN_NAMED` are left out.
+    """
+    ordered = sorted(((n, float(f)) for n, f in shares if f >= MIN_NAMED), key=lambda kv: (-kv[1], kv[0]))
+    groups: list[list[tuple[str, float]]] = []
+    for name, fraction in ordered:
+        if groups and groups[-1][-1][1] - fraction <= CLOSE_POINTS + 1e-12:
+            groups[-1].append((name, fraction))
+        else:
+            groups.append([(name, fraction)])
+    return [ShareGroup(tuple(n for n, _ in g), tuple(f for _, f in g)) for g in groups]
+
 
 SOME_SHARE = 0.10
 """Least share of a region for "some X in the south-west"."""
@@ -73,17 +133,6 @@ QUADRANT_NAMES = {"nw": "north-west", "ne": "north-east", "sw": "south-west", "s
 def pick(rng: random.Random, options: Sequence[str]) -> str:
     """One of ``options``, chosen by ``rng``."""
     return options[rng.randrange(len(options))]
-
-
-def amount(fraction: float, rng: random.Random) -> str:
-    """A quantity phrase true of ``fraction``."""
-    return pick(rng, [p.text for p in AMOUNTS if p.fits(fraction)])
-
-
-def adverb(fraction: float, rng: random.Random) -> str | None:
-    """An adverb true of the dominant class's ``fraction``, or None when none fits."""
-    fitting = [p.text for p in ADVERBS if p.fits(fraction)]
-    return pick(rng, fitting) if fitting else None
 
 
 def region_words(quadrants: frozenset[str], rng: random.Random) -> str:

@@ -63,6 +63,9 @@ class CaptionResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cache_hit: bool | None = None
+    evidence: list[str] | None = None
+    """What each caption's cover statements rest on (``observed``, ``map``, ``observed+map``, ``none``; for change
+    captions ``change``, ``map`` or ``unobservable``), when the backend knows."""
 
 
 @runtime_checkable

@@ -39,7 +39,7 @@ from geosample._dataset import (
     write_section,
     writes_dataset,
 )
-from geosample.captions._sources import ContextBuilder
+from geosample.captions._sources import ContextBuilder, fact_classes
 from geosample.captions.base import (
     Captioner,
     CaptionResult,
@@ -54,6 +54,8 @@ from geosample.captions.context import load_labels_taxonomy
 from geosample.captions.report import caption_report, change_report
 from geosample.errors import DataQualityWarning, DatasetError, PluginError, PluginWarning
 
+CHANGE_FILE = "change.parquet"
+"""Observed change per pair of a site's chips, written by ``geosample label`` (DESIGN.md)."""
 CACHE_DIR = Path(".cache") / "captions"
 """Response cache of model backends, inside ``DS``."""
 REPORT_FILE = Path("report") / "captions.json"
@@ -70,6 +72,7 @@ SCHEMA = pa.schema(
         pa.field("sample_id_before", pa.string()),
         pa.field("sample_id_after", pa.string()),
         pa.field("focus", pa.string()),
+        pa.field("evidence", pa.string()),
         pa.field("seed", pa.int64()),
         pa.field("tags", pa.list_(pa.string())),
         pa.field("usage_prompt_tokens", pa.int64()),
@@ -78,7 +81,9 @@ SCHEMA = pa.schema(
     ]
 )
 """Columns of ``captions.parquet``: DESIGN.md's six, the kind (``scene`` or ``change``) and the pair (change rows:
-the site and both sample ids; ``sample_id`` is the later one's), then focus, seed, tags, token usage and cache hits."""
+the site and both sample ids; ``sample_id`` is the later one's), then focus, the evidence of the caption's cover
+statements (``observed``, ``map``, ``observed+map``, ``none``; change rows ``change``, ``map``, ``unobservable``;
+null when the backend does not say), seed, tags, token usage and cache hits."""
 SCENE, CHANGE = "scene", "change"
 _IDENTITY = ["backend", "model", "prompt_sha256", "seed"]
 
@@ -121,12 +126,22 @@ def caption(
     identity = (captioner.name, captioner.model, captioner.prompt_sha256, seed)
     todo = _todo(ds, scene_old, selected, identity, cfg.n, overwrite)
     pair_todo, pairs_selected = _pairs_todo(ds, plan, change_old, selected, captioner, cfg, seed, overwrite)
-    if not todo and pair_todo.empty:
+    new_change, failed_pairs, change_run = None, [], {}
+    if not pair_todo.empty:
+        new_change, failed_pairs, change_run = _run_changes(captioner, ds, plan, pair_todo, cfg, progress, seed)
+        if failed_pairs and len(failed_pairs) == len(pair_todo) - change_run.get("unobservable", 0):
+            raise PluginError(
+                f"caption backend {captioner.name!r} captioned none of the {len(failed_pairs)} sample pairs "
+                "(see the warnings above); nothing was written"
+            )
+    unobservable = change_run.get("unobservable", 0)
+    if not todo and (new_change is None or new_change.empty) and not failed_pairs:
         table = _restore(ds, existing, order)
         table.attrs["report"] = _saved_report(ds)
         table.attrs["run"] = {"captioned": 0, "skipped": len(selected), "failed": 0}
         if pairs_selected:
-            table.attrs["run"].update(pairs_captioned=0, pairs_skipped=pairs_selected, pairs_failed=0)
+            table.attrs["run"].update(pairs_captioned=0, pairs_skipped=pairs_selected - unobservable,
+                                      pairs_failed=0, pairs_unobservable=unobservable)  # fmt: skip
         return table
     wanted = set(todo)
     new, failed, run = None, [], {}
@@ -136,14 +151,6 @@ def caption(
         if failed and len(failed) == len(builder):
             raise PluginError(
                 f"caption backend {captioner.name!r} captioned none of the {len(builder)} samples "
-                "(see the warnings above); nothing was written"
-            )
-    new_change, failed_pairs, change_run = None, [], {}
-    if not pair_todo.empty:
-        new_change, failed_pairs, change_run = _run_changes(captioner, ds, plan, pair_todo, cfg, progress, seed)
-        if len(failed_pairs) == len(pair_todo):
-            raise PluginError(
-                f"caption backend {captioner.name!r} captioned none of the {len(pair_todo)} sample pairs "
                 "(see the warnings above); nothing was written"
             )
     if failed or failed_pairs:
@@ -165,11 +172,15 @@ def caption(
     labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
     taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
     scene = table[table["kind"] == SCENE].reset_index(drop=True)
-    report = caption_report(scene, labels=labels, taxonomy=taxonomy, run=run, failed=failed)
+    extra = fact_classes(ds, plan, taxonomy, set(scene["sample_id"].astype(str))) if labels is not None else None
+    report = caption_report(
+        scene, labels=labels, taxonomy=taxonomy, run=run, failed=failed, extra=extra, semantic=cfg.semantic
+    )
     changes = table[table["kind"] == CHANGE].reset_index(drop=True)
-    if len(changes):
+    if len(changes) or unobservable:
+        observed = read_table(ds, CHANGE_FILE, hint=f"geosample label {ds}")
         report["change"] = change_report(changes, labels=labels, taxonomy=taxonomy, run=change_run,
-                                         failed=failed_pairs)  # fmt: skip
+                                         failed=failed_pairs, change=observed)  # fmt: skip
     _write(ds, table, report)
     write_section(
         ds,
@@ -190,9 +201,10 @@ def caption(
                           "failed": len(failed)}  # fmt: skip
     if pairs_selected:
         table.attrs["run"].update(
-            pairs_captioned=len(pair_todo) - len(failed_pairs),
+            pairs_captioned=len(pair_todo) - len(failed_pairs) - unobservable,
             pairs_skipped=pairs_selected - len(pair_todo),
             pairs_failed=len(failed_pairs),
+            pairs_unobservable=unobservable,
         )
     return table
 
@@ -270,21 +282,34 @@ def _run_changes(
     builder = ContextBuilder(ds, rows)
     position = {sample_id: i for i, sample_id in enumerate(builder.ids)}
     facts = pd.DataFrame(rows.drop(columns="geometry", errors="ignore")).set_index("sample_id", drop=False)
+    observed = _observed_changes(ds)
     show = sys.stderr.isatty() if progress is None else progress
     columns: dict[str, list[Any]] = {name: [] for name in SCHEMA.names}
     failed: list[str] = []
-    run = {"pairs": len(todo), "requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    run = {"pairs": len(todo), "requests": 0, "cache_hits": 0, "prompt_tokens": 0, "completion_tokens": 0,
+           "unobservable": 0, "unobservable_reasons": {}}  # fmt: skip
     started = time.perf_counter()
     records = todo.to_dict("records")
     with tqdm(total=len(records), unit="pair", desc="change captions", disable=not show, leave=False) as bar:
         for start in range(0, len(records), cfg.batch_size):
             batch = records[start : start + cfg.batch_size]
-            contexts = []
+            contexts, kept = [], []
             for rec in batch:
                 first = builder.batch(position[rec["sample_id_before"]], position[rec["sample_id_before"]] + 1)[0]
                 last = builder.batch(position[rec["sample_id_after"]], position[rec["sample_id_after"]] + 1)[0]
-                contexts.append(change_context(first, last, rec, facts.loc[rec["sample_id_after"]].to_dict()))
-            for rec, result in zip(batch, change_results_of(captioner, contexts, cfg.n), strict=True):
+                found = observed.get((rec["sample_id_before"], rec["sample_id_after"]))
+                context = change_context(first, last, rec, facts.loc[rec["sample_id_after"]].to_dict(), found)
+                if not context.observable:
+                    # No backend is asked about a change the data cannot show; the report counts these pairs.
+                    run["unobservable"] += 1
+                    reasons = run["unobservable_reasons"]
+                    reasons[context.unobservable] = reasons.get(context.unobservable, 0) + 1
+                    continue
+                contexts.append(context)
+                kept.append(rec)
+            batch = kept
+            results = change_results_of(captioner, contexts, cfg.n) if contexts else []
+            for rec, result in zip(batch, results, strict=True):
                 label = f"{rec['sample_id_before']} -> {rec['sample_id_after']}"
                 captions = _checked(captioner, label, result, cfg.n)
                 if captions is None:
@@ -297,9 +322,21 @@ def _run_changes(
                 columns["prompt_sha256"][-added:] = [captioner.change_prompt_sha256] * added
                 for name in PAIR_COLUMNS:
                     columns[name][-added:] = [str(rec[name])] * added
-            bar.update(len(batch))
+            bar.update(len(records[start : start + cfg.batch_size]))
     run["seconds"] = round(time.perf_counter() - started, 3)
     return pd.DataFrame(columns), failed, run
+
+
+def _observed_changes(ds: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Rows of ``change.parquet`` by (before, after) sample ids; empty when the file is absent."""
+    table = read_table(ds, CHANGE_FILE, hint=f"geosample label {ds}")
+    if table is None or table.empty:
+        return {}
+    missing = [c for c in ("sample_id_before", "sample_id_after") if c not in table]
+    if missing:
+        raise DatasetError(f"{ds / CHANGE_FILE} lacks columns {', '.join(missing)}; re-run 'geosample label {ds}'")
+    records = table.to_dict("records")
+    return {(str(r["sample_id_before"]), str(r["sample_id_after"])): r for r in records}
 
 
 def _seed_of(captioner: Captioner, default: int) -> int:
@@ -428,6 +465,7 @@ def _extend(
     """Append one sample's (or pair's) rows to the column lists; pair columns stay null."""
     k = len(captions)
     focus = result.focus if result.focus is not None and len(result.focus) == k else [None] * k
+    evidence = result.evidence if result.evidence is not None and len(result.evidence) == k else [None] * k
     columns["sample_id"] += [sample_id] * k
     columns["caption_index"] += range(k)
     columns["caption"] += captions
@@ -438,6 +476,7 @@ def _extend(
     for name in PAIR_COLUMNS:
         columns[name] += [None] * k
     columns["focus"] += focus
+    columns["evidence"] += evidence
     columns["seed"] += [seed] * k
     columns["tags"] += [list(result.tags) if result.tags else None] * k
     columns["usage_prompt_tokens"] += [result.prompt_tokens] * k
@@ -490,3 +529,27 @@ def _json_default(value: object) -> object:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def refresh_report(ds: str | Path, table: pd.DataFrame, cfg: CaptionConfig) -> dict[str, Any]:
+    """``report/captions.json`` with its quality section, recomputed when it lacks one (or the semantic check).
+
+    A run with nothing to caption keeps the saved report; ``--check`` needs the
+    figures of the current table, so a report from an older version is redone.
+    """
+    ds = Path(ds)
+    report = table.attrs.get("report") or _saved_report(ds)
+    wants_semantic = cfg.semantic and "semantic" not in report.get("quality", {})
+    if report.get("quality") and not wants_semantic:
+        return report
+    plan = read_plan(ds)
+    labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
+    taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
+    scene = table[table["kind"] == SCENE].reset_index(drop=True)
+    extra = fact_classes(ds, plan, taxonomy, set(scene["sample_id"].astype(str))) if labels is not None else None
+    fresh = caption_report(scene, labels=labels, taxonomy=taxonomy, run=report.get("usage", {}).get("this_run", {}),
+                           failed=[], extra=extra, semantic=cfg.semantic)  # fmt: skip
+    if "change" in report:
+        fresh["change"] = report["change"]
+    _write(ds, table, fresh)
+    return fresh

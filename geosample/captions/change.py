@@ -3,10 +3,22 @@
 An event plan (``plan --events``) gives each site a ``before`` and an
 ``after`` row; a revisit plan (``plan --revisits K``) gives it rows
 ``revisit_index`` 0..K-1, paired as (i-1, i). Rows pair only with rows of the
-same chip size, so a multi-scale plan pairs within each size. The change facts
-come from the labels of both samples: each class's whole-chip share before and
-after (at the coarsest and the finest taxonomy level) and the part of the chip
-where it gained or lost most.
+same chip size, so a multi-scale plan pairs within each size.
+
+What changed is known from one of two kinds of evidence, in this order:
+
+1. ``change.parquet`` (written by ``geosample label`` from the two chips): the
+   shares of the pair's jointly valid, cloud-free pixels that gained or lost
+   water or vegetation, burned, or changed snow and ice, per quadrant too
+   (:class:`ObservedChange`; evidence ``change``);
+2. labels of both samples from maps of different years, each at least 8 times
+   finer than the chip (``label_year``, ``source_resolution_m``): each class's
+   share before and after and where it moved most (evidence ``map``).
+
+Otherwise the change cannot be told from the data (both phases labelled from
+one static map, or from a map coarser than the chip): the pair is
+:attr:`ChangeContext.observable` False, and no caption claims change or
+stability for it (``geosample caption`` writes none and the report counts it).
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ import pandas as pd
 
 from geosample.captions.context import MONTHS, QUADRANTS, SampleContext
 
+CHANGE_COLUMNS = ("water_gain", "water_loss", "vegetation_loss", "vegetation_gain", "burned", "snow_ice_change")
+"""Share columns of ``change.parquet`` (DESIGN.md)."""
 CHANGE_MIN = 0.05
 """Least change of a class's share of the chip (as a fraction) that a caption reports as a change."""
 REGION_MIN = 0.10
@@ -67,6 +81,52 @@ class RegionChange(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
+class ObservedChange:
+    """One row of ``change.parquet``: what the two chips show changed, as shares of their jointly valid pixels."""
+
+    shares: Mapping[str, float | None]
+    """Column of :data:`CHANGE_COLUMNS` -> share (None where it could not be measured, e.g. ``burned``)."""
+    quadrants: Mapping[str, Mapping[str, float]]
+    """Quadrant -> column -> share."""
+    valid_fraction: float | None
+
+    def significant(self) -> tuple[tuple[str, float], ...]:
+        """Changes of at least :data:`CHANGE_MIN`, largest first."""
+        found = [(k, float(v)) for k, v in self.shares.items() if v is not None and float(v) >= CHANGE_MIN]
+        return tuple(sorted(found, key=lambda kv: (-kv[1], kv[0])))
+
+    def where(self, column: str) -> frozenset[str]:
+        """Quadrants holding the change most: those with at least half the largest quadrant's share."""
+        values = {q: float(self.quadrants.get(q, {}).get(column) or 0.0) for q in QUADRANTS}
+        best = max(values.values(), default=0.0)
+        if best < REGION_MIN:
+            return frozenset()
+        return frozenset(q for q, v in values.items() if v >= best / 2)
+
+    def to_facts(self) -> dict[str, Any]:
+        """JSON-ready facts."""
+        return {
+            "what": "shares of the two chips' jointly valid, cloud-free pixels, measured on the images",
+            "valid_fraction": self.valid_fraction,
+            **{k: (round(float(v), 3) if v is not None else None) for k, v in self.shares.items()},
+            "by_quadrant": {
+                q: {k: round(float(v), 3) for k, v in d.items() if v is not None} for q, d in self.quadrants.items()
+            },  # fmt: skip
+        }
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ObservedChange:
+        """From a ``change.parquet`` record."""
+        import json
+
+        shares = {k: (None if _text(row.get(k)) is None else float(row[k])) for k in CHANGE_COLUMNS}
+        raw = row.get("quadrants")
+        quadrants = json.loads(raw) if isinstance(raw, str) and raw else {}
+        valid = row.get("valid_fraction")
+        return cls(shares, quadrants, None if _text(valid) is None else float(valid))
+
+
+@dataclasses.dataclass(frozen=True)
 class ChangeContext:
     """Two samples of one site, earlier and later, and what changed between them."""
 
@@ -86,6 +146,22 @@ class ChangeContext:
     """Level -> every class present before or after, largest absolute change first."""
     where: Mapping[str, Mapping[str, RegionChange]] = dataclasses.field(default_factory=dict)
     """Level -> class code -> the area where its share changed most in its direction of change."""
+    observed: ObservedChange | None = None
+    """The pair's row of ``change.parquet``, when the chips were compared."""
+    unobservable: str | None = None
+    """Why the change cannot be told from the data (None when it can)."""
+
+    @property
+    def observable(self) -> bool:
+        """Whether the data can tell what changed (observed change, or labels from maps of two years)."""
+        return self.unobservable is None
+
+    @property
+    def evidence(self) -> str:
+        """``change`` (change.parquet), ``map`` (time-matched labels) or ``unobservable``."""
+        if self.observed is not None:
+            return "change"
+        return "map" if self.unobservable is None else "unobservable"
 
     @property
     def sample_id(self) -> str:
@@ -99,17 +175,18 @@ class ChangeContext:
 
     @property
     def event_words(self) -> str | None:
-        """The event in words: "the wildfire of July 2021"."""
+        """The event in words: "the wildfire of 15 July 2021"."""
         if self.event_type is None:
             return None
         kind = EVENT_WORDS.get(self.event_type.lower(), self.event_type.replace("_", " ").lower())
-        when = f" of {MONTHS[self.event_date.month - 1]} {self.event_date.year}" if self.event_date else ""
+        day = self.event_date
+        when = f" of {day.day} {MONTHS[day.month - 1]} {day.year}" if day else ""
         return f"the {kind}{when}"
 
     @property
     def dates(self) -> tuple[dt.date | None, dt.date | None]:
-        """Acquisition dates (or window starts) of the two samples."""
-        return _when(self.before), _when(self.after)
+        """Acquisition dates of the two samples (None where an image has no single date)."""
+        return self.before.date, self.after.date
 
     @property
     def days_apart(self) -> int | None:
@@ -143,7 +220,12 @@ class ChangeContext:
             }
         else:
             facts["revisit"] = list(self.revisit_index) if self.revisit_index else None
-        if self.has_labels:
+        facts["evidence"] = self.evidence
+        if self.unobservable is not None:
+            facts["change_not_observable"] = self.unobservable
+        if self.observed is not None:
+            facts["observed_change"] = self.observed.to_facts()
+        if self.has_labels and self.observed is None and self.unobservable is None:
             facts["land_cover_change"] = {
                 "threshold": CHANGE_MIN,
                 **{
@@ -166,7 +248,8 @@ class ChangeContext:
 
 def _sample_facts(context: SampleContext) -> dict[str, Any]:
     facts = context.to_facts()
-    facts.pop("land_cover", None)
+    facts.pop("land_cover_map", None)
+    facts.pop("surroundings", None)
     return facts
 
 
@@ -183,10 +266,6 @@ def _where_facts(region: RegionChange | None) -> dict[str, Any]:
 def area_name(quadrants: frozenset[str]) -> str:
     """A plain name for an area of the chip: ``centre``, ``ne``, ``ne+se``..."""
     return "centre" if not quadrants else "+".join(q for q in QUADRANTS if q in quadrants)
-
-
-def _when(context: SampleContext) -> dt.date | None:
-    return context.date or context.start_date
 
 
 def pairs(plan: pd.DataFrame) -> pd.DataFrame:
@@ -218,10 +297,37 @@ def pairs(plan: pd.DataFrame) -> pd.DataFrame:
     return out[columns].reset_index(drop=True)
 
 
+def unobservable_reason(before: SampleContext, after: SampleContext) -> str | None:
+    """Why the labels of a pair cannot show change (None when they can: two map years, both finer than the chip)."""
+    if not (before.has_labels and after.has_labels):
+        return "the two samples have no land-cover labels to compare"
+    for ctx in (before, after):
+        if ctx.map_resolution_m is None:
+            return "the labels' map resolution is unknown"
+        if ctx.map_is_coarse:
+            res = round(ctx.map_resolution_m / 1000, 1)
+            return f"the labels come from a map of ~{res} km cells, coarser than the chip"
+    if before.map_year is None or after.map_year is None:
+        return "the labels do not say which map year they come from"
+    if before.map_year == after.map_year:
+        return f"both samples are labelled from the same {before.map_year} map"
+    return None
+
+
 def change_context(
-    before: SampleContext, after: SampleContext, row: Mapping[str, Any], plan_row: Mapping[str, Any]
+    before: SampleContext,
+    after: SampleContext,
+    row: Mapping[str, Any],
+    plan_row: Mapping[str, Any],
+    observed: Mapping[str, Any] | None = None,
 ) -> ChangeContext:
-    """The :class:`ChangeContext` of a pair (``row`` from :func:`pairs`, ``plan_row`` the later sample's plan row)."""
+    """The :class:`ChangeContext` of a pair (``row`` from :func:`pairs`, ``plan_row`` the later sample's plan row).
+
+    ``observed`` is the pair's ``change.parquet`` record when there is one. The
+    label-based changes are filled in whenever both samples have labels (for
+    backends and tests); :attr:`ChangeContext.unobservable` says whether they
+    may be stated.
+    """
     levels: tuple[str, ...] = ()
     changes: dict[str, tuple[ClassChange, ...]] = {}
     where: dict[str, dict[str, RegionChange]] = {}
@@ -244,6 +350,8 @@ def change_context(
         levels=levels,
         changes=changes,
         where=where,
+        observed=ObservedChange.from_row(observed) if observed is not None else None,
+        unobservable=None if observed is not None else unobservable_reason(before, after),
     )
 
 

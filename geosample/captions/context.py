@@ -53,6 +53,17 @@ _LANDSAT_IDS = {"LC09": "Landsat 9 OLI", "LC08": "Landsat 8 OLI", "LE07": "Lands
                 "LT04": "Landsat 4 TM"}  # fmt: skip
 
 
+OBSERVED_CLASSES = ("water", "vegetation", "bare", "snow_ice", "built")
+"""Observed cover classes of ``chips.parquet``'s ``observed`` column (DESIGN.md)."""
+OBSERVED_WORDS = {"water": "open water", "vegetation": "vegetation", "bare": "bare ground",
+                  "snow_ice": "snow and ice", "built": "built-up surfaces"}  # fmt: skip
+"""Observed classes in words."""
+COARSE_FACTOR = 8
+"""A map whose cells are coarser than 1/8 of the chip side describes the chip's neighbourhood, not the chip."""
+EMBEDDED_MODIS_M = 0.05 * 111_320.0
+"""Cell size of the embedded MODIS layer at the equator (0.05°), used when ``source_resolution_m`` is absent."""
+
+
 class ClassShare(NamedTuple):
     """A taxonomy class and its share of an area (the whole chip or one region); a tuple, cheap by the million."""
 
@@ -114,6 +125,32 @@ class SampleContext:
     valid_fraction: float | None = None
     centre_landcover: str | None = None
     """MODIS IGBP class at the chip centre, in words (from the plan or the embedded layer)."""
+    label_source: str | None = None
+    """Where the labels come from (``label_source`` of ``labels.parquet``)."""
+    map_resolution_m: float | None = None
+    """Cell size of the labels' map on the ground (``source_resolution_m``; the embedded MODIS layer's when absent)."""
+    map_year: int | None = None
+    """Year of the map the labels come from (``label_year``), when known."""
+    period: tuple[dt.date, dt.date] | None = None
+    """First and last day of the chip's source item when it spans a range or is a mosaic (no single date)."""
+    observed: Mapping[str, float] | None = None
+    """Observed cover of the chip's valid, cloud-free pixels (``observed``): class -> share; None when not observed."""
+    observed_regions: Mapping[str, Mapping[str, float]] | None = None
+    """Quadrant -> observed class -> share (``observed_quadrants``)."""
+    cloud_fraction: float | None = None
+    """Share of the chip's valid pixels measured as cloud or shadow."""
+    surroundings: Surroundings | None = None
+    """What the embedded MODIS map shows around the site."""
+
+    @property
+    def map_is_coarse(self) -> bool:
+        """Whether the labels' map is coarser than 1/8 of the chip: it then describes the neighbourhood."""
+        return self.map_resolution_m is not None and self.map_resolution_m > self.chip_size_m / COARSE_FACTOR
+
+    @property
+    def has_observed(self) -> bool:
+        """Whether the chip's cover was observed (at least one class share)."""
+        return bool(self.observed)
 
     @property
     def has_labels(self) -> bool:
@@ -130,16 +167,24 @@ class SampleContext:
         """Year of the acquisition, or of the planned window when it lies within one year."""
         if self.date is not None:
             return self.date.year
-        if self.start_date is not None and self.end_date is not None and self.start_date.year == self.end_date.year:
-            return self.start_date.year
+        start, end = self.span
+        if start is not None and end is not None and start.year == end.year:
+            return start.year
         return None
+
+    @property
+    def span(self) -> tuple[dt.date | None, dt.date | None]:
+        """The days the image may come from: its item's range (or mosaic span), else the planned window."""
+        if self.period is not None:
+            return self.period
+        return self.start_date, self.end_date
 
     @property
     def month(self) -> int | None:
         """Month (1–12) of the acquisition, or of the planned window when it lies within one month."""
         if self.date is not None:
             return self.date.month
-        start, end = self.start_date, self.end_date
+        start, end = self.span
         if start is not None and end is not None and (start.year, start.month) == (end.year, end.month):
             return start.month
         return None
@@ -152,7 +197,7 @@ class SampleContext:
         if self.date is not None:
             block = _SEASON_OF_MONTH[self.date.month]
         else:
-            start, end = self.start_date, self.end_date
+            start, end = self.span
             if start is None or end is None or (end - start).days > 92:
                 return None
             months = pd.date_range(pd.Timestamp(start).replace(day=1), pd.Timestamp(end), freq="MS").month
@@ -170,7 +215,8 @@ class SampleContext:
         """The context as JSON-ready facts (no file paths), for prompts and cache keys."""
         time: dict[str, Any] = {
             "acquired": self.date.isoformat() if self.date else None,
-            "window": [d.isoformat() if d else None for d in (self.start_date, self.end_date)],
+            "image_period": [d.isoformat() for d in self.period] if self.period else None,
+            "planned_window": [d.isoformat() if d else None for d in (self.start_date, self.end_date)],
             "year": self.year,
             "month": MONTHS[self.month - 1] if self.month else None,
             "season": self.season,
@@ -200,8 +246,29 @@ class SampleContext:
                 "cloud_cover": self.cloud_cover,
             },
         }
+        if self.has_observed:
+            facts["observed_cover"] = {
+                "what": "share of the chip's valid, cloud-free pixels in each cover class, measured on the image",
+                "chip": {OBSERVED_WORDS.get(k, k): round(v, 3) for k, v in (self.observed or {}).items()},
+                "quadrants": {
+                    q: {OBSERVED_WORDS.get(k, k): round(v, 3) for k, v in shares.items()}
+                    for q, shares in (self.observed_regions or {}).items()
+                },
+                "cloud_fraction": self.cloud_fraction,
+            }
         if self.has_labels:
-            facts["land_cover"] = {
+            scale = (
+                f"a map of {round(self.map_resolution_m)} m cells, coarser than 1/{COARSE_FACTOR} of the chip: "
+                "its fractions describe the cells around the chip (its neighbourhood), not the chip"
+                if self.map_is_coarse
+                else "fractions of the chip's area"
+            )
+            facts["land_cover_map"] = {
+                "source": self.label_source,
+                "resolution_m": self.map_resolution_m,
+                "year": self.map_year,
+                "describes": "neighbourhood" if self.map_is_coarse else "chip",
+                "note": scale,
                 "taxonomy": self.taxonomy,
                 "labels": {
                     level: [{"name": c.name, "fraction": round(c.fraction, 3)} for c in self.labels_at(level)]
@@ -210,8 +277,62 @@ class SampleContext:
                 "layout": _layout_facts(self),
             }
         else:
-            facts["land_cover"] = {"modis_class_at_centre": self.centre_landcover}
+            facts["land_cover_map"] = {"modis_class_at_centre": self.centre_landcover}
+        if self.surroundings is not None:
+            facts["surroundings"] = self.surroundings.to_facts()
         return facts
+
+
+@dataclasses.dataclass(frozen=True)
+class NearestCover:
+    """The nearest cell of a class that is not under the chip, in the surroundings' map."""
+
+    code: str
+    name: str
+    distance_km: float
+    """From the site to the nearest point of that cell."""
+    direction: str
+    """Compass direction from the site."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Surroundings:
+    """The land cover around a site, from the embedded MODIS 2019 map (0.05° cells), named in the taxonomy."""
+
+    source: str
+    near_km: float
+    """Radius of the near window (half its side), km."""
+    wide_km: float
+    near: tuple[ClassShare, ...]
+    """Classes of the near window's cells with their shares, largest first."""
+    wide: tuple[ClassShare, ...]
+    sectors: Mapping[str, ClassShare]
+    """Compass direction -> the class holding most cells of that sector of the near window (share: of the window)."""
+    under: tuple[ClassShare, ...]
+    """Classes of the cells under the chip (fraction: share of the near window)."""
+    nearest: tuple[NearestCover, ...]
+    """Classes not under the chip, nearest first."""
+
+    @property
+    def codes(self) -> set[str]:
+        """Every class these facts name."""
+        return {c.code for c in (*self.near, *self.wide, *self.sectors.values(), *self.under)} | {
+            n.code for n in self.nearest
+        }
+
+    def to_facts(self) -> dict[str, Any]:
+        """JSON-ready facts."""
+        return {
+            "source": self.source,
+            "what": "land cover of the map's cells around the site, not of the chip itself",
+            "cells_under_chip": [c.name for c in self.under],
+            f"within_{round(self.near_km)}_km": {c.name: round(c.fraction, 3) for c in self.near},
+            f"within_{round(self.wide_km)}_km": {c.name: round(c.fraction, 3) for c in self.wide},
+            "by_direction": {direction: c.name for direction, c in self.sectors.items()},
+            "nearest_other_cover": [
+                {"name": n.name, "distance_km": round(n.distance_km, 1), "direction": n.direction} for n in self.nearest
+            ],
+        }
 
 
 def _layout_facts(context: SampleContext) -> dict[str, list[dict[str, Any]]]:

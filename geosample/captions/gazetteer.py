@@ -2,8 +2,8 @@
 
 Places are GeoNames cities of at least 1000 people (see
 ``geosample/data/gazetteer/PROVENANCE.md``). Nearest-place search is exact
-and vectorised (:class:`NearestIndex`, a k-d tree over unit vectors queried
-a batch at a time), since scipy is not a dependency.
+and vectorised (:class:`NearestIndex`, scipy's ``cKDTree`` over unit
+vectors, queried a batch at a time).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ EARTH_RADIUS_KM = 6371.0088
 COMPASS = ("north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west")
 """Eight compass directions, clockwise from north."""
 ATTRIBUTION = "Place names and locations: GeoNames (https://www.geonames.org/), CC BY 4.0."
-_QUERY_CHUNK = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,54 +86,21 @@ def _chord_to_km(chord: np.ndarray) -> np.ndarray:
 
 
 class NearestIndex:
-    """Exact nearest-neighbour search among fixed points on the sphere.
+    """Exact nearest-neighbour search among fixed points on the sphere: scipy's ``cKDTree`` over unit vectors.
 
-    A balanced k-d tree over the points' unit vectors (the chord orders
-    points as the great-circle distance does), queried for a whole batch at
-    once: each query first takes the best point in the leaf it falls in as
-    an upper bound, then every tree level keeps only the (query, node) pairs
-    whose bounding box may hold something nearer, and the surviving leaves
-    are scanned. Every step is a numpy operation over all pairs.
+    The chord between unit vectors orders points as the great-circle distance
+    does, so the tree's Euclidean nearest point is the nearest on the sphere;
+    the chord is turned back into a great-circle distance. Ties go to the
+    lowest point position, as the tree reports them.
     """
 
     def __init__(self, lon: np.ndarray, lat: np.ndarray, *, leaf_size: int = 16) -> None:
+        from scipy.spatial import cKDTree
+
         self.lon = np.asarray(lon, dtype=np.float64).ravel()
         self.lat = np.asarray(lat, dtype=np.float64).ravel()
         self.xyz = unit_vectors(self.lon, self.lat)
-        n = self.lon.size
-        self.depth = int(np.ceil(np.log2(n / leaf_size))) if n > leaf_size else 0
-        n_leaves = 1 << self.depth
-        bounds = (np.arange(n_leaves + 1, dtype=np.int64) * n) // n_leaves
-        perm = np.arange(n)
-        n_nodes = 2 * n_leaves - 1
-        self._split_dim = np.zeros(n_nodes, dtype=np.int64)
-        self._split_val = np.zeros(n_nodes)
-        self._lo = np.zeros((n_nodes, 3))
-        self._hi = np.zeros((n_nodes, 3))
-        for level in range(self.depth + 1):
-            span = 1 << (self.depth - level)
-            starts = bounds[:n_leaves:span]
-            first = (1 << level) - 1
-            if n:
-                pts = self.xyz[perm]
-                self._lo[first : first + (1 << level)] = np.minimum.reduceat(pts, starts, axis=0)
-                self._hi[first : first + (1 << level)] = np.maximum.reduceat(pts, starts, axis=0)
-            if level == self.depth:
-                break
-            for k in range(1 << level):
-                a, mid, b = bounds[k * span], bounds[k * span + span // 2], bounds[(k + 1) * span]
-                node = first + k
-                dim = int(np.argmax(self._hi[node] - self._lo[node]))
-                seg = perm[a:b]
-                if mid > a:
-                    seg = seg[np.argpartition(self.xyz[seg, dim], mid - a)] if mid < b else seg
-                    perm[a:b] = seg
-                self._split_dim[node] = dim
-                self._split_val[node] = self.xyz[perm[mid], dim] if mid < b else np.inf
-        self._leaf_first = n_leaves - 1
-        width = int(np.max(np.diff(bounds))) if n else 0
-        slots = bounds[:-1, None] + np.arange(width)[None, :]
-        self._leaf_points = np.where(slots < bounds[1:, None], perm[np.minimum(slots, max(n - 1, 0))], -1)
+        self._tree = cKDTree(self.xyz, leafsize=max(1, leaf_size)) if self.lon.size else None
 
     def __len__(self) -> int:
         return self.lon.size
@@ -143,53 +109,10 @@ class NearestIndex:
         """Position of the nearest point and its great-circle distance (km), for each query point."""
         lon = np.asarray(lon, dtype=np.float64).ravel()
         lat = np.asarray(lat, dtype=np.float64).ravel()
-        index = np.full(lon.size, -1, dtype=np.int64)
-        dist2 = np.full(lon.size, np.inf)
-        if len(self) and lon.size:
-            xyz = unit_vectors(lon, lat)
-            for start in range(0, lon.size, _QUERY_CHUNK):
-                part = slice(start, start + _QUERY_CHUNK)
-                index[part], dist2[part] = self._query(xyz[part])
-        return index, np.where(index >= 0, _chord_to_km(np.sqrt(dist2)), np.nan)
-
-    def _query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        m = q.shape[0]
-        rows = np.arange(m)
-        node = np.zeros(m, dtype=np.int64)
-        for _ in range(self.depth):
-            node = 2 * node + 1 + (q[rows, self._split_dim[node]] >= self._split_val[node])
-        index, dist2 = self._scan(q, rows, node - self._leaf_first, m)
-        pair_q, pair_node = rows, np.zeros(m, dtype=np.int64)
-        for _ in range(self.depth):
-            pair_q = np.repeat(pair_q, 2)
-            pair_node = 2 * np.repeat(pair_node, 2) + 1 + np.tile([0, 1], pair_node.size)
-            gap = np.maximum(self._lo[pair_node] - q[pair_q], 0.0) + np.maximum(q[pair_q] - self._hi[pair_node], 0.0)
-            keep = np.einsum("ij,ij->i", gap, gap) <= dist2[pair_q]
-            pair_q, pair_node = pair_q[keep], pair_node[keep]
-        more, more_dist2 = self._scan(q, pair_q, pair_node - self._leaf_first, m)
-        better = (more_dist2 < dist2) | ((more_dist2 == dist2) & (more >= 0) & (more < index))
-        return np.where(better, more, index), np.where(better, more_dist2, dist2)
-
-    def _scan(self, q: np.ndarray, pair_q: np.ndarray, leaf: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The nearest point of each query among the points of its paired leaves."""
-        index = np.full(m, -1, dtype=np.int64)
-        dist2 = np.full(m, np.inf)
-        if pair_q.size == 0:
-            return index, dist2
-        points = self._leaf_points[leaf]
-        diff = self.xyz[np.maximum(points, 0)] - q[pair_q, None, :]
-        d2 = np.where(points >= 0, np.einsum("ijk,ijk->ij", diff, diff), np.inf)
-        best = np.argmin(d2, axis=1)
-        cand = points[np.arange(points.shape[0]), best]
-        cand_d2 = d2[np.arange(points.shape[0]), best]
-        # Per query: smallest distance, ties to the lowest point position.
-        order = np.lexsort((cand, cand_d2, pair_q))
-        first = np.ones(order.size, dtype=bool)
-        first[1:] = pair_q[order][1:] != pair_q[order][:-1]
-        winners = order[first]
-        index[pair_q[winners]] = cand[winners]
-        dist2[pair_q[winners]] = cand_d2[winners]
-        return index, dist2
+        if self._tree is None or lon.size == 0:
+            return np.full(lon.size, -1, dtype=np.int64), np.full(lon.size, np.nan)
+        chord, index = self._tree.query(unit_vectors(lon, lat), k=1)
+        return np.asarray(index, dtype=np.int64), _chord_to_km(np.asarray(chord))
 
 
 @dataclasses.dataclass(frozen=True)

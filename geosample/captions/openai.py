@@ -1,8 +1,9 @@
 """The ``openai`` backend: captions from any OpenAI-compatible Chat Completions endpoint with vision.
 
 For each sample it sends the chip preview (a base64 PNG data URL) and the
-sample's facts with a versioned prompt (``prompts/openai-v1.md``), asks for
-strict JSON (``response_format`` with the schema in ``prompts/openai-v1.json``:
+sample's facts with a versioned prompt (``prompts/openai-v2.md``: visual
+captions grounded in the facts and observations, one focus each, no geometry),
+asks for strict JSON (``response_format`` with the schema in ``prompts/openai-v2.json``:
 ``n`` captions and tags), validates the answer, and caches it under
 ``DS/.cache/captions/`` keyed by the image hash, facts, prompt hash, model,
 ``n`` and seed, so a re-run sends nothing. Requests run on ``concurrency``
@@ -34,14 +35,14 @@ from geosample.captions.base import CaptionResult
 from geosample.captions.change import ChangeContext
 from geosample.captions.change_template import CHANGE_FOCUSES
 from geosample.captions.context import SampleContext
-from geosample.captions.template import FOCUSES
+from geosample.captions.template import FOCUSES, check_focus
 from geosample.errors import ConfigError, PluginWarning
 
 __all__ = ["DEFAULT_ENDPOINT", "EndpointError", "OpenAICaptioner", "Prompt", "load_prompt"]
 
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-PROMPT = "openai-v1"
+PROMPT = "openai-v2"
 CHANGE_PROMPT = "openai-change-v1"
 
 
@@ -149,6 +150,7 @@ class OpenAICaptioner:
         timeout: float | None = None,
         max_retries: int | None = None,
         seed: int = 0,
+        focus: Sequence[str] | str | None = None,
         cache_dir: str | Path | None = None,
         prompt: str = PROMPT,
         change_prompt: str = CHANGE_PROMPT,
@@ -168,9 +170,14 @@ class OpenAICaptioner:
         self.model = model
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         self.seed = int(seed)
+        self.focus = check_focus(focus)
         self.concurrency = concurrency or 4
         self.prompt = load_prompt(prompt)
-        self.prompt_sha256 = self.prompt.sha256
+        mix = "" if self.focus == FOCUSES else ":" + ",".join(self.focus)
+        # Another focus mix asks for other captions: a prompt of its own for resuming and caching.
+        self.prompt_sha256 = (
+            self.prompt.sha256 if not mix else hashlib.sha256((self.prompt.sha256 + mix).encode()).hexdigest()
+        )
         self.change_prompt = load_prompt(change_prompt)
         self.change_prompt_sha256 = self.change_prompt.sha256
         self.cache = CaptionCache(cache_dir)
@@ -223,7 +230,7 @@ class OpenAICaptioner:
         facts = context.to_facts()
         facts.pop("sample_id", None)
         digest = hashlib.sha256(image).hexdigest() if image is not None else None
-        return self._ask(context.sample_id, facts, [image], digest, self.prompt, FOCUSES, n)
+        return self._ask(context.sample_id, facts, [image], digest, self.prompt, self.focus, n)
 
     def _one_change(self, context: ChangeContext, n: int) -> CaptionResult:
         images = [chip_png(context.before), chip_png(context.after)]
@@ -248,7 +255,7 @@ class OpenAICaptioner:
         key = cache_key(
             image_sha256=image_sha256,
             facts=facts,
-            prompt_sha256=prompt.sha256,
+            prompt_sha256=self.prompt_sha256 if prompt is self.prompt else prompt.sha256,
             model=self.model,
             n=n,
             seed=self.seed,

@@ -1,4 +1,4 @@
-"""Caption checks for ``DS/report/captions.json``: lengths, near-duplicates and hallucinated classes."""
+"""Caption checks for ``DS/report/captions.json``: quality, lengths, near-duplicates and hallucinated classes."""
 
 from __future__ import annotations
 
@@ -90,13 +90,22 @@ def near_duplicates(table: pd.DataFrame, threshold: float = NEAR_DUPLICATE_JACCA
     }
 
 
-def hallucinations(table: pd.DataFrame, labels: pd.DataFrame | None, taxonomy: Taxonomy | None) -> dict[str, Any]:
-    """Captions that name a land-cover class the sample's labels do not support."""
+def hallucinations(
+    table: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    taxonomy: Taxonomy | None,
+    extra: Mapping[str, Iterable[str]] | None = None,
+) -> dict[str, Any]:
+    """Captions that name a land-cover class that neither the sample's labels nor its other facts support.
+
+    ``extra``: per sample, further class codes its facts give (the observed
+    cover classes, the classes of the embedded MODIS map around the site).
+    """
     method = (
         "a caption is flagged when it names a class (by its taxonomy name, a part of it or a common synonym; "
         "capitalised words inside a sentence or after a semicolon are taken for place names) that is neither a "
         "label of the sample at any level nor an ancestor of one, nor a finer class under a label the source could "
-        "not resolve further"
+        "not resolve further, nor a class of the sample's observed cover or of the map cells around it"
     )
     if labels is None or taxonomy is None:
         return {"method": method, "checked": False, "reason": "the dataset has no labels.parquet"}
@@ -117,7 +126,8 @@ def hallucinations(table: pd.DataFrame, labels: pd.DataFrame | None, taxonomy: T
         levels = by_sample.get(sample_id)
         if levels is None:
             continue
-        support = lexicon.support(levels)
+        more = list((extra or {}).get(sample_id, ()))
+        support = lexicon.support([*levels[:-1], [*levels[-1], *more]] if levels else [more])
         hit = False
         for r in rows:
             checked += 1
@@ -175,8 +185,12 @@ def caption_report(
     taxonomy: Taxonomy | None,
     run: Mapping[str, Any],
     failed: list[str],
+    extra: Mapping[str, Iterable[str]] | None = None,
+    semantic: bool = False,
 ) -> dict[str, Any]:
-    """The whole ``report/captions.json`` document for a captions table."""
+    """The whole ``report/captions.json`` document for a table of scene captions (the same for every backend)."""
+    from geosample.captions.quality import quality
+
     texts = table["caption"].tolist()
     words = pd.Series([len(text.split()) for text in texts], index=table.index)
     chars = pd.Series([len(text) for text in texts], index=table.index)
@@ -197,9 +211,10 @@ def caption_report(
         "backends": {
             f"{backend} / {model}": int(n) for (backend, model), n in table.groupby(["backend", "model"]).size().items()
         },
+        "quality": quality(table, semantic=semantic),
         "length": {"words": length_stats(words), "chars": length_stats(chars), "by_focus": by_focus},
         "near_duplicates": near_duplicates(table),
-        "hallucination": hallucinations(table, labels, taxonomy),
+        "hallucination": hallucinations(table, labels, taxonomy, extra),
         "usage": usage(table, run),
         "failed_samples": {"count": len(failed), "sample_ids": failed[:MAX_LISTED]},
         "attribution": ATTRIBUTION,
@@ -324,9 +339,19 @@ def change_report(
     taxonomy: Taxonomy | None,
     run: Mapping[str, Any],
     failed: list[str],
+    change: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The ``change`` section of ``report/captions.json``: counts, lengths, duplicates and the direction check."""
+    """The ``change`` section of ``report/captions.json``: counts, evidence, lengths, duplicates, direction checks.
+
+    Label-based captions (evidence ``map``, or unknown) are checked against the
+    labels; captions made from ``change.parquet`` (``change``) against it.
+    """
     from geosample.captions.change import CHANGE_MIN
+    from geosample.captions.quality import evidence_counts
+
+    evidence = table["evidence"] if "evidence" in table else pd.Series([None] * len(table), index=table.index)
+    from_labels = table[evidence.isna() | (evidence == "map")]
+    from_change = table[evidence == "change"]
 
     words = pd.Series([len(text.split()) for text in table["caption"]], index=table.index)
     chars = pd.Series([len(text) for text in table["caption"]], index=table.index)
@@ -337,6 +362,13 @@ def change_report(
     counts = table.groupby(["sample_id_before", "sample_id_after"]).size()
     return {
         "n_pairs": len(counts),
+        "evidence": evidence_counts(table),
+        "unobservable_pairs": {
+            "not_written": int(run.get("unobservable", 0)),
+            "reasons": dict(run.get("unobservable_reasons", {})),
+            "note": "pairs whose change the data cannot show (both phases labelled from one static map, or from a "
+            "map coarser than the chip, and no change.parquet row): no caption is written for them",
+        },
         "n_sites": int(table["site_id"].nunique()),
         "n_captions": len(table),
         "captions_per_pair": {"min": int(counts.min()), "max": int(counts.max())} if len(counts) else {},
@@ -345,7 +377,47 @@ def change_report(
         },
         "length": {"words": length_stats(words), "chars": length_stats(chars), "by_focus": by_focus},
         "near_duplicates": near_duplicates(table),
-        "direction": change_direction(table, labels, taxonomy, CHANGE_MIN),
+        "direction": change_direction(from_labels, labels, taxonomy, CHANGE_MIN),
+        "observed": observed_change_check(from_change, change),
         "usage": usage(table, run),
         "failed_pairs": {"count": len(failed), "pairs": failed[:MAX_LISTED]},
     }
+
+
+_OBSERVED_CLAIM = re.compile(
+    r"(open water appeared on|open water receded from|vegetation was lost on|vegetation grew on|"
+    r"snow and ice changed on)?\s*(almost none|about (\d+)%) of the clear pixels( burned)?",
+    re.I,
+)
+_OBSERVED_COLUMNS = {"open water appeared on": "water_gain", "open water receded from": "water_loss",
+                     "vegetation was lost on": "vegetation_loss", "vegetation grew on": "vegetation_gain",
+                     "snow and ice changed on": "snow_ice_change"}  # fmt: skip
+
+
+def observed_change_check(table: pd.DataFrame, change: pd.DataFrame | None) -> dict[str, Any]:
+    """Whether the shares that captions made from ``change.parquet`` state are the shares it holds."""
+    method = (
+        "each 'open water appeared on / vegetation was lost on ... about N% of the clear pixels' (and 'N% ... burned') "
+        f"is compared with the pair's change.parquet share; it agrees within {MAGNITUDE_TOLERANCE:.0%}"
+    )
+    if change is None or table.empty:
+        return {"method": method, "checked": 0}
+    rows = {(str(r["sample_id_before"]), str(r["sample_id_after"])): r for r in change.to_dict("records")}
+    checked = agree = 0
+    examples: list[dict[str, Any]] = []
+    for rec in table[["sample_id_before", "sample_id_after", "caption"]].itertuples(index=False):
+        row = rows.get((rec.sample_id_before, rec.sample_id_after))
+        if row is None:
+            continue
+        for match in _OBSERVED_CLAIM.finditer(rec.caption):
+            column = "burned" if match.group(4) else _OBSERVED_COLUMNS.get((match.group(1) or "").lower())
+            if column is None:
+                continue
+            stated = 0.0 if match.group(2).lower() == "almost none" else float(match.group(3)) / 100
+            actual = row.get(column)
+            checked += 1
+            ok = actual is not None and not pd.isna(actual) and abs(float(actual) - stated) <= MAGNITUDE_TOLERANCE
+            agree += ok
+            if not ok and len(examples) < 50:
+                examples.append({"sample_id_before": rec.sample_id_before, "caption": rec.caption, "column": column})
+    return {"method": method, "checked": checked, "agree": agree, "disagree": checked - agree, "examples": examples}

@@ -22,6 +22,7 @@ import pandas as pd
 
 from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
+from geosample.captions.report_html import caption_quality_section
 from geosample.export._content import DatasetContent
 from geosample.export._preview import render_png, thumbnail
 
@@ -290,5 +291,16 @@ PLOT_TITLES = {
     "captions": "Captions",
     "spatial": "Spatial uniformity",
 }
-SECTIONS: list[Section] = [_missing_section, _map_section, _tables_section, _plots_section, _gallery_section]
+def _caption_quality_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
+    return caption_quality_section(content.ds)
+
+
+SECTIONS: list[Section] = [
+    _missing_section,
+    _map_section,
+    _tables_section,
+    _caption_quality_section,
+    _plots_section,
+    _gallery_section,
+]
 """The page's sections in order; a new part of the report adds its function here."""

@@ -19,6 +19,7 @@ import yaml
 
 from geosample.captions import caption
 from geosample.captions.caption import SCHEMA
+from geosample.captions.template import FOCUSES
 from geosample.cli import main
 from geosample.errors import DatasetError, PluginError
 
@@ -52,7 +53,8 @@ def test_files_schema_section_and_report(labelled_ds: Path) -> None:
     words = frame["caption"].map(lambda c: len(c.split()))
     assert report["length"]["words"]["mean"] == pytest.approx(words.mean(), abs=0.01)
     assert report["length"]["chars"]["max"] == frame["caption"].str.len().max()
-    assert set(report["length"]["by_focus"]) == {"overview", "composition", "layout", "geography", "sensor"}
+    assert set(report["length"]["by_focus"]) == set(FOCUSES)
+    assert set(frame["evidence"]) <= {"map", "none"} and (frame[frame["focus"] == "place"]["evidence"] == "none").all()
     # Near-duplicates recomputed here: word-set Jaccard over every pair of a sample's captions.
     pairs = [
         len(set(re.findall(r"\w+", a.lower())) & set(re.findall(r"\w+", b.lower())))
@@ -95,8 +97,9 @@ def test_without_labels_one_warning_line_and_fewer_facts(labelled_ds: Path, caps
     assert len(about_labels) == 1 and "without land-cover classes" in about_labels[0]
     table = pd.read_parquet(labelled_ds / "captions.parquet")
     plan = pd.read_parquet(labelled_ds / "plan.parquet").set_index("sample_id")
-    composition = table[table["focus"] == "composition"].set_index("sample_id")["caption"]
-    for sample_id, text in composition.items():
+    # Without labels, the cells of the embedded MODIS map under the chip (the plan's centre class among them).
+    overview = table[table["focus"] == "overview"].set_index("sample_id")["caption"]
+    for sample_id, text in overview.items():
         assert "MODIS" in text and plan.loc[sample_id, "landcover"].replace("_", " ")[:8] in text
     report = json.loads((labelled_ds / "report" / "captions.json").read_text())
     assert report["hallucination"]["checked"] is False
@@ -113,7 +116,8 @@ class _Careless:
         out = []
         for i, context in enumerate(contexts):
             first = context.labels_at("l3")[0].name
-            extra = " Rice fields border a lake." if i % 3 == 0 else " It lies far from Lake Placid."
+            # Vineyards and airports: classes that neither the MODIS labels nor the MODIS surroundings can give.
+            extra = " Vineyards border an airport." if i % 3 == 0 else " It lies far from Lake Placid."
             out.append([f"Mostly {first}.{extra}"] + [f"Caption {k} about {first}." for k in range(1, n)])
         return out
 
@@ -131,12 +135,12 @@ def test_hallucination_flag_names_the_samples(labelled_ds: Path) -> None:
         s
         for i, s in enumerate(order)
         if i % 3 == 0
-        and not (covered("2.1.3", list(labels.loc[s, "l3"])) and covered("8.1.3", list(labels.loc[s, "l3"])))
+        and not (covered("2.2.1", list(labels.loc[s, "l3"])) and covered("1.2.4", list(labels.loc[s, "l3"])))
     ]
     report = table.attrs["report"]["hallucination"]
     assert expected and report["sample_ids"] == expected
     assert report["flagged_captions"] == len(expected)
-    assert set(report["terms"]) <= {"rice fields", "lake"} and report["terms"]
+    assert set(report["terms"]) <= {"vineyards", "airport"} and report["terms"]
     assert all(e["caption_index"] == 0 for e in report["examples"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import importlib.util
@@ -91,6 +92,10 @@ def _context(sample_id: str, whole: dict[str, float], regions: dict[str, dict[st
         country="Greece",
         continent="Europe",
         start_date=dt.date(2021, 5, 1) if sample_id.endswith("b") else dt.date(2021, 8, 1),
+        # Time-matched labels: a 10 m map of each sample's own year, so the labels can show change.
+        label_source="esa-worldcover@stac",
+        map_resolution_m=10.0,
+        map_year=2020 if sample_id.endswith("b") else 2021,
         levels=levels,
         classes={level: tuple(s for s in shares(whole) if s.fraction >= 0.05) for level in levels},
         shares={level: dict(whole) for level in levels},
@@ -133,8 +138,10 @@ def test_template_states_the_direction_and_size_of_every_change(
     # The later image concentrates each class's change in one quadrant pattern (weights averaging 1).
     weights = [dict.fromkeys(CODES, w) for w in (1.6, 1.2, 0.8, 0.4)]
     context = _pair(first, last, weights)
-    captions, focus = change_captions(context, n, seed)
+    result = change_captions(context, n, seed)
+    captions, focus = result.captions, result.focus
     assert len(captions) == n and focus == [CHANGE_FOCUSES[k % 5] for k in range(n)]
+    assert result.evidence == ["map"] * n and context.observable
     assert len(set(captions)) == n
     moved = max(abs(last[c] - first[c]) for c in CODES)
     claims = 0
@@ -162,12 +169,12 @@ def test_a_wildfire_pair_reads_as_the_issue_asks() -> None:
     east = [{"3": 1.0, "2": 1.0, "8": 1.0, "6": 0.0}, {"3": 1.0, "2": 1.0, "8": 1.0, "6": 2.0},
             {"3": 1.0, "2": 1.0, "8": 1.0, "6": 0.0}, {"3": 1.0, "2": 1.0, "8": 1.0, "6": 2.0}]  # fmt: skip
     context = _pair(before, after, east)
-    captions, _ = change_captions(context, 5, 0)
+    captions = change_captions(context, 5, 0).captions
     text = " ".join(captions)
     assert re.search(r"forest and woodland (fell|shrank|declined|decreased) from about 70% to about 20%", text)
     assert re.search(r"bare and sparsely vegetated land (rose|grew|increased|expanded) from almost none to about 50%",
                      text)  # fmt: skip
-    assert "after the wildfire of July 2021" in text
+    assert "after the wildfire of 15 July 2021" in text
     gain = captions[CHANGE_FOCUSES.index("gain")]
     assert "the east" in gain and "about 100%" in gain  # the eastern half went from none to all bare ground
     facts = context.to_facts()
@@ -175,18 +182,131 @@ def test_a_wildfire_pair_reads_as_the_issue_asks() -> None:
     assert bare["change"] == 0.5 and bare["most_in"] == "ne+se" and facts["event"]["type"] == "wildfire"
 
 
-def test_little_changed_and_no_labels() -> None:
+def test_little_changed_only_from_labels_that_can_show_change() -> None:
     same = {"3": 0.52, "2": 0.3, "8": 0.18, "6": 0.0}
     near = {"3": 0.5, "2": 0.32, "8": 0.18, "6": 0.0}
-    captions, _ = change_captions(_pair(same, near, [dict.fromkeys(CODES, 1.0)] * 4), 5, 0)
+    captions = change_captions(_pair(same, near, [dict.fromkeys(CODES, 1.0)] * 4), 5, 0).captions
     assert sum(bool(re.search("little changed|changed little|little change", c)) for c in captions) >= 1
     assert not _CLAIM.search(" ".join(captions))
+
+
+_STABILITY = re.compile(r"little chang|changed little|unchanged|stayed|remains|no change|no gain|no loss|"
+                        r"rose|grew|fell|shrank|increased|decreased|declined|expanded", re.I)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("resolution", "years", "reason"),
+    [
+        (5566.0, (2019, 2019), "coarser than the chip"),  # the embedded MODIS layer for both phases
+        (10.0, (2021, 2021), "same 2021 map"),  # one static map year for both phases
+        (10.0, (None, None), "which map year"),
+        (None, (2020, 2021), "resolution is unknown"),
+    ],
+)
+def test_static_or_coarse_labels_claim_neither_stability_nor_change(
+    resolution: float | None, years: tuple, reason: str
+) -> None:
+    same = {"3": 0.52, "2": 0.3, "8": 0.18, "6": 0.0}
+    other = {"3": 0.1, "2": 0.3, "8": 0.1, "6": 0.5}
+    context = _pair(same, other, [dict.fromkeys(CODES, 1.0)] * 4)
+    context = change_context(
+        dataclasses.replace(context.before, map_resolution_m=resolution, map_year=years[0]),
+        dataclasses.replace(context.after, map_resolution_m=resolution, map_year=years[1]),
+        {"site_id": "s", "kind": "event"}, {"event_type": "wildfire", "event_date": "2021-07-15"},
+    )  # fmt: skip
+    assert not context.observable and reason in context.unobservable and context.evidence == "unobservable"
+    assert "land_cover_change" not in context.to_facts() and reason in context.to_facts()["change_not_observable"]
+    result = change_captions(context, 5, 0)
+    assert result.evidence == ["unobservable"] * 5 and len(set(result.captions)) == 5
+    for text in result.captions:
+        assert not _STABILITY.search(text) and not _CLAIM.search(text), text
+    assert sum(reason in text for text in result.captions) >= 3
     bare = SampleContext("x-b", 1.0, 2.0, 1000.0, start_date=dt.date(2020, 1, 1))
     later = SampleContext("x-a", 1.0, 2.0, 1000.0, start_date=dt.date(2022, 1, 1))
     context = change_context(bare, later, {"site_id": "x", "kind": "revisit"}, {"revisit_index": 1})
-    captions, _ = change_captions(context, 5, 0)
-    assert len(set(captions)) == 5 and not context.has_labels
-    assert any("about 2 years" in c for c in captions) and context.revisit_index == (0, 1)
+    assert not context.observable and "no land-cover labels" in context.unobservable
+
+
+def _observed_pair(row: dict) -> ChangeContext:
+    before = _context("s-b", {"3": 1.0}, {r: {"3": 1.0} for r in REGIONS})
+    after = _context("s-a", {"3": 1.0}, {r: {"3": 1.0} for r in REGIONS})
+    before = dataclasses.replace(before, date=dt.date(2021, 5, 2), map_resolution_m=5566.0)
+    after = dataclasses.replace(after, date=dt.date(2021, 5, 22), map_resolution_m=5566.0)
+    return change_context(before, after, {"site_id": "s", "kind": "event"},
+                          {"event_type": "flood", "event_date": "2021-05-12"}, row)  # fmt: skip
+
+
+CHANGE_WORDS = {"open water appeared on": "water_gain", "open water receded from": "water_loss",
+                "vegetation was lost on": "vegetation_loss", "vegetation grew on": "vegetation_gain",
+                "snow and ice changed on": "snow_ice_change"}  # fmt: skip
+_OBSERVED = re.compile(r"(open water appeared on|open water receded from|vegetation was lost on|vegetation grew on|"
+                       r"snow and ice changed on) (almost none|about (\d+)%) of the clear pixels"
+                       r"(?:, mostly in ([a-z -]+?))?(?=[,.;]| after| between|$)")  # fmt: skip
+_BURNED = re.compile(r"(almost none|about (\d+)%) of the clear pixels burned")
+change_share = st.floats(0.0, 0.7) | st.just(0.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.fixed_dictionaries({k: change_share for k in CHANGE_WORDS.values()}),
+    st.none() | st.floats(0.0, 0.5),
+    st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+    st.integers(1, 10),
+    st.integers(0, 5),
+)
+def test_observed_change_captions_parse_back(
+    shares: dict, burned: float | None, weights: list[float], n: int, seed: int
+) -> None:
+    """Captions made from a change.parquet row (the contract's columns) state its shares, places and event."""
+    total = sum(weights) or 1.0
+    # Each change's quadrant shares: the whole-chip share spread by the weights (mean of the quadrants = the chip).
+    quadrants = {q: {k: min(1.0, v * 4 * weights[i] / total) for k, v in shares.items()}
+                 for i, q in enumerate(QUADRANTS)}  # fmt: skip
+    row = {"site_id": "s", "sample_id_before": "s-b", "sample_id_after": "s-a", "kind": "event", **shares,
+           "burned": burned, "valid_fraction": 0.9, "mask": "change/s/s-b__s-a.tif",
+           "quadrants": json.dumps(quadrants)}  # fmt: skip
+    context = _observed_pair(row)
+    assert context.observable and context.evidence == "change"
+    result = change_captions(context, n, seed)
+    assert result.evidence == ["change"] * n and len(result.captions) == n
+    values = {**shares, "burned": burned}
+    for text in result.captions:
+        assert "little chang" not in text and not _CLAIM.search(text), text
+        assert "9 May" not in text and "the flood of 12 May 2021" in text or "the flood" not in text, text
+        for m in _OBSERVED.finditer(text):
+            column = CHANGE_WORDS[m.group(1)]
+            stated = 0.0 if m.group(2) == "almost none" else int(m.group(3)) / 100
+            assert abs(stated - values[column]) <= 0.025 + 1e-9, (column, stated, values[column], text)
+            if m.group(4):
+                where = {"the north": {"nw", "ne"}, "the south": {"sw", "se"}, "the west": {"nw", "sw"},
+                         "the east": {"ne", "se"}, "the northern half": {"nw", "ne"}, "the southern half": {"sw", "se"},
+                         "the western half": {"nw", "sw"}, "the eastern half": {"ne", "se"}}  # fmt: skip
+                region = where.get(m.group(4)) or next(
+                    ({q} for q, name in zip(QUADRANTS, ("north-west", "north-east", "south-west", "south-east"),
+                                            strict=True) if m.group(4) in (f"the {name}", f"the {name} quadrant")),
+                    None)  # fmt: skip
+                if region is None and m.group(4).startswith("all but the "):
+                    missing = m.group(4).removeprefix("all but the ")
+                    names = dict(zip(("north-west", "north-east", "south-west", "south-east"), QUADRANTS, strict=True))
+                    region = set(QUADRANTS) - {names[missing]}
+                if region is None and m.group(4) in ("the north-west and south-east quadrants",):
+                    region = {"nw", "se"}
+                if region is None and m.group(4) in ("the north-east and south-west quadrants",):
+                    region = {"ne", "sw"}
+                assert region, m.group(4)
+                per_q = {q: quadrants[q][column] for q in QUADRANTS}
+                best = max(per_q.values())
+                # The named quadrants hold the change most: each at least half the largest quadrant's share.
+                assert best >= 0.10 and all(per_q[q] >= best / 2 - 1e-9 for q in region), (per_q, text)
+        for m in _BURNED.finditer(text):
+            stated = 0.0 if m.group(1) == "almost none" else int(m.group(2)) / 100
+            assert burned is not None and abs(stated - burned) <= 0.025 + 1e-9, text
+    moved = [k for k, v in values.items() if v is not None and v >= CHANGE_MIN]
+    first = result.captions[0]
+    if moved:
+        assert _OBSERVED.search(first) or _BURNED.search(first), first
+    else:
+        assert "No change covering 5%" in first or "no change on 5%" in first or "no measured change" in first
 
 
 # --- the stage, offline, end to end ------------------------------------------------------------------------------
@@ -208,7 +328,25 @@ def _dataset(tmp_path: Path, **plan_settings: object) -> Path:
     fetch(ds, stac=str(catalog), collection="synthetic-rgb", resolution=20, progress=False)
     label(ds, LabelConfig(source="stac:synthetic-landcover", stac=str(catalog), scheme="esa-worldcover"),
           progress=False)  # fmt: skip
+    time_matched_labels(ds)
     return ds
+
+
+def time_matched_labels(ds: Path) -> None:
+    """The contract's label columns (wt-fidelity adds them to ``label``): a 20 m map of each sample's own year.
+
+    Before an event the year before the event's; a revisit i the first year plus i.
+    """
+    plan = pd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    labels = pd.read_parquet(ds / "labels.parquet")
+    year = pd.Series(2021, index=plan.index)
+    if "phase" in plan:
+        year[plan["phase"] == "before"] = 2020
+    if "revisit_index" in plan:
+        year = 2020 + plan["revisit_index"].fillna(0).astype(int)
+    labels["label_year"] = labels["sample_id"].map(year).astype("int64")
+    labels["source_resolution_m"] = 20.0
+    labels.to_parquet(ds / "labels.parquet", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +393,8 @@ def test_event_plan_gets_change_captions_naming_the_events_change(
         assert grew > CHANGE_MIN  # independent of the captions: the labels show the event's change
         text = " ".join(rows["caption"])
         assert re.search(rf"{words} (rose|grew|increased|expanded) from", text), text
-        assert f"the {'wildfire' if kind == 'wildfire' else 'flood'} of July 2021" in text
+        assert re.search(f"the {'wildfire' if kind == 'wildfire' else 'flood'} of 1[45] July 2021", text), text
+        assert set(rows["evidence"]) == {"map"}
     report = json.loads((events_ds / "report" / "captions.json").read_text())
     assert report["n_captions"] == len(scene) and report["change"]["n_pairs"] == 4
     direction = report["change"]["direction"]
@@ -370,15 +509,15 @@ def test_openai_sends_both_images_with_the_change_prompt(
     image_of = {}
     for request in scene_requests:
         (image,) = request.images
-        image_of[(request.facts["location"]["lat"], request.facts["time"]["window"][0])] = image
+        image_of[(request.facts["location"]["lat"], request.facts["time"]["planned_window"][0])] = image
     for request in pair_requests:
         facts = request.facts
         assert "describing change between two" in request.body["messages"][0]["content"]
         assert request.body["response_format"]["json_schema"]["name"] == "geosample_change_captions"
         first, last = request.images
         # The earlier image first: each equals the image sent for that sample's own scene captions.
-        assert first == image_of[(facts["before"]["location"]["lat"], facts["before"]["time"]["window"][0])]
-        assert last == image_of[(facts["after"]["location"]["lat"], facts["after"]["time"]["window"][0])]
+        assert first == image_of[(facts["before"]["location"]["lat"], facts["before"]["time"]["planned_window"][0])]
+        assert last == image_of[(facts["after"]["location"]["lat"], facts["after"]["time"]["planned_window"][0])]
         assert first != last and facts["event"]["type"] in {"wildfire", "flood"}
         assert facts["land_cover_change"]["l1"] and "change: the main change" in request.user_text
     assert change.groupby("sample_id").size().eq(4).all() and change["caption"].str.startswith("Change caption").all()
@@ -393,3 +532,71 @@ def test_openai_sends_both_images_with_the_change_prompt(
         change.drop(columns="cache_hit"),
         pd.read_parquet(events_ds / "captions.parquet").query("kind == 'change'").drop(columns="cache_hit"),
     )
+
+
+def _change_table(ds: Path) -> pd.DataFrame:
+    """A change.parquet with exactly the contract's columns: a planted flood and burn for each event pair."""
+    plan = pd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    rows = []
+    for k, rec in enumerate(pairs(plan.reset_index()).itertuples(index=False)):
+        flood = plan.loc[rec.sample_id_after, "event_type"] == "flood"
+        shares = {"water_gain": 0.47 if flood else 0.0, "water_loss": 0.0, "vegetation_loss": 0.44 if flood else 0.3,
+                  "vegetation_gain": 0.01, "burned": None if flood else 0.28, "snow_ice_change": 0.0}  # fmt: skip
+        west = {c: (2 * v if c in ("water_gain", "vegetation_loss") else v) if v is not None else None
+                for c, v in shares.items()}  # fmt: skip
+        east = {c: (0.0 if c in ("water_gain", "vegetation_loss") else v) for c, v in shares.items()}
+        quadrants = {"nw": west, "sw": west, "ne": east, "se": east}
+        rows.append({"site_id": rec.site_id, "sample_id_before": rec.sample_id_before,
+                     "sample_id_after": rec.sample_id_after, "kind": "event", **shares,
+                     "valid_fraction": 0.93 - k / 100,
+                     "mask": f"change/{rec.site_id}/{rec.sample_id_before}__{rec.sample_id_after}.tif",
+                     "quadrants": json.dumps({q: {c: v for c, v in d.items() if v is not None}
+                                              for q, d in quadrants.items()})})  # fmt: skip
+    table = pd.DataFrame(rows)
+    table["burned"] = table["burned"].astype("float64")
+    table.to_parquet(ds / "change.parquet", index=False)
+    return table
+
+
+def test_stage_writes_change_captions_from_change_parquet(events_ds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    observed = _change_table(events_ds).set_index(["sample_id_before", "sample_id_after"])
+    code, out, err = run(["caption", str(events_ds), "--no-progress", "--check"], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    change = table[table["kind"] == "change"]
+    assert len(change) == 5 * len(observed) and set(change["evidence"]) == {"change"}
+    plan = pd.read_parquet(events_ds / "plan.parquet").set_index("sample_id")
+    for (first, last), rows in change.groupby(["sample_id_before", "sample_id_after"]):
+        row = observed.loc[(first, last)]
+        text = " ".join(rows["caption"])
+        if plan.loc[last, "event_type"] == "flood":
+            # The issue's example: water appeared on about half of the chip, mostly in the west, after the flood.
+            assert re.search(r"open water appeared on about 45% of the clear pixels, mostly in the (west|western half)",
+                             text), text  # fmt: skip
+            assert "burned" not in text  # no swir22/nir: burned is null, so nothing is said about it
+        else:
+            assert "about 30% of the clear pixels burned" in text and "open water appeared on about" not in text
+        assert "little chang" not in text and " 9 May 2012" not in text
+        for m in re.finditer(r"(\d+)% of the pixels (?:were )?clear in both", text):
+            assert abs(int(m.group(1)) / 100 - row["valid_fraction"]) <= 0.025 + 1e-9, text
+    report = json.loads((events_ds / "report" / "captions.json").read_text())["change"]
+    assert report["evidence"] == {"change": len(change)}
+    assert report["observed"]["checked"] >= 8 and report["observed"]["disagree"] == 0
+    assert "change captions: 4 pairs (change 20)" in out
+
+
+def test_stage_writes_nothing_for_unobservable_pairs_and_counts_them(
+    events_ds: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both phases labelled from one static map year: the labels cannot show change, and there is no change.parquet.
+    labels = pd.read_parquet(events_ds / "labels.parquet").assign(label_year=2021)
+    labels.to_parquet(events_ds / "labels.parquet", index=False)
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0, err
+    table = pd.read_parquet(events_ds / "captions.parquet")
+    assert set(table["kind"]) == {"scene"}
+    report = json.loads((events_ds / "report" / "captions.json").read_text())["change"]
+    assert report["unobservable_pairs"]["not_written"] == 4
+    assert report["unobservable_pairs"]["reasons"] == {"both samples are labelled from the same 2021 map": 4}
+    code, out, err = run(["caption", str(events_ds), "--no-progress"], capsys)
+    assert code == 0 and "nothing to do" in out, err

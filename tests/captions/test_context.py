@@ -16,6 +16,7 @@ import rasterio
 import yaml
 from captions.conftest import LANDSAT, write_chips
 from captions.truth import CLASSES, roll, season_of
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -23,6 +24,7 @@ from PIL import Image
 from geosample import layers
 from geosample.captions._preview import chip_png, render_png, rgb_bands
 from geosample.captions.context import SampleContext, build_contexts, display_name, sensor_name
+from geosample.cli import cli
 from geosample.errors import DataQualityWarning, DatasetError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no chips.parquet:geosample.errors.DataQualityWarning")
@@ -75,7 +77,9 @@ def test_labels_locations_and_chips(chipped_ds: Path) -> None:
         facts = context.to_facts()
         text = json.dumps(facts)
         assert str(chipped_ds) not in text and facts["time"]["acquired"] == context.date.isoformat()
-        assert facts["land_cover"]["labels"]["l3"][0]["name"] == context.labels_at("l3")[0].name
+        assert facts["land_cover_map"]["labels"]["l3"][0]["name"] == context.labels_at("l3")[0].name
+        # The embedded MODIS labels (0.05°) are far coarser than a 2.56 km chip: they describe its neighbourhood.
+        assert facts["land_cover_map"]["describes"] == "neighbourhood" and context.map_is_coarse
 
 
 def test_several_collections_first_ok_row_and_no_resolution_column(labelled_ds: Path) -> None:
@@ -173,3 +177,100 @@ def test_rendered_preview_is_a_2_98_stretch_of_the_rgb_bands() -> None:
     assert rgb_bands(["nir", "Blue", "green", "red"]) == [3, 2, 1]
     assert rgb_bands(["B02", "B03", "B04", "B08"]) == [2, 1, 0]
     assert rgb_bands(["a", "b"]) == [0] and rgb_bands(["x", "y", "z"]) == [0, 1, 2]
+
+
+def _contract_columns(ds: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """chips.parquet and labels.parquet given the columns wt-fidelity's fetch and label add (contracts.md)."""
+    chips = write_chips(ds)
+    n = len(chips)
+    observed, quadrants = [], []
+    for i in range(n):
+        if i % 2:
+            observed.append(None)  # bands that support no observation
+            quadrants.append(None)
+            continue
+        # Sample 0 is mostly open water, whatever its map says: the captions must say they disagree.
+        water = 0.85 if i == 0 else 0.05 + 0.02 * i
+        whole = {"water": water, "vegetation": round(0.9 - water, 4), "bare": 0.05}
+        observed.append(json.dumps(whole))
+        quadrants.append(json.dumps({"nw": {"water": 1.0, "vegetation": 0.0, "bare": 0.0},
+                                     "ne": {"water": 0.2, "vegetation": 0.7, "bare": 0.1},
+                                     "sw": whole, "se": {"water": 0.0, "vegetation": 0.9, "bare": 0.1}}))  # fmt: skip
+    chips["nodata_fraction"] = 0.0
+    chips["cloud_fraction"] = [0.01 * i if i % 2 == 0 else None for i in range(n)]
+    chips["cloud_method"] = ["spectral" if i % 2 == 0 else None for i in range(n)]
+    chips["observed"], chips["observed_quadrants"] = observed, quadrants
+    # Every third item has only a range (item_datetime null): a period, never a date.
+    ranged = np.arange(n) % 3 == 1
+    chips["item_start_datetime"] = pd.to_datetime(np.where(ranged, "1999-04-15", None), utc=True)
+    chips["item_end_datetime"] = pd.to_datetime(np.where(ranged, "2025-06-04", None), utc=True)
+    chips.loc[ranged, "item_datetime"] = pd.NaT
+    chips["replaces"] = None
+    chips.to_parquet(ds / "chips.parquet", index=False)
+    labels = pd.read_parquet(ds / "labels.parquet")
+    labels["label_source"], labels["label_year"], labels["source_resolution_m"] = "esa-worldcover@stac", 2021, 10.0
+    labels.to_parquet(ds / "labels.parquet", index=False)
+    return chips, labels
+
+
+def test_observed_cover_map_evidence_and_dates_from_the_contract_columns(labelled_ds: Path) -> None:
+    from captions.test_template import OBSERVED_NAMES
+    from captions.truth import check_quadrants, check_shares
+
+    chips, labels = _contract_columns(labelled_ds)
+    contexts = _contexts(labelled_ds)
+    chips = chips.set_index("sample_id")
+    for sample_id, context in contexts.items():
+        row = chips.loc[sample_id]
+        assert not context.map_is_coarse and context.map_year == 2021 and context.map_resolution_m == 10.0
+        if pd.isna(row["item_datetime"]):
+            assert context.date is None and context.period == (dt.date(1999, 4, 15), dt.date(2025, 6, 4))
+        else:
+            assert context.date == row["item_datetime"].date() and context.period is None
+        assert (context.observed is None) == pd.isna(row["observed"])
+    result = CliRunner().invoke(cli, ["caption", str(labelled_ds), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(labelled_ds / "captions.parquet")
+    labels = labels.set_index("sample_id")
+    for sample_id, rows in table.groupby("sample_id"):
+        texts = dict(zip(rows["focus"], rows["caption"], strict=True))
+        evidence = dict(zip(rows["focus"], rows["evidence"], strict=True))
+        chip = chips.loc[sample_id]
+        finest = {CLASSES[c][0]: v for c, v in roll(json.loads(labels.loc[sample_id, "fractions"]), 3).items()
+                  if c in labels.loc[sample_id, "l3"]}  # fmt: skip
+        if pd.notna(chip["observed"]):
+            seen = {OBSERVED_NAMES[k]: v for k, v in json.loads(chip["observed"]).items()}
+            assert (
+                evidence["composition"] == evidence["overview"] == "observed+map" and evidence["layout"] == "observed"
+            )
+            head, _, tail = texts["composition"].partition("; by the ESA WorldCover 2021 map, ")
+            assert check_shares(head, seen) >= 2 and check_shares(tail.split("; the image")[0], finest) >= 1
+            quads = {q: {OBSERVED_NAMES[k]: v for k, v in d.items()}
+                     for q, d in json.loads(chip["observed_quadrants"]).items()}  # fmt: skip
+            assert check_quadrants(texts["layout"], quads, set(OBSERVED_NAMES.values())) >= 1
+            # Disagreement, worked out here: the cover each first-level map class would show, against the image.
+            cover_of = {"1": "built", "2": "vegetation", "3": "vegetation", "4": "vegetation", "5": "vegetation",
+                        "6": "bare", "7": "snow_ice", "8": "water"}  # fmt: skip
+            image = json.loads(chip["observed"])
+            implied: dict[str, float] = {}
+            for code in labels.loc[sample_id, "l1"]:
+                share = roll(json.loads(labels.loc[sample_id, "fractions"]), 1)[code]
+                if cover_of[code] in image:
+                    implied[cover_of[code]] = implied.get(cover_of[code], 0.0) + share
+            tv = 0.5 * sum(abs(image[k] / sum(image.values()) - implied.get(k, 0.0) / sum(implied.values()))
+                           for k in image) if implied else 0.0  # fmt: skip
+            assert ("the image and the map disagree" in texts["composition"]) == (tv >= 0.5), (tv, texts)
+        else:
+            assert evidence["composition"] == "map" and "ESA WorldCover 2021" in texts["composition"]
+            assert check_shares(texts["composition"], finest) >= 1
+        assert evidence["surroundings"] == "map" and "MODIS 2019" in texts["surroundings"]
+        if pd.isna(chip["item_datetime"]):
+            assert "imaged on" not in texts["place"] and "period 15 April 1999 to 4 June 2025" in texts["place"]
+        else:
+            day = chip["item_datetime"]
+            assert f"imaged on {day.day} {day:%B} {day.year}" in texts["place"]
+    report = json.loads((labelled_ds / "report" / "captions.json").read_text())
+    counts = report["quality"]["evidence"]
+    observed = int(chips["observed"].notna().sum())
+    assert counts["observed+map"] == 2 * observed and counts["observed"] == observed
+    assert report["hallucination"]["flagged_captions"] == 0  # "open water" is a fact of the chip, not invented

@@ -107,9 +107,17 @@ def test_five_model_captions_per_sample_with_usage_and_images(
     assert "requests: 24, cache hits: 0" in out
     prompt = load_prompt()
     expected = hashlib.sha256(
-        (PROMPTS / "openai-v1.md").read_bytes() + b"\0" + (PROMPTS / "openai-v1.json").read_bytes()
+        (PROMPTS / "openai-v2.md").read_bytes() + b"\0" + (PROMPTS / "openai-v2.json").read_bytes()
     )
     assert set(table["prompt_sha256"]) == {prompt.sha256} == {expected.hexdigest()}
+    # Prompt v2: five visual-first foci, no geometry, the evidence rules; the report is the template's own.
+    text = openai_server.requests[0].user_text
+    assert "overview, composition, layout, surroundings, place" in text and "No caption gives the projection" in text
+    assert "never as the date of an image" in text and "dominates" in text
+    assert list(table["focus"].unique()) == ["overview", "composition", "layout", "surroundings", "place"]
+    quality = report["quality"]
+    assert quality["evidence"] == {"unknown": len(table)} and set(quality["focus"]) == set(table["focus"])
+    assert quality["duplicates"]["captions"] == len(table) and "R@1" in quality["text_to_image_ceiling"]
 
 
 def test_rerun_is_free_thanks_to_the_cache(

@@ -11,6 +11,8 @@ great-circle computation.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,24 +20,36 @@ from pathlib import Path
 
 import yaml
 
-AMOUNT_MEANING = {
-    "all": (0.99, 1.0),
-    "nearly all": (0.85, 1.0),
-    "most": (0.5, 1.0),
-    "more than half": (0.5, 1.0),
-    "about half": (0.35, 0.65),
-    "a large share": (0.25, 0.6),
-    "about a third": (0.2, 0.45),
-    "roughly a quarter": (0.15, 0.35),
-    "roughly a fifth": (0.1, 0.3),
-    "about a tenth": (0.05, 0.15),
-    "a small share": (0.0, 0.2),
-    "a sliver": (0.0, 0.06),
-    "entirely": (0.99, 1.0),
-    "almost entirely": (0.85, 1.0),
-    "mostly": (0.5, 1.0),
-    "largely": (0.5, 1.0),
+AMOUNT_BANDS = {
+    "all": (0.995, 1.0),
+    "nearly all": (0.90, 0.995),
+    "most": (0.75, 0.90),
+    "more than half": (0.5, 0.75),
+    "about half": (0.45, 0.5),
+    "about two fifths": (0.36, 0.45),
+    "about a third": (0.29, 0.36),
+    "about a quarter": (0.225, 0.29),
+    "about a fifth": (0.175, 0.225),
+    "about a sixth": (0.14, 0.175),
+    "about a tenth": (0.075, 0.14),
+    "a small share": (0.03, 0.075),
+    "a sliver": (0.005, 0.03),
 }
+"""The README's table of share words, written out here: each phrase and the band of shares it may describe."""
+SIZE_ORDER = list(AMOUNT_BANDS)
+"""Phrases from the largest to the smallest."""
+ADVERB_BANDS = {"entirely": (0.995, 1.0), "almost entirely": (0.90, 0.995), "mostly": (0.5, 0.90)}
+AMOUNT_MEANING = {**AMOUNT_BANDS, **ADVERB_BANDS}
+
+
+def in_band(phrase: str, value: float) -> bool:
+    """Whether ``value`` lies in the phrase's band (bounds inclusive, "more than half" strictly above one half)."""
+    low, high = AMOUNT_MEANING[phrase]
+    if phrase in ("more than half", "mostly"):
+        return 0.5 < value <= high + 1e-9
+    return low - 1e-9 <= value <= high + 1e-9
+
+
 Q = ("nw", "ne", "sw", "se")
 NAMES = ("north-west", "north-east", "south-west", "south-east")
 REGION_MEANING = {
@@ -127,23 +141,64 @@ def _clauses(caption: str, truth: Truth) -> tuple[list[str], list[str], list[str
     return clauses, classes, regions
 
 
-def check_composition(caption: str, truth: Truth) -> int:
-    """Every (proportion, class) pair fits the class's share at some level; returns the pairs checked."""
-    clauses, classes, _ = _clauses(caption, truth)
+def parse_shares(text: str, names: set[str]) -> list[tuple[tuple[str, ...], str, int | None]]:
+    """The share statements of a caption, in reading order: (class names, phrase, exact percent or None).
+
+    They read "croplands (more than half, 58%)", "grassland and savanna (about a fifth each)" or "only X".
+    """
+    name = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    phrase = "|".join(re.escape(p) for p in sorted(AMOUNT_BANDS, key=len, reverse=True))
+    group = rf"((?:{name})(?:(?:, | and )(?:{name}))*)"
+    found = []
+    for m in re.finditer(rf"(?<![\w-]){group} \(({phrase})( each)?(?:, (\d+)%)?\)", text):
+        members = tuple(re.findall(rf"(?:{name})", m.group(1)))
+        found.append((members, m.group(2), int(m.group(4)) if m.group(4) else None))
+    for m in re.finditer(rf"\bonly ({name})\b", text):
+        found.append(((m.group(1),), "all", None))
+    return found
+
+
+def check_shares(text: str, shares: dict[str, float]) -> int:
+    """Parse-back of share words against the true shares: bands, order, exact percentages, close shares.
+
+    Every phrase must lie in its band for the mean of the classes it names;
+    classes must come largest first; two classes named within 3 points must
+    have one phrase; an exact percentage is the class's share rounded.
+    Returns the statements checked.
+    """
+    statements = parse_shares(text, set(shares))
+    assert statements, f"no share statement in {text!r}"
+    phrase_of: dict[str, str] = {}
+    previous = 2.0
+    for members, phrase, exact in statements:
+        values = [shares[n] for n in members]
+        mean = sum(values) / len(values)
+        assert in_band(phrase, mean), f"{phrase!r} for {members} at {values}: {text}"
+        assert max(values) <= previous + 1e-9, f"classes out of order at {members}: {text}"
+        previous = min(values)
+        if exact is not None:
+            assert len(members) == 1 and exact == round(100 * values[0]), (members, exact, values, text)
+        for n in members:
+            phrase_of[n] = phrase
+    for a, b in itertools.combinations(phrase_of, 2):
+        if abs(shares[a] - shares[b]) <= 0.03 + 1e-9:
+            assert phrase_of[a] == phrase_of[b], f"{a} {shares[a]:.3f} and {b} {shares[b]:.3f} worded apart: {text}"
+    return len(statements)
+
+
+def check_quadrants(text: str, regions: dict[str, dict[str, float]], names: set[str]) -> int:
+    """ "X dominates REGION" (largest there and above one half in each quadrant) and "X is the largest class in
+    REGION" (largest in each quadrant); returns the statements checked."""
+    name = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    region = "|".join(re.escape(r) for r in sorted(REGION_MEANING, key=len, reverse=True))
     checked = 0
-    for clause in clauses:
-        ids = [int(i) for i in re.findall(r"<c(\d+)>", clause)]
-        if not ids:
-            continue
-        assert len(ids) == 1, clause
-        name = classes[ids[0]]
-        phrases = sorted(AMOUNT_MEANING, key=len, reverse=True)
-        phrase = next((p for p in phrases if re.search(rf"(?<![\w-]){p}(?![\w-])", clause)), None)
-        assert phrase is not None, f"no proportion for {name!r} in {caption!r}"
-        low, high = AMOUNT_MEANING[phrase]
-        fractions = [s[name] for s in truth.shares.values() if name in s]
-        assert fractions, f"{name!r} is not a label: {caption}"
-        assert any(low - 1e-9 <= f <= high + 1e-9 for f in fractions), f"{phrase!r} {name!r} but {fractions}: {caption}"
+    for m in re.finditer(rf"({name}) (dominates?|(?:is|are) the largest class in) ({region})\b", text):
+        cls, verb, where = m.group(1), m.group(2), REGION_MEANING[m.group(3)]
+        for q in where:
+            shares = regions[q]
+            assert _dominant(shares, cls), (cls, q, shares, text)
+            if verb.startswith("dominate"):
+                assert shares[cls] > 0.5, (cls, q, shares, text)
         checked += 1
     return checked
 
@@ -151,35 +206,6 @@ def check_composition(caption: str, truth: Truth) -> int:
 def _dominant(shares: dict[str, float], name: str) -> bool:
     value = shares.get(name, 0.0)
     return value > 0 and all(value > v for other, v in shares.items() if other != name)
-
-
-def check_layout(caption: str, truth: Truth) -> int:
-    """Every (class, region) statement holds at one level; returns the statements checked."""
-    clauses, classes, regions = _clauses(caption, truth)
-    statements = []
-    for clause in clauses:
-        cls = [int(i) for i in re.findall(r"<c(\d+)>", clause)]
-        reg = [int(i) for i in re.findall(r"<r(\d+)>", clause)]
-        if not cls and not reg:
-            continue
-        if not reg and "at the centre" not in clause:
-            raise AssertionError(f"a class without a region in {caption!r}: {clause!r}")
-        assert len(cls) == 1, clause
-        where = REGION_MEANING[regions[reg[0]]] if reg else {"centre"}
-        statements.append((classes[cls[0]], where, "some" in clause.split()))
-    assert statements, caption
-    for by_region in truth.regions.values():
-        ok = True
-        for name, where, some in statements:
-            for region in where:
-                shares = by_region.get(region, {})
-                if some:
-                    ok &= shares.get(name, 0.0) >= 0.05
-                else:
-                    ok &= _dominant(shares, name)
-        if ok:
-            return len(statements)
-    raise AssertionError(f"layout statements hold at no level: {caption!r} {truth.regions}")
 
 
 def _direction_ok(word: str, bearing: float) -> bool:
@@ -212,7 +238,9 @@ def check_geography(caption: str, truth: Truth) -> int:
     seasons = re.findall(r"\b(winter|spring|summer|autumn)\b", caption)
     assert seasons == ([truth.season] if truth.season else []), caption
     if truth.date is not None:
-        assert f"{truth.date.day} {truth.date:%B} {truth.date.year}" in caption, caption
+        assert f"imaged on {truth.date.day} {truth.date:%B} {truth.date.year}" in caption, caption
+    else:
+        assert "imaged on" not in caption, caption
     return checked
 
 
@@ -273,3 +301,75 @@ def season_of(month: int, lat: float) -> str | None:
         return None
     season = SEASONS_NORTH[month]
     return season if lat >= 0 else FLIP[season]
+
+
+# The embedded MODIS map around a site, read cell by cell with rasterio (not geosample's code).
+
+MODIS = Path(__file__).parents[2] / "geosample" / "data" / "layers" / "modis_igbp_2019_0p05deg.tif"
+COMPASS8 = ("north", "north-east", "east", "south-east", "south", "south-west", "west", "north-west")
+
+
+def _crosswalk() -> dict[int, str]:
+    data = yaml.safe_load(TAXONOMY_FILE.read_text(encoding="utf-8"))
+    return {int(k): CLASSES[str(v)][0] for k, v in data["mappings"]["modis-igbp"].items()}
+
+
+@functools.cache
+def modis_around(lon: float, lat: float, chip_size_m: float) -> dict:
+    """Shares of the classes of the cells whose centres lie within the documented near radius, and per sector.
+
+    Near radius: half the chip side plus two cells of 0.05° of latitude (110.574 km per degree). Sectors: the
+    compass point nearest to the bearing of a cell's centre, over cells not overlapping the chip.
+    """
+    import rasterio
+
+    names = _crosswalk()
+    radius = chip_size_m / 2000 + 2 * 0.05 * 110.574
+    search = 150.0
+    kx, ky = 111.320 * math.cos(math.radians(lat)), 110.574
+    half = chip_size_m / 2000
+    counts: dict[str, int] = {}
+    sectors: dict[str, dict[str, int]] = {}
+    under: set[str] = set()
+    nearest: dict[str, tuple[float, float]] = {}
+    with rasterio.open(MODIS) as src:
+        row, col = src.index(lon, lat)
+        reach_r, reach_c = int(search / (0.05 * ky)) + 2, int(search / (0.05 * kx)) + 2
+        window = rasterio.windows.Window(col - reach_c, row - reach_r, 2 * reach_c + 1, 2 * reach_r + 1)
+        data = src.read(1, window=window, boundless=True, fill_value=255)
+        transform = src.transform
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                value = int(data[i, j])
+                if value == 255:
+                    continue
+                clon, clat = transform * (col - reach_c + j + 0.5, row - reach_r + i + 0.5)
+                dx, dy = (clon - lon) * kx, (clat - lat) * ky
+                cls = names[value]
+                overlaps = abs(dx) - 0.025 * kx < half and abs(dy) - 0.025 * ky < half
+                if overlaps:
+                    under.add(cls)
+                # The nearest point of the cell to the site, and the distance to it.
+                px = math.copysign(max(abs(dx) - 0.025 * kx, 0.0), dx)
+                py = math.copysign(max(abs(dy) - 0.025 * ky, 0.0), dy)
+                gap = math.hypot(px, py)
+                if gap <= search and (cls not in nearest or gap < nearest[cls][0]):
+                    if px == 0 and py == 0:
+                        px, py = dx, dy
+                    nearest[cls] = (gap, math.degrees(math.atan2(px, py)) % 360)
+                if abs(dx) > radius or abs(dy) > radius:
+                    continue
+                counts[cls] = counts.get(cls, 0) + 1
+                if not overlaps:
+                    sector = COMPASS8[int(((math.degrees(math.atan2(dx, dy)) % 360) + 22.5) // 45) % 8]
+                    sectors.setdefault(sector, {})
+                    sectors[sector][cls] = sectors[sector].get(cls, 0) + 1
+    total = sum(counts.values())
+    plurality = {}
+    for sector, found in sectors.items():
+        best = max(found.values())
+        winners = [c for c, n in found.items() if n == best]
+        if len(winners) == 1:
+            plurality[sector] = winners[0]
+    return {"near": {c: n / total for c, n in counts.items()}, "sectors": plurality, "radius_km": radius,
+            "under": under, "nearest": {c: v for c, v in nearest.items() if c not in under}}  # fmt: skip

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import re
 import shutil
 from pathlib import Path
 
@@ -45,6 +47,14 @@ def test_offline_example_builds_a_complete_dataset_and_resumes(offline_config) -
     captions = pd.read_parquet(ds / "captions.parquet")
     assert (chips["status"] == "ok").all() and len(chips) == len(plan) == 12
     assert captions.groupby("sample_id").size().eq(5).all()
+    # The demo's captions are distinct (#13): no caption repeats another image's, near-duplicates <= 2 % of pairs.
+    images_of = captions.groupby("caption")["sample_id"].nunique()
+    assert not (captions["caption"].map(images_of) > 1).any()
+    words = [set(re.findall(r"\w+", t.lower())) for t in captions["caption"]]
+    ids = list(captions["sample_id"])
+    cross = [(a, b) for a, b in itertools.combinations(range(len(words)), 2) if ids[a] != ids[b]]
+    near = sum(len(words[a] & words[b]) / len(words[a] | words[b]) >= 0.8 for a, b in cross)
+    assert near / len(cross) <= 0.02
     with rasterio.open(ds / chips["path"].iloc[0]) as src:
         assert (
             src.count == 3 and src.crs.to_epsg() == plan.set_index("sample_id").loc[chips["sample_id"].iloc[0], "epsg"]
