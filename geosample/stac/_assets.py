@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 
 from geosample.errors import SourceError
 from geosample.stac._work import AssetSpec
+from geosample.stac.observe import mask_kind
 from geosample.stac.presets import S2_REFLECTANCE, asset_info
 from geosample.stac.reader import gdal_env
 
@@ -104,6 +105,16 @@ def _band_names(key: str, bands: Sequence[Mapping[str, Any]], count: int) -> tup
     return tuple(names)
 
 
+def _common_names(bands: Sequence[Mapping[str, Any]], count: int) -> tuple[str | None, ...]:
+    """Each band's STAC common name (``common_name``, or ``eo:common_name`` in STAC 1.1 ``bands``), where given."""
+    out: list[str | None] = []
+    for i in range(count):
+        meta = bands[i] if i < len(bands) and isinstance(bands[i], Mapping) else {}
+        name = meta.get("common_name") or meta.get("eo:common_name")
+        out.append(str(name).lower() if name else None)
+    return tuple(out)
+
+
 def _first_number(fields: Sequence[Mapping[str, Any]], *names: str) -> float | None:
     for f in fields:
         for band in [f, *_band_list(f)]:
@@ -176,6 +187,7 @@ def describe_assets(
                 s2_offset=harmonizable,
                 scale=info.scale if info.scale is not None else _first_number(fields, "scale", "raster:scale"),
                 offset=info.offset if info.offset is not None else _first_number(fields, "offset", "raster:offset"),
+                common_names=_common_names(bands, count),
             )
         )
     known = [r for r in resolutions if r is not None and r > 0]
@@ -197,6 +209,11 @@ def _probe(items: Sequence[pystac.Item], key: str, signer: Signer | None) -> tup
         except Exception as exc:  # noqa: BLE001 - try the next item
             errors.append(f"{item.id}: {' '.join(str(exc).split())[:200]}")
     raise SourceError(f"cannot read asset {key!r} of the first matching items ({'; '.join(errors) or 'none has it'})")
+
+
+def mask_asset(available: Sequence[str]) -> str | None:
+    """The collection's cloud-mask asset key among ``available`` (Sentinel-2 ``scl``/``SCL``, Landsat ``qa_pixel``)."""
+    return next((key for key in available if mask_kind(key) is not None), None)
 
 
 def item_hrefs(item: pystac.Item, keys: Sequence[str]) -> dict[str, str]:
