@@ -115,9 +115,19 @@ def _common_names(bands: Sequence[Mapping[str, Any]], count: int) -> tuple[str |
     return tuple(out)
 
 
+def _all_bands(fields: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every band object of an asset: ``bands``, ``eo:bands`` and ``raster:bands`` (scale lives in the last)."""
+    out = []
+    for name in ("bands", "eo:bands", "raster:bands"):
+        value = fields.get(name)
+        if isinstance(value, list):
+            out += [b for b in value if isinstance(b, Mapping)]
+    return out
+
+
 def _first_number(fields: Sequence[Mapping[str, Any]], *names: str) -> float | None:
     for f in fields:
-        for band in [f, *_band_list(f)]:
+        for band in [f, *_all_bands(f)]:
             for name in names:
                 value = band.get(name)
                 if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -127,7 +137,7 @@ def _first_number(fields: Sequence[Mapping[str, Any]], *names: str) -> float | N
 
 def _categorical(fields: Sequence[Mapping[str, Any]]) -> bool:
     for f in fields:
-        for band in [f, *_band_list(f)]:
+        for band in [f, *_all_bands(f)]:
             if any(k in band for k in ("classification:classes", "classification:bitfields")):
                 return True
     return False

@@ -202,12 +202,13 @@ def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult
                 raise
             tried.append(("failed", f"{sources[0].item_id}: {exc}"))
             continue
-        obs = _observe(stacked, mask, sources, options, job.with_map)
+        scale = _reflectance_scale(options, sources[0])
+        obs = _observe(stacked, mask, options, job.with_map, scale)
         valid = obs.valid_fraction if obs is not None else float((~np.ma.getmaskarray(stacked).any(axis=0)).mean())
         first = first or obs
         rejected = _rejection(obs, valid, options)
         if rejected is None:
-            return _encode(job, options, stacked, nodata, obs, valid, index)
+            return _encode(job, options, stacked, nodata, obs, valid, index, scale)
         tried.append((rejected[0], f"{sources[0].item_id}: {rejected[1]}"))
     status = next((s for s, _ in tried if s != "failed"), "nodata")
     error = f"no candidate item passes ({len(tried)} tried): " + "; ".join(text for _, text in tried)
@@ -249,9 +250,9 @@ def _read_sources(
 def _observe(
     stacked: np.ma.MaskedArray,
     mask: np.ma.MaskedArray | None,
-    sources: tuple[SourceRef, ...],
     options: ReadOptions,
     with_map: bool,
+    scale: tuple[list[float], list[float], list[bool]],
 ) -> Observation | None:
     plan = options.observe
     if plan is None:
@@ -259,7 +260,7 @@ def _observe(
     if plan.mask is not None and plan.mask_index is None and mask is None:
         # The mask asset is missing from this item: screen clouds spectrally if the bands allow, else not at all.
         plan = _without_mask(options)
-    gains, offsets = _reflectance_scale(options, sources[0])
+    gains, offsets, _ = scale
     return observe(stacked, options.band_names, gains=gains, offsets=offsets, mask=mask, plan=plan, with_map=with_map)
 
 
@@ -272,10 +273,11 @@ def _without_mask(options: ReadOptions) -> ObservationPlan:
     return observation_plan(names, common_names=commons, calibrated=options.observe.calibrated)
 
 
-def _reflectance_scale(options: ReadOptions, source: SourceRef) -> tuple[list[float], list[float]]:
-    """Per band: reflectance = value × gain + offset, for the chip as read from ``source``."""
+def _reflectance_scale(options: ReadOptions, source: SourceRef) -> tuple[list[float], list[float], list[bool]]:
+    """Per band: reflectance = value × gain + offset for the chip as read from ``source``, and whether it is known."""
     gains: list[float] = []
     offsets: list[float] = []
+    known: list[bool] = []
     for spec in options.assets:
         scaled = options.apply_scale and (spec.scale is not None or spec.offset is not None)
         if scaled:
@@ -288,7 +290,8 @@ def _reflectance_scale(options: ReadOptions, source: SourceRef) -> tuple[list[fl
             offset = spec.offset or 0.0
         gains += [gain] * len(spec.names)
         offsets += [offset] * len(spec.names)
-    return gains, offsets
+        known += [not scaled and (spec.scale is not None or spec.s2_offset)] * len(spec.names)
+    return gains, offsets, known
 
 
 def _rejection(obs: Observation | None, valid: float, options: ReadOptions) -> tuple[str, str] | None:
@@ -314,9 +317,16 @@ def _encode(
     obs: Observation | None,
     valid: float,
     index: int,
+    scale: tuple[list[float], list[float], list[bool]],
 ) -> ChipResult:
     categorical = all(a.categorical for a in options.assets)
-    cog = write_cog(stacked, job.grid, options.band_names, nodata=nodata, categorical=categorical)
+    gains, offsets, known = scale
+    # Known reflectance scales travel with the chip (GDAL band scale/offset), so later stages can use them.
+    scales = [g if k else 1.0 for g, k in zip(gains, known, strict=True)] if any(known) else None
+    shifts = [o if k else 0.0 for o, k in zip(offsets, known, strict=True)] if any(known) else None
+    cog = write_cog(
+        stacked, job.grid, options.band_names, nodata=nodata, categorical=categorical, scales=scales, offsets=shifts
+    )
     png = preview_png(stacked, _rgb_indexes(options.band_names)) if options.preview else None
     map_cog = None
     if obs is not None and obs.classes is not None:

@@ -424,7 +424,8 @@ def _shares(counts: np.ndarray, classes: Sequence[str]) -> dict[str, float] | No
     clear = int(counts[WATER:].sum())
     if clear == 0:
         return None
-    return {c: round(int(counts[_CLASS_CODE[c]]) / clear, 6) for c in classes}
+    # Truncated (not rounded) to 6 decimals, so the shares never add up to more than 1.
+    return {c: float(np.floor(int(counts[_CLASS_CODE[c]]) * 1e6 / clear)) / 1e6 for c in classes}
 
 
 def _fmask_clouds(refl: Mapping[str, np.ndarray], ndvi: np.ndarray | None, ndsi: np.ndarray | None) -> np.ndarray:

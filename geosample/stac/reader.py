@@ -361,11 +361,15 @@ def write_cog(
     *,
     nodata: float | None = None,
     categorical: bool = False,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
 ) -> bytes:
     """Encode a chip as a tiled, DEFLATE-compressed Cloud-Optimized GeoTIFF, in memory.
 
     Masked pixels are written as ``nodata``; without one, an internal mask marks them.
-    The bytes are deterministic (no timestamps), so equal pixels give equal sha256s.
+    ``scales``/``offsets`` (per band: physical value = value × scale + offset) are written as
+    GDAL's band scale and offset. The bytes are deterministic (no timestamps), so equal pixels
+    give equal sha256s.
     """
     count = data.shape[0]
     dtype = data.dtype
@@ -383,6 +387,10 @@ def write_cog(
             dst.write(filled)
             for i, name in enumerate(band_names, start=1):
                 dst.set_band_description(i, name)
+            if scales is not None:
+                dst.scales = tuple(float(s) for s in scales)
+            if offsets is not None:
+                dst.offsets = tuple(float(o) for o in offsets)
             if nodata is None and mask.any():
                 dst.write_mask(np.where(mask.any(axis=0), 0, 255).astype(np.uint8))
         return bytes(memfile.getbuffer())
