@@ -158,3 +158,55 @@ def api_files(out: Path, items: Sequence[Mapping[str, Any]], collection: str = "
     (out / f"{collection}.collection.json").write_text(json.dumps(coll))
     (out / f"{collection}.items.json").write_text(json.dumps({"type": "FeatureCollection", "features": list(items)}))
     return [out / f"{collection}.collection.json", out / f"{collection}.items.json"]
+
+
+def pair_plan(ds: Path, points: Sequence[tuple[float, float]], size: float, year: int = 2021) -> Any:
+    """A plan of event pairs: per point a site with a ``before`` (first half of ``year``) and an ``after`` sample."""
+    import geopandas as gpd
+    import h3
+    import pandas as pd
+
+    from geosample.sampling._geometry import chip_footprints, utm_epsg
+
+    rows = []
+    for lon, lat in points:
+        cell = h3.latlng_to_cell(lat, lon, 9)
+        epsg = int(utm_epsg(np.array([lon]), np.array([lat]))[0])
+        for phase, start, end in (("before", f"{year}-01-01", f"{year}-06-30T23:59:59"),
+                                  ("after", f"{year}-07-01", f"{year}-12-31T23:59:59")):  # fmt: skip
+            rows.append({"sample_id": f"{cell}-{phase}", "site_id": cell, "h3": cell, "h3_res": 9, "lon": lon,
+                         "lat": lat, "stratum": "x", "time_bin": str(year), "phase": phase, "event_type": "test",
+                         "start_datetime": pd.Timestamp(start, tz="UTC"), "end_datetime": pd.Timestamp(end, tz="UTC"),
+                         "chip_size_m": float(size), "epsg": epsg})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    geometry = chip_footprints(frame["lon"].to_numpy(), frame["lat"].to_numpy(), frame["epsg"].to_numpy(), size)
+    plan = gpd.GeoDataFrame(frame, geometry=geometry, crs="EPSG:4326")
+    ds.mkdir(parents=True, exist_ok=True)
+    plan.to_parquet(ds / "plan.parquet", index=False)
+    return plan
+
+
+def static_catalog(root: Path, items: Sequence[Mapping[str, Any]], collection: str = "scenes") -> Path:
+    """A static catalog (catalog.json → collection.json → items) under ``root`` for items whose hrefs are absolute."""
+    root.mkdir(parents=True, exist_ok=True)
+    links = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"}]
+    coll = {
+        "type": "Collection", "stac_version": "1.1.0", "id": collection, "description": "synthetic scenes",
+        "license": "CC0-1.0", "links": list(links),
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                   "temporal": {"interval": [["2000-01-01T00:00:00Z", None]]}},
+    }  # fmt: skip
+    for item in items:
+        folder = root / collection / item["id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        body = {**item, "links": [{"rel": "root", "href": "../../catalog.json"},
+                                  {"rel": "parent", "href": "../collection.json"},
+                                  {"rel": "collection", "href": "../collection.json"}]}  # fmt: skip
+        (folder / f"{item['id']}.json").write_text(json.dumps(body))
+        coll["links"].append({"rel": "item", "href": f"./{item['id']}/{item['id']}.json"})
+    (root / collection / "collection.json").write_text(json.dumps(coll))
+    catalog = {"type": "Catalog", "stac_version": "1.1.0", "id": "scenes", "description": "synthetic scenes",
+               "links": [{"rel": "root", "href": "./catalog.json"},
+                         {"rel": "child", "href": f"./{collection}/collection.json"}]}  # fmt: skip
+    (root / "catalog.json").write_text(json.dumps(catalog))
+    return root / "catalog.json"

@@ -15,6 +15,7 @@ import rasterio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenes import Scene, api_files, expected, quadrant_scene, serve_scenes, synthetic
+from scenes import pair_plan as scenes_pair_plan
 from stac.servers import rustac_serve
 
 from geosample.cli import main
@@ -154,26 +155,7 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def pair_plan(ds: Path) -> gpd.GeoDataFrame:
-    """Two sites near Ljubljana, each with a before (first half of 2021) and an after (second half) sample."""
-    import h3
-
-    from geosample.sampling._geometry import chip_footprints, utm_epsg
-
-    rows = []
-    for lon, lat in POINTS:
-        cell = h3.latlng_to_cell(lat, lon, 9)
-        for phase, start, end in (("before", "2021-01-01", "2021-06-30T23:59:59"),
-                                  ("after", "2021-07-01", "2021-12-31T23:59:59")):  # fmt: skip
-            rows.append({"sample_id": f"{cell}-{phase}", "site_id": cell, "h3": cell, "h3_res": 9, "lon": lon,
-                         "lat": lat, "stratum": "x", "time_bin": "2021", "phase": phase,
-                         "start_datetime": pd.Timestamp(start, tz="UTC"), "end_datetime": pd.Timestamp(end, tz="UTC"),
-                         "chip_size_m": SIZE, "epsg": int(utm_epsg(np.array([lon]), np.array([lat]))[0])})  # fmt: skip
-    frame = pd.DataFrame(rows)
-    geometry = chip_footprints(frame["lon"].to_numpy(), frame["lat"].to_numpy(), frame["epsg"].to_numpy(), SIZE)
-    plan = gpd.GeoDataFrame(frame, geometry=geometry, crs="EPSG:4326")
-    ds.mkdir(parents=True)
-    plan.to_parquet(ds / "plan.parquet", index=False)
-    return plan
+    return scenes_pair_plan(ds, POINTS, SIZE)
 
 
 def _grid(row) -> object:
