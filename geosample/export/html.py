@@ -23,6 +23,7 @@ from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
 from geosample.export._content import DatasetContent
 from geosample.export._preview import render_png, thumbnail
+from geosample.export.fidelity import fidelity_section
 
 __all__ = ["gallery_rows", "write_index_html"]
 
@@ -79,6 +80,7 @@ def write_index_html(content: DatasetContent, report: dict[str, Any], path: Path
         if file.is_file():
             title = Path(plot).stem.removeprefix("stats_").replace("_", " ").capitalize()
             parts.append(f"<section><h2>{html.escape(title)}</h2>{_img(file.read_bytes(), title, 'figure')}</section>")
+    parts.append(fidelity_section(content, report))
     parts.append(_gallery_section(content, gallery))
     parts.append(f"</main><script>{SCRIPT}</script></body></html>")
     with atomic_path(path) as tmp:
