@@ -13,7 +13,7 @@ chips of pairs; recomputed from the chip's bands when it is missing):
 * ``snow_ice_change``: snow or ice in exactly one of the two;
 * ``burned``: dNBR = NBR_before − NBR_after ≥ 0.27, NBR = (nir − swir22)/(nir + swir22), the lower bound of
   "moderate-low severity" in Key & Benson (2006, FIREMON Landscape Assessment, USDA Forest Service
-  RMRS-GTR-164-CD, table LA-1), where the after chip is as dark as char in red (reflectance ≤ 0.10, the
+  RMRS-GTR-164-CD), where the after chip is as dark as char in red (reflectance ≤ 0.10, the
   char point of the Burned Area Index, Chuvieco, Martín & Palacios 2002, Int. J. Remote Sens. 23:5103-5110)
   and neither chip shows water or snow; cleared or slid ground, which also lowers NBR, is brighter. Null
   without nir, swir22 and a red band with a known reflectance scale.

@@ -262,9 +262,9 @@ def _warn_coarse(source: LabelSource, samples: pd.DataFrame) -> None:
     if coarse.any():
         warnings.warn(
             f"{int(coarse.sum())} of {len(samples)} samples are labelled from {source.name} at about {res:,.0f} m per "
-            f"pixel, coarser than 1/8 of their chip ({sizes[coarse].min():,.0f} m): their labels describe the "
-            f"surrounding ~{res * 3 / 1000:,.0f} km, not the chip; use a 10 m source (--preset esa-worldcover or "
-            "io-lulc-annual-v02) for labels of the chip itself",
+            f"pixel, coarser than 1/8 of their chip ({sizes[coarse].min():,.0f} m): their labels come from a few "
+            f"pixels {res / 1000:,.1f} km wide and describe the chip's surroundings, not the chip; use a 10 m source "
+            "(--preset esa-worldcover or io-lulc-annual-v02) for labels of the chip itself",
             CoarseSourceWarning,
             stacklevel=3,
         )
