@@ -107,6 +107,8 @@ SCL_CLOUD = (3, 8, 9, 10)
 SCL_NODATA = (0,)
 QA_CLOUD_BITS = 0b11110  # bits 1-4: dilated cloud, cirrus, cloud, cloud shadow
 QA_FILL_BIT = 0b1
+_SCL_CLOUD_LUT = np.isin(np.arange(256), SCL_CLOUD)
+_SCL_NODATA_LUT = np.isin(np.arange(256), SCL_NODATA)
 
 MASK_BANDS = {"scl": "scl", "qa_pixel": "qa_pixel"}
 """Cloud-mask bands by (lower-case) name: Sentinel-2 L2A's scene classification, Landsat C2's QA_PIXEL."""
@@ -359,16 +361,22 @@ def observe(
                 invalid = invalid | np.ma.getmaskarray(mask)
                 mask = np.ma.getdata(mask)
             if plan.mask == "scl":
-                invalid = invalid | np.isin(mask, SCL_NODATA)
-                cloud = np.isin(mask, SCL_CLOUD)
+                classes = mask.astype(np.uint8, copy=False)
+                invalid = invalid | _SCL_NODATA_LUT[classes]
+                cloud = _SCL_CLOUD_LUT[classes]
             else:
                 qa = mask.astype(np.uint16, copy=False)
                 invalid = invalid | ((qa & QA_FILL_BIT) != 0)
                 cloud = (qa & QA_CLOUD_BITS) != 0
     role = plan.role
     refl: dict[str, np.ndarray] = {}
-    if plan.classes or plan.cloud_method == "spectral":
+    needed = {"green", "red", "nir", "swir16"} if plan.classes else set()
+    if plan.cloud_method == "spectral":
+        needed |= set(_ROLES)
+    if needed:
         for name, index in role.items():
+            if name not in needed:
+                continue
             band = values[index].astype(np.float32)
             gain = float(gains[index]) if gains is not None else 1.0
             offset = float(offsets[index]) if offsets is not None else 0.0
