@@ -46,7 +46,9 @@ from geosample._dataset import CHIPS_FILE, atomic_path, read_table
 from geosample.errors import DatasetError
 from geosample.stac.observe import CLOUD, NODATA, SNOW_ICE, VEGETATION, WATER, band_roles, observe
 
-__all__ = ["CHANGE_CODES", "CHANGE_COLOURS", "CHANGE_FILE", "ChangePair", "change", "change_pairs"]
+__all__ = [
+    "CHANGE_CODES", "CHANGE_COLOURS", "CHANGE_FILE", "ChangePair", "ChipEvidence", "change", "change_pairs", "measure",
+]  # fmt: skip
 
 CHANGE_FILE = "change.parquet"
 CHANGE_DIR = "change"
@@ -117,15 +119,20 @@ def change_pairs(plan: pd.DataFrame) -> list[ChangePair]:
 
 
 @dataclasses.dataclass
-class _Chip:
+class ChipEvidence:
     """What the change needs of one chip: its grid, class codes, NBR and red reflectance."""
 
     sample_id: str
     grid: tuple[Any, ...]
+    """(CRS, transform, width, height)."""
     codes: np.ndarray | None
+    """Per-pixel observation codes (:data:`geosample.stac.observe.CODE_NAMES`); None when clouds are unknown."""
     classes: frozenset[str]
+    """The cover classes the chip's bands can show."""
     nbr: np.ndarray | None
+    """(nir − swir22)/(nir + swir22), when the chip has both."""
     red: np.ndarray | None
+    """Red surface reflectance, when the chip has red with a known scale."""
 
 
 class PreparedChange:
@@ -144,7 +151,7 @@ class PreparedChange:
         for pair, collection, before, after in self.pairs:
             a, b = _load(self.ds, before), _load(self.ds, after)
             rel = f"{CHANGE_DIR}/{pair.site_id}/{pair.before}__{pair.after}.tif"
-            row, mask = _measure(a, b)
+            row, mask = measure(a, b)
             if mask is not None:
                 from geosample.stac.grid import ChipGrid
                 from geosample.stac.reader import write_class_cog
@@ -258,7 +265,7 @@ def _describe(grid: tuple[Any, ...]) -> str:
     return f"{crs}, {width}x{height} px of {transform.a:g} m from ({transform.c:.1f}, {transform.f:.1f})"
 
 
-def _load(ds: Path, row: Mapping[str, Any]) -> _Chip:
+def _load(ds: Path, row: Mapping[str, Any]) -> ChipEvidence:
     """Class codes (from the observation map, else observed anew from the bands), NBR and red reflectance."""
     import rasterio
 
@@ -294,11 +301,11 @@ def _load(ds: Path, row: Mapping[str, Any]) -> _Chip:
             nbr = (nir - swir) / (nir + swir)
     if "red" in roles and calibrated:
         red = values[roles["red"]] * gains[roles["red"]] + offsets[roles["red"]]
-    return _Chip(str(row["sample_id"]), grid, codes, classes, nbr, red)
+    return ChipEvidence(str(row["sample_id"]), grid, codes, classes, nbr, red)
 
 
-def _measure(a: _Chip, b: _Chip) -> tuple[dict[str, Any], np.ndarray | None]:
-    """The row's shares and quadrants, and the mask, for chips ``a`` (before) and ``b`` (after)."""
+def measure(a: ChipEvidence, b: ChipEvidence) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The change from chip ``a`` (before) to chip ``b`` (after): the row's shares and quadrants, and the mask."""
     empty: dict[str, Any] = {**dict.fromkeys(SHARES), "valid_fraction": None, "quadrants": None}
     if a.codes is None or b.codes is None:
         return empty, None
