@@ -485,25 +485,47 @@ def observations(args: argparse.Namespace, data: Path) -> None:
                               file=sys.stderr)  # fmt: skip
                         runs[tool].append(r)
                 # Best wall time and least CPU time of each, over the repeats.
+                # Consecutive runs see about the same load: the median of the paired costs is the steadiest figure.
+                offs, ons = runs["observe-off"], runs["observe-on"]
+                paired = {
+                    "wall_cost": float(
+                        np.median(
+                            [1 - on["chips_per_s"] / off["chips_per_s"] for off, on in zip(offs, ons, strict=True)]
+                        )
+                    ),
+                    "cpu_cost": float(
+                        np.median(
+                            [on["cpu_seconds"] / off["cpu_seconds"] - 1 for off, on in zip(offs, ons, strict=True)]
+                        )
+                    ),
+                }
                 for rs in runs.values():
                     top = max(rs, key=lambda r: r["chips_per_s"])
-                    results.append({**top, "min_cpu_seconds": min(r["cpu_seconds"] for r in rs)})
+                    results.append(
+                        {
+                            **top,
+                            "min_cpu_seconds": min(r["cpu_seconds"] for r in rs),
+                            "paired": paired,
+                            "runs": [(r["chips_per_s"], r["cpu_seconds"]) for r in rs],
+                        }
+                    )
     finally:
         files.stop()
         shutil.rmtree(api_dir, ignore_errors=True)
     print(f"\n{_machine()}")
-    print("\n| workers | without observations chips/s | with observations chips/s | cost (wall) "
-          "| CPU s without / with | cost (CPU) | chips observed |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| workers | chips/s without / with (best) | CPU s without / with (least) | cost, best wall "
+          "| cost, median of pairs (wall / CPU) | chips observed |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
     for workers in sorted({r["workers"] for r in results}):
         off = next(r for r in results if r["workers"] == workers and r["tool"] == "observe-off")
         on = next(r for r in results if r["workers"] == workers and r["tool"] == "observe-on")
         cost = 1 - on["chips_per_s"] / off["chips_per_s"]
-        cpu = on["min_cpu_seconds"] / off["min_cpu_seconds"] - 1
-        verdict = "PASS" if cost <= 0.10 else "MISS"
-        print(f"| {workers} | {off['chips_per_s']:.1f} | {on['chips_per_s']:.1f} | {cost:+.1%} {verdict} "
-              f"| {off['min_cpu_seconds']:.2f} / {on['min_cpu_seconds']:.2f} | {cpu:+.1%} "
-              f"{'PASS' if cpu <= 0.10 else 'MISS'} | {on['observed']}/{on['ok']} |")  # fmt: skip
+        paired = on["paired"]
+        verdict = "PASS" if max(paired["wall_cost"], paired["cpu_cost"]) <= 0.10 else "MISS"
+        print(f"| {workers} | {off['chips_per_s']:.1f} / {on['chips_per_s']:.1f} "
+              f"| {off['min_cpu_seconds']:.2f} / {on['min_cpu_seconds']:.2f} | {cost:+.1%} "
+              f"| {paired['wall_cost']:+.1%} / {paired['cpu_cost']:+.1%} {verdict} "
+              f"| {on['observed']}/{on['ok']} |")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

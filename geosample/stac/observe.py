@@ -301,22 +301,6 @@ class Observation:
         }
 
 
-@lru_cache(maxsize=16)
-def _quadrant_keys(height: int, width: int) -> np.ndarray:
-    """Quadrant number × 8 per pixel (rows split at h // 2, columns at w // 2, as the labels' quadrants)."""
-    rows = (np.arange(height) >= height // 2).astype(np.uint8)
-    cols = (np.arange(width) >= width // 2).astype(np.uint8)
-    keys = ((rows[:, None] * 2 + cols[None, :]) * 8).astype(np.uint8)
-    keys.setflags(write=False)
-    return keys
-
-
-def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(a − b) / (a + b), NaN where the sum is 0 (NaN fails every threshold test)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (a - b) / (a + b)
-
-
 def observe(
     data: np.ndarray,
     bands: Sequence[str],
@@ -368,27 +352,12 @@ def observe(
                 qa = mask.astype(np.uint16, copy=False)
                 invalid = invalid | ((qa & QA_FILL_BIT) != 0)
                 cloud = (qa & QA_CLOUD_BITS) != 0
-    role = plan.role
-    refl: dict[str, np.ndarray] = {}
     needed = {"green", "red", "nir", "swir16"} if plan.classes else set()
     if plan.cloud_method == "spectral":
-        needed |= set(_ROLES)
-    if needed:
-        for name, index in role.items():
-            if name not in needed:
-                continue
-            band = values[index].astype(np.float32)
-            gain = float(gains[index]) if gains is not None else 1.0
-            offset = float(offsets[index]) if offsets is not None else 0.0
-            if gain != 1.0:
-                band *= np.float32(gain)
-            if offset:
-                band += np.float32(offset)
-            refl[name] = band
-    ndvi = _ratio(refl["nir"], refl["red"]) if {"nir", "red"} <= refl.keys() else None
-    ndsi = _ratio(refl["green"], refl["swir16"]) if {"green", "swir16"} <= refl.keys() else None
+        needed = set(_ROLES)
+    bands, unit = _reflectance(values, plan.role, needed, gains, offsets, plan.cloud_method == "spectral")
     if plan.cloud_method == "spectral":
-        cloud = _fmask_clouds(refl, ndvi, ndsi)
+        cloud = _fmask_clouds(bands)
     valid = ~invalid
     n_valid = int(np.count_nonzero(valid))
     total = height * width
@@ -404,51 +373,100 @@ def observe(
             if cloudy is not None:
                 classes[cloudy] = CLOUD
         return Observation(nodata_fraction, cloud_fraction, plan.cloud_method, None, None, classes)
-    codes = np.full((height, width), UNCLAIMED, dtype=np.uint8)
-    # Lowest priority first: each later test overwrites the pixels it claims.
-    if "vegetation" in plan.classes:
-        assert ndvi is not None
-        if "bare" in plan.classes:
-            codes[ndvi <= NDVI_VEGETATION] = BARE
-        codes[ndvi > NDVI_VEGETATION] = VEGETATION
-    if "water" in plan.classes:
-        index = ndsi if ndsi is not None else _ratio(refl["green"], refl["nir"])
-        codes[index > (MNDWI_WATER if ndsi is not None else NDWI_WATER)] = WATER
+    clear = valid & ~cloudy
+    claimed = np.zeros((height, width), dtype=bool)
+    found: dict[str, np.ndarray] = {}
+    g, n = bands["green"], bands["nir"]
+    swir = bands.get("swir16")
+    # The tests in order of priority: each claims only pixels no earlier test claimed.
     if "snow_ice" in plan.classes:
-        assert ndsi is not None
-        codes[(ndsi > NDSI_SNOW) & (refl["nir"] > NIR_SNOW) & (refl["green"] > GREEN_SNOW)] = SNOW_ICE
-    codes[cloudy] = CLOUD
-    codes[invalid] = NODATA
-    counts = np.bincount((codes + _quadrant_keys(height, width)).ravel(), minlength=32).reshape(4, 8)
-    observed = _shares(counts.sum(axis=0), plan.classes)
-    quadrants = {q: _shares(counts[i], plan.classes) or {} for i, q in enumerate(QUADRANTS)}
+        assert swir is not None
+        found["snow_ice"] = _above(g, swir, NDSI_SNOW) & (n > NIR_SNOW / unit) & (g > GREEN_SNOW / unit) & clear
+        claimed |= found["snow_ice"]
+    if "water" in plan.classes:
+        wet = _above(g, swir, MNDWI_WATER) if swir is not None else _above(g, n, NDWI_WATER)
+        found["water"] = wet & clear & ~claimed
+        claimed |= found["water"]
+    if "vegetation" in plan.classes:
+        red = bands["red"]
+        green_leaves = _above(n, red, NDVI_VEGETATION)
+        found["vegetation"] = green_leaves & clear & ~claimed
+        claimed |= found["vegetation"]
+        if "bare" in plan.classes:
+            found["bare"] = ~green_leaves & (n + red > 0) & clear & ~claimed
+    h2, w2 = height // 2, width // 2
+    parts = ((slice(0, h2), slice(0, w2)), (slice(0, h2), slice(w2, None)), (slice(h2, None), slice(0, w2)),
+             (slice(h2, None), slice(w2, None)))  # fmt: skip
+    n_clear = [int(np.count_nonzero(clear[p])) for p in parts]
+    counts = {c: [int(np.count_nonzero(found[c][p])) for p in parts] for c in plan.classes}
+    observed = _shares({c: sum(v) for c, v in counts.items()}, sum(n_clear))
+    quadrants = {q: _shares({c: v[i] for c, v in counts.items()}, n_clear[i]) or {} for i, q in enumerate(QUADRANTS)}
+    codes = None
+    if with_map:
+        codes = np.where(valid, UNCLAIMED, NODATA).astype(np.uint8)
+        codes[cloudy] = CLOUD
+        for name, hit in found.items():
+            codes[hit] = _CLASS_CODE[name]
     return Observation(
-        nodata_fraction, cloud_fraction, plan.cloud_method, observed, quadrants if observed else None,
-        codes if with_map else None,
-    )  # fmt: skip
+        nodata_fraction, cloud_fraction, plan.cloud_method, observed, quadrants if observed else None, codes
+    )
 
 
-def _shares(counts: np.ndarray, classes: Sequence[str]) -> dict[str, float] | None:
-    clear = int(counts[WATER:].sum())
+def _above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """(a − b)/(a + b) > threshold, without a division; false where a + b ≤ 0 (no physical reflectance)."""
+    both = a + b
+    return (a - b > np.float32(threshold) * both) & (both > 0)
+
+
+def _reflectance(
+    values: np.ndarray,
+    role: Mapping[str, int],
+    needed: set[str],
+    gains: Sequence[float] | None,
+    offsets: Sequence[float] | None,
+    absolute: bool,
+) -> tuple[dict[str, np.ndarray], float]:
+    """The needed bands as float32, and the reflectance of one unit of them.
+
+    Normalised differences do not change when every band has the same gain and no offset, so then the
+    values are used as they are (thresholds on reflectance divide by the gain); else they are converted.
+    """
+    index = {name: i for name, i in role.items() if name in needed}
+    gain = {name: float(gains[i]) if gains is not None else 1.0 for name, i in index.items()}
+    offset = {name: float(offsets[i]) if offsets is not None else 0.0 for name, i in index.items()}
+    shared = len(set(gain.values())) <= 1 and not any(offset.values()) and not absolute
+    unit = next(iter(gain.values()), 1.0) if shared else 1.0
+    out = {}
+    for name, i in index.items():
+        band = values[i].astype(np.float32)
+        if not shared:
+            if gain[name] != 1.0:
+                band *= np.float32(gain[name])
+            if offset[name]:
+                band += np.float32(offset[name])
+        out[name] = band
+    return out, unit
+
+
+def _shares(counts: Mapping[str, int], clear: int) -> dict[str, float] | None:
     if clear == 0:
         return None
     # Truncated (not rounded) to 6 decimals, so the shares never add up to more than 1.
-    return {c: float(np.floor(int(counts[_CLASS_CODE[c]]) * 1e6 / clear)) / 1e6 for c in classes}
+    return {c: float(np.floor(n * 1e6 / clear)) / 1e6 for c, n in counts.items()}
 
 
-def _fmask_clouds(refl: Mapping[str, np.ndarray], ndvi: np.ndarray | None, ndsi: np.ndarray | None) -> np.ndarray:
-    """Fmask's potential cloud pixels without the thermal test (Zhu & Woodcock 2012, eqs. 1-4)."""
-    assert ndvi is not None and ndsi is not None
-    blue, green, red = refl["blue"], refl["green"], refl["red"]
+def _fmask_clouds(refl: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Fmask's potential cloud pixels without the thermal test (Zhu & Woodcock 2012, eqs. 1-4), on reflectance."""
+    blue, green, red, nir = refl["blue"], refl["green"], refl["red"], refl["nir"]
+    swir16, swir22 = refl["swir16"], refl["swir22"]
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = (blue + green + red) / np.float32(3)
         whiteness = (np.abs(blue - mean) + np.abs(green - mean) + np.abs(red - mean)) / mean
-        nir_swir = refl["nir"] / refl["swir16"]
         return (
-            (refl["swir22"] > FMASK_SWIR22)
-            & (ndsi < FMASK_NDSI)
-            & (ndvi < FMASK_NDVI)
+            (swir22 > FMASK_SWIR22)
+            & ~_above(green, swir16, FMASK_NDSI)
+            & ~_above(nir, red, FMASK_NDVI)
             & (whiteness < FMASK_WHITENESS)
             & (blue - np.float32(0.5) * red - np.float32(FMASK_HOT) > 0)
-            & (nir_swir > FMASK_NIR_SWIR16)
+            & (nir / swir16 > FMASK_NIR_SWIR16)
         )
