@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geosample._dataset import CHIPS_FILE, atomic_path, read_table
-from geosample.errors import DatasetError
+from geosample.errors import DataQualityWarning, DatasetError
 from geosample.stac.observe import CLOUD, NODATA, SNOW_ICE, VEGETATION, WATER, band_roles, observe
 
 __all__ = [
@@ -207,14 +208,26 @@ def prepare_change(ds: str | Path, plan: pd.DataFrame) -> PreparedChange | None:
     ok = chips[chips["status"] == "ok"]
     by_collection = {c: rows.set_index("sample_id") for c, rows in ok.groupby("collection", sort=True)}
     found = []
+    gone: list[str] = []
     for pair in pairs:
         for collection, rows in by_collection.items():
             if pair.before in rows.index and pair.after in rows.index:
                 before, after = rows.loc[pair.before].to_dict(), rows.loc[pair.after].to_dict()
                 before["sample_id"], after["sample_id"] = pair.before, pair.after
+                missing = [str(r["path"]) for r in (before, after) if not (ds / str(r["path"])).is_file()]
+                if missing:
+                    gone += missing
+                    break
                 _check_aligned(ds, pair, before, after)
                 found.append((pair, str(collection), before, after))
                 break
+    if gone:
+        warnings.warn(
+            f"{len(gone)} chip file(s) of pairs are missing (e.g. {gone[0]}); their change is not measured: "
+            f"run 'geosample fetch {ds}' to restore them",
+            DataQualityWarning,
+            stacklevel=3,
+        )
     return PreparedChange(ds, found)
 
 
@@ -242,14 +255,7 @@ def _grid_of(path: Path) -> tuple[Any, ...]:
 
 
 def _check_aligned(ds: Path, pair: ChangePair, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
-    grids = []
-    for row in (before, after):
-        path = ds / str(row["path"])
-        if not path.exists():
-            raise DatasetError(
-                f"chip {row['path']} of sample {row['sample_id']} is missing; run 'geosample fetch {ds}' again"
-            )
-        grids.append(_grid_of(path))
+    grids = [_grid_of(ds / str(row["path"])) for row in (before, after)]
     (crs_a, ta, wa, ha), (crs_b, tb, wb, hb) = grids
     same = crs_a == crs_b and (wa, ha) == (wb, hb) and ta.almost_equals(tb, precision=1e-6)
     if not same:

@@ -356,6 +356,8 @@ def observe(
     if plan.cloud_method == "spectral":
         needed = set(_ROLES)
     bands, unit = _reflectance(values, plan.role, needed, gains, offsets, plan.cloud_method == "spectral")
+    # Unsigned digital numbers used as they are: never negative (and 0, nodata, is masked), so sums are positive.
+    dn = unit != 1.0 and values.dtype.kind == "u"
     if plan.cloud_method == "spectral":
         cloud = _fmask_clouds(bands)
     valid = ~invalid
@@ -381,19 +383,21 @@ def observe(
     # The tests in order of priority: each claims only pixels no earlier test claimed.
     if "snow_ice" in plan.classes:
         assert swir is not None
-        found["snow_ice"] = _above(g, swir, NDSI_SNOW) & (n > NIR_SNOW / unit) & (g > GREEN_SNOW / unit) & clear
+        found["snow_ice"] = _above(g, swir, NDSI_SNOW, dn) & (n > NIR_SNOW / unit) & (g > GREEN_SNOW / unit) & clear
         claimed |= found["snow_ice"]
     if "water" in plan.classes:
-        wet = _above(g, swir, MNDWI_WATER) if swir is not None else _above(g, n, NDWI_WATER)
+        wet = _above(g, swir, MNDWI_WATER, dn) if swir is not None else _above(g, n, NDWI_WATER, dn)
         found["water"] = wet & clear & ~claimed
         claimed |= found["water"]
     if "vegetation" in plan.classes:
         red = bands["red"]
-        green_leaves = _above(n, red, NDVI_VEGETATION)
+        green_leaves = _above(n, red, NDVI_VEGETATION, dn)
         found["vegetation"] = green_leaves & clear & ~claimed
         claimed |= found["vegetation"]
         if "bare" in plan.classes:
-            found["bare"] = ~green_leaves & (n + red > 0) & clear & ~claimed
+            found["bare"] = ~green_leaves & clear & ~claimed
+            if not dn:
+                found["bare"] &= (n + red) > 0
     h2, w2 = height // 2, width // 2
     parts = ((slice(0, h2), slice(0, w2)), (slice(0, h2), slice(w2, None)), (slice(h2, None), slice(0, w2)),
              (slice(h2, None), slice(w2, None)))  # fmt: skip
@@ -412,10 +416,18 @@ def observe(
     )
 
 
-def _above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
-    """(a − b)/(a + b) > threshold, without a division; false where a + b ≤ 0 (no physical reflectance)."""
-    both = a + b
-    return (a - b > np.float32(threshold) * both) & (both > 0)
+def _above(a: np.ndarray, b: np.ndarray, threshold: float, positive: bool = False) -> np.ndarray:
+    """(a − b)/(a + b) > t, without a division: a·(1 − t) > b·(1 + t) where a + b > 0 (false elsewhere).
+
+    ``positive`` says a and b are never negative (digital numbers), so the sum needs no check.
+    """
+    t = float(threshold)
+    left = a if t == 0.0 else a * np.float32(1.0 - t)
+    right = b if t == 0.0 else b * np.float32(1.0 + t)
+    out = left > right
+    if not positive:
+        out &= (a + b) > 0
+    return out
 
 
 def _reflectance(
