@@ -70,9 +70,7 @@ def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
     """Scenes (COGs), one STAC item each, and a plan of ``chips`` samples per case (plus the dense probe)."""
     import pyproj
     import rasterio
-    import shapely
     from rasterio.transform import from_origin
-    from rasterio.warp import transform_geom
 
     folder.mkdir(parents=True, exist_ok=True)
     span = SCENE_PX * RES
@@ -112,15 +110,7 @@ def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
                     "proj:transform": list(transform)[:6],
                     "raster:bands": [{"nodata": 0, "data_type": "uint16", "spatial_resolution": RES}],
                 }
-            box = shapely.box(west, north - span, west + span, north)
-            geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
-            items.append({
-                "type": "Feature", "stac_version": "1.1.0", "id": f"{case}-scene{s}", "collection": "bench",
-                "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
-                "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
-                "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": 1.0},
-                "links": [], "assets": assets,
-            })  # fmt: skip
+            items.append(_scene_item(f"{case}-scene{s}", "bench", epsg, west, north, assets, 1.0))
             margin = CHIP_PX * RES
             for _ in range(64):
                 cx = west + rng.uniform(margin, span - margin)
@@ -154,9 +144,7 @@ def make_obs_data(folder: Path, chips: int, seed: int = 0) -> list[dict[str, Any
     """Sentinel-2-like scenes (six reflectance COGs + a 20 m scl) with one item each, and their plan."""
     import pyproj
     import rasterio
-    import shapely
     from rasterio.transform import from_origin
-    from rasterio.warp import transform_geom
 
     syn = _synthetic()
     epsg, lon0, lat0 = OBS_SCENE
@@ -208,15 +196,7 @@ def make_obs_data(folder: Path, chips: int, seed: int = 0) -> list[dict[str, Any
                 "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data"],
                 "proj:shape": [px, px], "proj:transform": [res, 0.0, west, 0.0, -res, north], **fields,
             }  # fmt: skip
-        box = shapely.box(west, north - span, west + span, north)
-        geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
-        items.append({
-            "type": "Feature", "stac_version": "1.1.0", "id": f"observe-scene{s}", "collection": "bench-observe",
-            "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
-            "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
-            "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": 3.0},
-            "links": [], "assets": assets,
-        })  # fmt: skip
+        items.append(_scene_item(f"observe-scene{s}", "bench-observe", epsg, west, north, assets, 3.0))
         margin = CHIP_PX * RES
         for _ in range(64):
             samples.append(to_ll.transform(west + rng.uniform(margin, span - margin),
@@ -224,6 +204,25 @@ def make_obs_data(folder: Path, chips: int, seed: int = 0) -> list[dict[str, Any
     _write_plan(folder / "plans" / "observe.parquet", samples[:chips])
     (folder / "observe-items.json").write_text(json.dumps(items))
     return items
+
+
+def _scene_item(
+    item_id: str, collection: str, epsg: int, west: float, north: float, assets: dict[str, Any], cloud: float
+) -> dict[str, Any]:
+    """The STAC item of one SCENE_PX-square scene."""
+    import shapely
+    from rasterio.warp import transform_geom
+
+    span = SCENE_PX * RES
+    box = shapely.box(west, north - span, west + span, north)
+    geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
+    return {
+        "type": "Feature", "stac_version": "1.1.0", "id": item_id, "collection": collection,
+        "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+        "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
+        "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": cloud},
+        "links": [], "assets": assets,
+    }  # fmt: skip
 
 
 def _write_plan(path: Path, samples: list[tuple[float, float]]) -> None:

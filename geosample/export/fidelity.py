@@ -194,19 +194,6 @@ def _methods(chips: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v}" for k, v in chips["cloud_methods"].items())
 
 
-def _table(headers: list[str], rows: list[list[Any]], caption: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{v}</td>' if isinstance(v, int | float) else f"<td>{html.escape(str(v))}</td>" for v in row
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>"
-
-
 def _png(data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
@@ -214,6 +201,8 @@ def _png(data: bytes, alt: str) -> str:
 
 def fidelity_section(content: DatasetContent, report: dict[str, Any]) -> str:
     """The page's "Evidence" section (empty when there is nothing to show)."""
+    from geosample.export.html import _table  # the page's own table markup (html imports this module)
+
     section = report.get("fidelity") or {}
     parts = []
     chips = section.get("chips")

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from export.builders import invoke
+from export.builders import run_main as run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenes import Scene, code, pair_plan, serve_scenes, static_catalog, synthetic
 
-from geosample.cli import main
 from geosample.labels.change import CHANGE_CODES, change_pairs
 from geosample.stac.grid import chip_grid
 
@@ -22,16 +23,6 @@ SIZE, RES, PX = 1280.0, 20.0, 64
 POINT = (14.50, 46.05)
 REFL = "blue,green,red,nir,swir16,swir22"
 pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.DataQualityWarning")
-
-
-def run(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code_ = 0
-    except SystemExit as exc:
-        code_ = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code_, captured.out, captured.err
 
 
 def layouts() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,18 +94,10 @@ def pair_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     items = serve_scenes(files, str(files), grid, [Scene("before", before, mid["before"], nodata=nodata, seed=1),
                                                    Scene("after", after, mid["after"], seed=2)])  # fmt: skip
     catalog = static_catalog(root / "catalog", items)
-    code_ = run_quiet(["fetch", ds, "--stac", catalog, "--collection", "scenes", "--assets", REFL, "--resolution",
-                       "20", "-q", "--no-progress"])  # fmt: skip
-    assert code_ == 0
+    result = invoke("fetch", ds, "--stac", catalog, "--collection", "scenes", "--assets", REFL, "--resolution", "20",
+                    "-q", "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
     return ds
-
-
-def run_quiet(args: list) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_change_shares_and_mask_match_the_planted_changes(pair_ds: Path, tmp_path: Path,

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import rasterio
 import yaml
+from export.builders import run_main as run
 from rasterio.transform import from_origin
 from scenes import static_catalog
 
-from geosample.cli import main
 from geosample.errors import CoarseSourceWarning
 
 TAXONOMY = yaml.safe_load((Path(__file__).parents[2] / "taxonomy" / "geosample-lulc.yaml").read_text())
@@ -23,16 +23,6 @@ IO_LULC = {str(k): v for k, v in TAXONOMY["mappings"]["io-lulc"].items()}
 YEAR_CLASS = {2017: 2, 2018: 5, 2019: 11, 2020: 7, 2021: 1, 2022: 8, 2023: 9}
 """Each annual map is one class all over (plus a cloud patch), so the year used shows in the labels."""
 POINTS = [(14.50, 46.05), (14.53, 46.06), (14.56, 46.07), (14.52, 46.03)]
-
-
-def run(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def year_plan(ds: Path, years: list[int]) -> gpd.GeoDataFrame:

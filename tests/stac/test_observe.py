@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from export.builders import invoke
+from export.builders import run_main as run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scenes import Scene, api_files, expected, quadrant_scene, serve_scenes, synthetic
 from scenes import pair_plan as scenes_pair_plan
 from stac.servers import rustac_serve
 
-from geosample.cli import main
 from geosample.stac.grid import chip_grid
 from geosample.stac.observe import CODE_NAMES, observation_plan, observe
 
@@ -144,16 +145,6 @@ POINTS = [(14.50, 46.05), (14.62, 46.10)]
 REFL = "blue,green,red,nir,swir16,swir22"
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def pair_plan(ds: Path) -> gpd.GeoDataFrame:
     return scenes_pair_plan(ds, POINTS, SIZE)
 
@@ -197,18 +188,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, files_root: Path, file_serv
 def observed_ds(served: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = tmp_path_factory.mktemp("obs") / "DS"
     shutil.copytree(served["plan"], ds)
-    code = main_code(["fetch", ds, "--stac", served["api"], "--collection", "scenes", "--assets", REFL, "--resolution",
-                      "20", "--max-chip-cloud", "0.2", "--min-valid", "0.5", "-q", "--no-progress"])  # fmt: skip
-    assert code == 0
+    result = invoke("fetch", ds, "--stac", served["api"], "--collection", "scenes", "--assets", REFL, "--resolution",
+                    "20", "--max-chip-cloud", "0.2", "--min-valid", "0.5", "-q", "--no-progress")  # fmt: skip
+    assert result.exit_code == 0, result.output
     return ds
-
-
-def main_code(args: list) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_fetch_measures_cloud_nodata_and_cover_and_skips_cloudy_items(observed_ds: Path, served: dict) -> None:
