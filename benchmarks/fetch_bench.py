@@ -18,15 +18,24 @@ For 1, 4 and 16 workers it times, each in a fresh process:
 and the peak RSS of the geosample process for 250 to 2000 chips from the same scenes (memory must stay
 flat: GDAL's block cache is bounded, open sources and chips in flight are capped).
 
-Run: ``python benchmarks/fetch_bench.py`` (``--chips``, ``--workers``, ``--cases``, ``--json``).
-Needs odc-stac (``pip install odc-stac``) for its baseline; it is skipped without.
+``--observations`` measures what the per-chip observations cost: Sentinel-2-like scenes (blue, green, red,
+nir, swir16, swir22 as uint16 reflectance at 10 m with a ``raster:bands`` scale, and a 20 m ``scl``
+scene classification; surfaces and clouds from ``data/examples/synthetic_stac.py``), fetched with the six
+reflectance bands by ``geosample.fetch`` with observations (the ``scl`` band read beside each chip for the
+cloud mask, nodata, cloud and observed cover per quadrant) and with ``observe=False`` (nothing of that),
+alternately in fresh processes on the same data, best of ``--repeat``; the target is a cost of at most 10 %.
+
+Run: ``python benchmarks/fetch_bench.py`` (``--chips``, ``--workers``, ``--cases``, ``--json``,
+``--observations``). Needs odc-stac (``pip install odc-stac``) for its baseline; it is skipped without.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import platform
 import resource
 import shutil
 import subprocess
@@ -49,6 +58,9 @@ TILE = 512
 SCENES = {"aligned": (32633, 16.0, 46.0), "reproject": (32633, 18.6, 46.0)}
 """Case → (scene CRS, centre lon, lat of the first scene); 'reproject' scenes lie in zone 34, in zone 33's CRS."""
 BANDS = ("red", "green", "blue")
+OBS_BANDS = ("blue", "green", "red", "nir", "swir16", "swir22")
+OBS_SCENE = (32633, 16.0, 47.0)
+"""Scene CRS and centre of the first observation scene (aligned reads: the cost measured is the observations')."""
 
 
 # --------------------------------------------------------------------------- data
@@ -58,9 +70,7 @@ def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
     """Scenes (COGs), one STAC item each, and a plan of ``chips`` samples per case (plus the dense probe)."""
     import pyproj
     import rasterio
-    import shapely
     from rasterio.transform import from_origin
-    from rasterio.warp import transform_geom
 
     folder.mkdir(parents=True, exist_ok=True)
     span = SCENE_PX * RES
@@ -100,15 +110,7 @@ def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
                     "proj:transform": list(transform)[:6],
                     "raster:bands": [{"nodata": 0, "data_type": "uint16", "spatial_resolution": RES}],
                 }
-            box = shapely.box(west, north - span, west + span, north)
-            geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
-            items.append({
-                "type": "Feature", "stac_version": "1.1.0", "id": f"{case}-scene{s}", "collection": "bench",
-                "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
-                "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
-                "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": 1.0},
-                "links": [], "assets": assets,
-            })  # fmt: skip
+            items.append(_scene_item(f"{case}-scene{s}", "bench", epsg, west, north, assets, 1.0))
             margin = CHIP_PX * RES
             for _ in range(64):
                 cx = west + rng.uniform(margin, span - margin)
@@ -128,6 +130,99 @@ def make_data(folder: Path, chips: int, seed: int = 0) -> dict[str, Any]:
         out[case] = {"items": items, "scene_epsg": epsg}
     (folder / "items.json").write_text(json.dumps(out))
     return out
+
+
+def _synthetic() -> Any:
+    spec = importlib.util.spec_from_file_location("synthetic_stac", ROOT / "data" / "examples" / "synthetic_stac.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_obs_data(folder: Path, chips: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Sentinel-2-like scenes (six reflectance COGs + a 20 m scl) with one item each, and their plan."""
+    import pyproj
+    import rasterio
+    from rasterio.transform import from_origin
+
+    syn = _synthetic()
+    epsg, lon0, lat0 = OBS_SCENE
+    span = SCENE_PX * RES
+    n_scenes = max(1, -(-chips // 64))
+    rng = np.random.default_rng([seed, 7])
+    to_xy = pyproj.Transformer.from_crs(4326, epsg, always_xy=True)
+    to_ll = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True)
+    x0, y0 = to_xy.transform(lon0, lat0)
+    names = ["trees", "grass", "crops", "bare", "built", "water", "snow"]
+    items, samples = [], []
+    for s in range(n_scenes):
+        west = np.floor((x0 + (s % 4) * span) / RES) * RES
+        north = np.floor((y0 - (s // 4) * span) / RES) * RES
+        scene_dir = folder / "observe" / f"scene{s}"
+        assets: dict[str, Any] = {}
+        if not (scene_dir / "scl.tif").exists():
+            scene_dir.mkdir(parents=True, exist_ok=True)
+            blocks = np.random.default_rng([seed, s]).integers(0, len(names), (48, 48))
+            codes = np.array([syn.surface(n) for n in names], dtype=np.uint8)[blocks]
+            surfaces = np.kron(codes, np.ones((SCENE_PX // 48, SCENE_PX // 48), dtype=np.uint8))
+            for cx, cy in np.random.default_rng([seed, s, 1]).uniform(0.1, 0.9, (3, 2)):
+                surfaces = syn.add_cloud(surfaces, (cx, cy), 0.06)
+            dn = syn.digital_numbers(syn.reflectance(surfaces, s))
+            for b, band in enumerate(OBS_BANDS):
+                with rasterio.open(
+                    scene_dir / f"{band}.tif", "w", driver="COG", width=SCENE_PX, height=SCENE_PX, count=1,
+                    dtype="uint16", crs=f"EPSG:{epsg}", transform=from_origin(west, north, RES, RES), nodata=0,
+                    blocksize=TILE, compress="deflate", predictor=2,
+                ) as dst:  # fmt: skip
+                    dst.write(dn[b], 1)
+            scl = syn.scene_classification(surfaces[::2, ::2])
+            with rasterio.open(
+                scene_dir / "scl.tif", "w", driver="COG", width=SCENE_PX // 2, height=SCENE_PX // 2, count=1,
+                dtype="uint8", crs=f"EPSG:{epsg}", transform=from_origin(west, north, 2 * RES, 2 * RES), nodata=0,
+                blocksize=TILE, compress="deflate",
+            ) as dst:  # fmt: skip
+                dst.write(scl, 1)
+        for band in (*OBS_BANDS, "scl"):
+            res = 2 * RES if band == "scl" else RES
+            px = SCENE_PX // 2 if band == "scl" else SCENE_PX
+            dtype = "uint8" if band == "scl" else "uint16"
+            fields: dict[str, Any] = {"raster:bands": [{"nodata": 0, "data_type": dtype, "spatial_resolution": res}]}
+            if band != "scl":
+                fields["raster:bands"][0]["scale"] = syn.SCALE
+                fields["eo:bands"] = [{"name": band, "common_name": band}]
+            assets[band] = {
+                "href": f"{{base}}/observe/scene{s}/{band}.tif",
+                "type": "image/tiff; application=geotiff; profile=cloud-optimized", "roles": ["data"],
+                "proj:shape": [px, px], "proj:transform": [res, 0.0, west, 0.0, -res, north], **fields,
+            }  # fmt: skip
+        items.append(_scene_item(f"observe-scene{s}", "bench-observe", epsg, west, north, assets, 3.0))
+        margin = CHIP_PX * RES
+        for _ in range(64):
+            samples.append(to_ll.transform(west + rng.uniform(margin, span - margin),
+                                           north - rng.uniform(margin, span - margin)))  # fmt: skip
+    _write_plan(folder / "plans" / "observe.parquet", samples[:chips])
+    (folder / "observe-items.json").write_text(json.dumps(items))
+    return items
+
+
+def _scene_item(
+    item_id: str, collection: str, epsg: int, west: float, north: float, assets: dict[str, Any], cloud: float
+) -> dict[str, Any]:
+    """The STAC item of one SCENE_PX-square scene."""
+    import shapely
+    from rasterio.warp import transform_geom
+
+    span = SCENE_PX * RES
+    box = shapely.box(west, north - span, west + span, north)
+    geom = shapely.geometry.shape(transform_geom(f"EPSG:{epsg}", "EPSG:4326", shapely.geometry.mapping(box)))
+    return {
+        "type": "Feature", "stac_version": "1.1.0", "id": item_id, "collection": collection,
+        "stac_extensions": ["https://stac-extensions.github.io/projection/v2.0.0/schema.json"],
+        "geometry": shapely.geometry.mapping(geom), "bbox": list(geom.bounds),
+        "properties": {"datetime": "2021-06-01T10:00:00Z", "proj:code": f"EPSG:{epsg}", "eo:cloud_cover": cloud},
+        "links": [], "assets": assets,
+    }  # fmt: skip
 
 
 def _write_plan(path: Path, samples: list[tuple[float, float]]) -> None:
@@ -173,9 +268,28 @@ def scene_of(items: list[dict], lon: float, lat: float) -> dict:
 def run_case(args: argparse.Namespace) -> dict[str, Any]:
     import geopandas as gpd
 
+    plan = gpd.read_parquet(Path(args.data) / "plans" / f"{args.mode}.parquet").iloc[: args.chips]
+    if args.mode == "observe":
+        from geosample.stac import fetch
+
+        spent = _instrument_observations()
+        with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+            ds = Path(tmp) / "DS"
+            ds.mkdir()
+            plan.to_parquet(ds / "plan.parquet", index=False)
+            observe = args.tool == "observe-on"
+            started, cpu = time.perf_counter(), time.process_time()
+            table = fetch(ds, stac=args.api, collection="bench-observe", assets=",".join(OBS_BANDS),
+                          workers=args.workers, progress=False, observe=observe)  # fmt: skip
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            ok = int((table["status"] == "ok").sum())
+            measured = int(table["observed"].notna().sum())
+        return {"tool": args.tool, "mode": args.mode, "workers": args.workers, "chips": len(plan), "ok": ok,
+                "observed": measured, "seconds": elapsed, "chips_per_s": ok / elapsed,
+                "cpu_seconds": cpu, "observation_cpu_seconds": sum(spent.values()),
+                "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
     data = json.loads((Path(args.data) / "items.json").read_text())
     items = json.loads(json.dumps(data[args.mode.removesuffix("-dense")]["items"]).replace("{base}", args.files))
-    plan = gpd.read_parquet(Path(args.data) / "plans" / f"{args.mode}.parquet").iloc[: args.chips]
     if args.mode == "aligned-dense":
         args.mode = "aligned"
     started = time.perf_counter()
@@ -244,6 +358,37 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": elapsed, "chips_per_s": ok / elapsed, "peak_rss_mb": rss_mb}  # fmt: skip
 
 
+def _instrument_observations() -> dict[str, float]:
+    """Count the thread CPU time spent in the observations (computing them, reading the mask band) of every worker."""
+    import threading
+
+    import geosample.stac._work as work
+
+    spent: dict[str, float] = {"observe": 0.0, "mask": 0.0}
+    lock = threading.Lock()
+    observe, read_asset = work.observe, work._read_asset
+
+    def timed_observe(*args: Any, **kwargs: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return observe(*args, **kwargs)
+        finally:
+            with lock:
+                spent["observe"] += time.thread_time() - started
+
+    def timed_read(grid: Any, sources: Any, spec: Any, options: Any, cache: Any) -> Any:
+        started = time.thread_time()
+        try:
+            return read_asset(grid, sources, spec, options, cache)
+        finally:
+            if options.mask is not None and spec.key == options.mask.key:
+                with lock:
+                    spent["mask"] += time.thread_time() - started
+
+    work.observe, work._read_asset = timed_observe, timed_read
+    return spent
+
+
 def _peak_rss_mb() -> float:
     """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -264,6 +409,9 @@ def main() -> None:
     parser.add_argument("--data", help="folder for the generated scenes (kept between runs)")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs per case")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--observations", action="store_true", help="only the cost of the observations (with vs without)"
+    )
     # One case, run in a child process:
     parser.add_argument("--tool", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -280,6 +428,9 @@ def main() -> None:
 
     data = Path(args.data or Path(tempfile.gettempdir()) / "geosample-fetch-bench")
     started = time.perf_counter()
+    if args.observations:
+        observations(args, data)
+        return
     meta = make_data(data, args.chips)
     print(f"data: {data} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     tools = args.tools.split(",")
@@ -327,6 +478,89 @@ def main() -> None:
         files.stop()
         shutil.rmtree(api_dir, ignore_errors=True)
     report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} x {cpu}; load average {load}; numpy {np.__version__}, Python {platform.python_version()}"
+
+
+def observations(args: argparse.Namespace, data: Path) -> None:
+    """With vs without observations, alternating in fresh processes on the same scenes; best of ``--repeat``."""
+    from stac.servers import FileServer, rustac_serve
+
+    started = time.perf_counter()
+    items = make_obs_data(data, args.chips)
+    print(f"data: {data} ({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    files = FileServer(data).start()
+    api_dir = Path(tempfile.mkdtemp(prefix="fetch-bench-obs-"))
+    items = json.loads(json.dumps(items).replace("{base}", files.url))
+    extent = {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}}
+    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "bench-observe", "description": "bench",
+            "license": "CC0-1.0", "links": [], "extent": extent}  # fmt: skip
+    (api_dir / "observe.collection.json").write_text(json.dumps(coll))
+    (api_dir / "observe.items.json").write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    results = []
+    try:
+        with rustac_serve(api_dir / "observe.collection.json", api_dir / "observe.items.json") as api:
+            for workers in [int(w) for w in args.workers.split(",")]:
+                runs: dict[str, list[dict[str, Any]]] = {"observe-off": [], "observe-on": []}
+                for _ in range(max(args.repeat, 1)):
+                    for tool in runs:  # interleaved: both see the same load
+                        r = _child(tool, "observe", workers, args.chips, data, api, files.url)
+                        print(f"observe {tool:11s} {workers:2d} workers: {r['chips_per_s']:6.1f} chips/s, "
+                              f"{r['cpu_seconds']:.2f} CPU s ({r['ok']}/{r['chips']} ok, {r['observed']} observed)",
+                              file=sys.stderr)  # fmt: skip
+                        runs[tool].append(r)
+                # Best wall time and least CPU time of each, over the repeats.
+                # Consecutive runs see about the same load: the median of the paired costs is the steadiest figure.
+                offs, ons = runs["observe-off"], runs["observe-on"]
+                paired = {
+                    "wall_cost": float(
+                        np.median(
+                            [1 - on["chips_per_s"] / off["chips_per_s"] for off, on in zip(offs, ons, strict=True)]
+                        )
+                    ),
+                    "cpu_cost": float(
+                        np.median(
+                            [on["cpu_seconds"] / off["cpu_seconds"] - 1 for off, on in zip(offs, ons, strict=True)]
+                        )
+                    ),
+                }
+                # The steadiest figure of all: CPU time the observations themselves took, of the run's CPU time.
+                share = float(np.median([r["observation_cpu_seconds"] / r["cpu_seconds"] for r in ons]))
+                for rs in runs.values():
+                    top = max(rs, key=lambda r: r["chips_per_s"])
+                    results.append(
+                        {
+                            **top,
+                            "min_cpu_seconds": min(r["cpu_seconds"] for r in rs),
+                            "paired": paired,
+                            "observation_share": share,
+                            "runs": [(r["chips_per_s"], r["cpu_seconds"]) for r in rs],
+                        }
+                    )
+    finally:
+        files.stop()
+        shutil.rmtree(api_dir, ignore_errors=True)
+    print(f"\n{_machine()}")
+    print("\n| workers | chips/s without / with (best) | CPU s without / with (least) | cost, best wall "
+          "| cost, median of pairs (wall / CPU) | CPU in the observations | chips observed |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for workers in sorted({r["workers"] for r in results}):
+        off = next(r for r in results if r["workers"] == workers and r["tool"] == "observe-off")
+        on = next(r for r in results if r["workers"] == workers and r["tool"] == "observe-on")
+        cost = 1 - on["chips_per_s"] / off["chips_per_s"]
+        paired = on["paired"]
+        verdict = "PASS" if max(paired["wall_cost"], paired["cpu_cost"]) <= 0.10 else "MISS"
+        print(f"| {workers} | {off['chips_per_s']:.1f} / {on['chips_per_s']:.1f} "
+              f"| {off['min_cpu_seconds']:.2f} / {on['min_cpu_seconds']:.2f} | {cost:+.1%} "
+              f"| {paired['wall_cost']:+.1%} / {paired['cpu_cost']:+.1%} {verdict} "
+              f"| {on['observation_share']:.1%} | {on['observed']}/{on['ok']} |")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

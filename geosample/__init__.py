@@ -31,6 +31,8 @@ _LAZY = {
     "fetch": "geosample.stac.fetch",
     "FetchConfig": "geosample.stac.config",
     "label": "geosample.labels.label",
+    "change": "geosample.labels.change",
+    "observe": "geosample.stac.observe",
     "LabelConfig": "geosample.labels.config",
     "load_taxonomy": "geosample.labels.taxonomy",
     "Taxonomy": "geosample.labels.taxonomy",

@@ -79,3 +79,11 @@ class PluginWarning(GeosampleWarning):
 
 class DataQualityWarning(GeosampleWarning):
     """Data is usable but odd: a chip mostly nodata, unmapped source values, a sample without labels."""
+
+
+class ObservationWarning(DataQualityWarning):
+    """The chips' bands cannot show some observation (cloud, a cover class); it is left null, not guessed."""
+
+
+class CoarseSourceWarning(DataQualityWarning):
+    """A label source is coarser than an eighth of the chip: its labels describe the neighbourhood, not the chip."""

@@ -56,9 +56,44 @@ def _tiny_plan(_small_plan: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return ds
 
 
+@pytest.fixture(scope="session")
+def _events_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's offline events demo, small: a wildfire and a flood, two sites each, 1,280 m chips of the
+    synthetic Sentinel-2-like imagery (data/examples/synthetic_stac.py), fetched with --max-chip-cloud 0.05 and
+    labelled from the synthetic land cover (so change.parquet and the change masks exist)."""
+    import warnings
+
+    from scenes import synthetic
+
+    from geosample import LabelConfig, PlanConfig, fetch, label, plan
+
+    root = tmp_path_factory.mktemp("events-demo")
+    events = root / "events.csv"
+    events.write_text(
+        "event_id,type,date,lon,lat\nfire,wildfire,2021-07-15,23.3,38.9\nflood,flood,2021-07-14,7.1,50.53\n"
+    )
+    ds = root / "DS"
+    plan(ds, config=PlanConfig.from_mapping({"events": str(events), "samples": 4, "chip_size": 1280}), progress=False)
+    catalog = synthetic().build(ds, root / "stac")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fetch(ds, stac=str(catalog), collection="synthetic-s2", max_chip_cloud=0.05, progress=False)
+        label(ds, LabelConfig(source="stac:synthetic-landcover", stac=str(catalog), scheme="esa-worldcover"),
+              progress=False)  # fmt: skip
+    return ds
+
+
 @pytest.fixture
 def tiny_ds(_tiny_plan: Path, tmp_path: Path) -> Path:
     """A private copy of the three-sample dataset folder (tmp_path/DS)."""
     ds = tmp_path / "DS"
     shutil.copytree(_tiny_plan, ds)
+    return ds
+
+
+@pytest.fixture
+def events_demo_ds(_events_demo: Path, tmp_path: Path) -> Path:
+    """A private copy of the events demo dataset."""
+    ds = tmp_path / "EV"
+    shutil.copytree(_events_demo, ds)
     return ds

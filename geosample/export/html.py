@@ -25,6 +25,7 @@ from geosample._gpkg import qualitative_colors
 from geosample.captions.report_html import caption_quality_section
 from geosample.export._content import DatasetContent
 from geosample.export._preview import render_png, thumbnail
+from geosample.export.fidelity import fidelity_section
 
 __all__ = ["SECTIONS", "gallery_rows", "section", "write_index_html"]
 
@@ -295,12 +296,17 @@ def _caption_quality_section(content: DatasetContent, report: dict[str, Any], ga
     return caption_quality_section(content.ds)
 
 
+def _fidelity_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
+    return fidelity_section(content, report)
+
+
 SECTIONS: list[Section] = [
     _missing_section,
     _map_section,
     _tables_section,
     _caption_quality_section,
     _plots_section,
+    _fidelity_section,
     _gallery_section,
 ]
 """The page's sections in order; a new part of the report adds its function here."""

@@ -23,6 +23,7 @@ import pandas as pd
 from geosample import __version__
 from geosample._dataset import atomic_path
 from geosample.export._content import DatasetContent, load_content
+from geosample.export.fidelity import fidelity_stats, fidelity_text
 from geosample.export.splits import h3_parents
 
 __all__ = ["EARTH_RADIUS_KM", "nearest_neighbour_km", "stats", "summary_text"]
@@ -86,6 +87,7 @@ def compute_stats(content: DatasetContent) -> dict[str, Any]:
         "labels": _labels(content),
         "captions": _captions(content),
         "spatial": _spatial(content, sites),
+        "fidelity": fidelity_stats(content),
         "plots": [],
     }
 
@@ -364,6 +366,7 @@ def summary_text(report: dict[str, Any]) -> str:
         f"nearest neighbour {nn['min']:.1f}–{nn['max']:.1f} km, median {nn['median']:.1f} km"
         + (f"; Clark–Evans R {ratio:.2f}" if ratio is not None else "")
     )
+    lines += fidelity_text(report)
     if report["missing"]:
         lines.append("not in the dataset yet: " + "; ".join(report["missing"]))
     return "\n".join(lines)

@@ -106,9 +106,23 @@ DYNAMIC_WORLD = {
     "8": "snow_and_ice",
 }
 
+#: Impact Observatory / Esri 10 m annual land use land cover, version 2 (``io-lulc-annual-v02``); 0 is no data
+#: and 10 is clouds (no land cover seen), both left unmapped.
+IO_LULC = {
+    "1": "Water",
+    "2": "Trees",
+    "4": "Flooded vegetation",
+    "5": "Crops",
+    "7": "Built area",
+    "8": "Bare ground",
+    "9": "Snow/ice",
+    "11": "Rangeland",
+}
+
 #: Schemes whose full value lists are known: every value must be mapped, no other may be.
 BUILTIN_SCHEMES: dict[str, dict[str, str]] = {
     "esa-worldcover": ESA_WORLDCOVER,
+    "io-lulc": IO_LULC,
     "modis-igbp": MODIS_IGBP,
     "corine": CORINE,
     "corine-raster": CORINE_RASTER,
@@ -116,7 +130,7 @@ BUILTIN_SCHEMES: dict[str, dict[str, str]] = {
 }
 
 #: Values that mean "no data" in a scheme: never mapped to a class.
-NODATA = {"esa-worldcover": {"0"}, "modis-igbp": {"255"}, "corine-raster": {"48"}}
+NODATA = {"esa-worldcover": {"0"}, "modis-igbp": {"255"}, "corine-raster": {"48"}, "io-lulc": {"0", "10"}}
 
 #: OpenStreetMap tags: ``key=value`` or a bare ``key`` (any value); the list is open.
 OSM_SCHEME = "osm"

@@ -32,9 +32,28 @@ class LabelConfig:
     """Sign asset URLs of a ``stac:`` source before reading: ``planetary-computer`` (its assets need it)."""
     workers: int = 4
     """Threads reading the source."""
+    preset: str | None = None
+    """An annual land-cover product (``io-lulc-annual-v02``, ``esa-worldcover``) filling source, stac, asset, scheme."""
+    max_year_gap: int = 2
+    """Most years between a sample's window and the map year used for it (annual ``stac:`` sources)."""
 
     def __post_init__(self) -> None:
-        """Validate every field; raise ConfigError naming the fix."""
+        """Fill what a preset provides; validate every field; raise ConfigError naming the fix."""
+        if self.preset is not None:
+            from geosample.labels.presets import get_label_preset
+
+            preset = get_label_preset(self.preset)
+            filled = {
+                "source": f"stac:{preset.collection}" if self.source == "embedded" else self.source,
+                "stac": self.stac or preset.stac,
+                "asset": self.asset or preset.asset,
+                "scheme": self.scheme or preset.scheme,
+                "sign": self.sign or preset.sign,
+            }
+            for name, value in filled.items():
+                object.__setattr__(self, name, value)
+        if isinstance(self.max_year_gap, bool) or not isinstance(self.max_year_gap, int) or self.max_year_gap < 0:
+            raise ConfigError(f"--max-year-gap {self.max_year_gap!r} must be a whole number of years, 0 or more")
         if not isinstance(self.min_fraction, int | float) or not 0.0 < float(self.min_fraction) <= 1.0:
             raise ConfigError(f"--min-fraction {self.min_fraction!r} must lie in (0, 1], e.g. 0.05 for 5 %")
         if self.resolution is not None and (
@@ -62,12 +81,14 @@ class LabelConfig:
         for name in ("min_fraction", "resolution"):
             if name in kwargs:
                 kwargs[name] = _as_float(kwargs[name], f"--{name.replace('_', '-')}")
-        if "workers" in kwargs:
-            try:
-                kwargs["workers"] = int(kwargs["workers"])
-            except (TypeError, ValueError):
-                raise ConfigError(f"--workers must be an integer, not {kwargs['workers']!r}") from None
-        for name in ("taxonomy", "source", "scheme", "stac", "asset", "sign"):
+        for name in ("workers", "max_year_gap"):
+            if name in kwargs:
+                try:
+                    kwargs[name] = int(kwargs[name])
+                except (TypeError, ValueError):
+                    flag = f"--{name.replace('_', '-')}"
+                    raise ConfigError(f"{flag} must be an integer, not {kwargs[name]!r}") from None
+        for name in ("taxonomy", "source", "scheme", "stac", "asset", "sign", "preset"):
             if name in kwargs:
                 kwargs[name] = str(kwargs[name])
         if base_dir is not None:

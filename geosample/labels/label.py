@@ -13,6 +13,7 @@ import dataclasses
 import json
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ import pyarrow.parquet as pq
 
 from geosample import __version__
 from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_plan, write_section, writes_dataset
-from geosample.errors import DataQualityWarning, DatasetError, SourceError
+from geosample.errors import CoarseSourceWarning, DataQualityWarning, DatasetError, SourceError
 from geosample.labels.config import LabelConfig
 from geosample.labels.fractions import REGIONS
 from geosample.labels.grids import LabelGrid, chip_label_grids
@@ -66,8 +67,12 @@ def count_classes(
     *,
     workers: int = 1,
     progress: bool = False,
+    nodata_values: frozenset[str] | set[str] = frozenset(),
 ) -> ClassCounts:
-    """Count the taxonomy classes of ``source`` on every grid, reading windows on ``workers`` threads."""
+    """Count the taxonomy classes of ``source`` on every grid, reading windows on ``workers`` threads.
+
+    Source values in ``nodata_values`` (a scheme's no-data values, e.g. clouds in a land-cover map) count as no data.
+    """
     slot_values = source.slots.values
     nodata_slot = len(slot_values) - 1
     codes = sorted({code for value, code in mapping.items()}, key=_code_key)
@@ -79,6 +84,9 @@ def count_classes(
         dtype=np.int64,
     )
     slot_class[nodata_slot] = n_classes + 1
+    for i, value in enumerate(slot_values[:-1]):
+        if value in nodata_values:
+            slot_class[i] = n_classes + 1
     onehot = np.zeros((len(slot_values), n_classes + 2))
     onehot[np.arange(len(slot_values)), slot_class] = 1.0
     counts = np.zeros((len(grids), 5, n_classes), dtype=np.int32)
@@ -148,10 +156,18 @@ def label(
     from geosample.labels.taxonomy import load_taxonomy
 
     cfg = config or LabelConfig()
+    from geosample.labels._schemes import NODATA
+    from geosample.labels.change import prepare_change
+
     ds = Path(ds)
     samples = read_plan(ds)
     _check_rerun(ds, cfg, overwrite)
     taxonomy = load_taxonomy(cfg.taxonomy)
+    if cfg.preset is not None:
+        from geosample.labels.presets import get_label_preset
+
+        check_years_in_reach(samples, get_label_preset(cfg.preset).years, cfg.max_year_gap, cfg.preset)
+    change = prepare_change(ds, samples)  # refuses misaligned pairs before anything is read or written
     source = open_source(
         cfg.source,
         scheme=cfg.scheme,
@@ -162,6 +178,7 @@ def label(
         samples=samples,
         sign=cfg.sign,
         allow_local_assets=allow_local_assets,
+        max_year_gap=cfg.max_year_gap,
     )
     scheme = source.scheme
     mapping = taxonomy.mapping(scheme)
@@ -170,17 +187,92 @@ def label(
         mapping = {f"{k}={v}": code for k, v in tags if (code := taxonomy.osm_code({k: v})) is not None}
     grids = chip_label_grids(samples, cfg.resolution or source.res_m)
     show = _is_terminal() if progress is None else progress
-    counted = count_classes(source, grids, mapping, workers=cfg.workers, progress=show)
+    counted = count_classes(
+        source, grids, mapping, workers=cfg.workers, progress=show, nodata_values=NODATA.get(str(scheme), set())
+    )
     _check_coverage(counted, source, scheme, list(taxonomy.mappings), len(samples))
     table = labels_table(samples["sample_id"].to_numpy(), counted, taxonomy, cfg.min_fraction, source.name)
-    write_label_outputs(ds, samples, table, taxonomy, cfg, source.name)
+    table["label_year"] = pd.array(label_years(source, len(samples)), dtype="Int64")
+    table["source_resolution_m"] = float(source.res_m) if source.res_m else np.nan
+    _warn_coarse(source, samples)
+    try:
+        changed = change.compute() if change is not None else None
+        write_label_outputs(ds, samples, table, taxonomy, cfg, source.name)
+        if change is not None:
+            change.commit()
+    finally:
+        if change is not None:
+            change.discard()
     write_section(
         ds,
         "label",
         {**cfg.to_dict(), "scheme_used": scheme, "taxonomy_key": taxonomy.key, "geosample_version": __version__},
     )
     table.attrs["class_names"] = {code: c.name for code, c in taxonomy.classes.items()}  # for summaries
+    table.attrs["change"] = changed
     return table
+
+
+def sample_years(samples: pd.DataFrame) -> np.ndarray:
+    """The year of each sample's window (of its middle)."""
+    start = pd.to_datetime(samples["start_datetime"], utc=True)
+    end = pd.to_datetime(samples["end_datetime"], utc=True)
+    return (start + (end - start) / 2).dt.year.to_numpy()
+
+
+def check_years_in_reach(samples: pd.DataFrame, years: Sequence[int], gap: int, product: str) -> None:
+    """Refuse samples further than ``gap`` years from every year of an annual product.
+
+    Raises:
+        SourceError: Naming how many samples, one of them, and the product's years.
+    """
+    wanted = sample_years(samples)
+    have = np.array(sorted(years))
+    nearest = have[np.abs(wanted[:, None] - have[None, :]).argmin(axis=1)]
+    far = np.flatnonzero(np.abs(wanted - nearest) > gap)
+    if far.size:
+        i = int(far[0])
+        raise SourceError(
+            f"{far.size} sample(s) lie more than {gap} year(s) from every {product} map (e.g. "
+            f"{samples['sample_id'].iloc[i]}: {wanted[i]}, nearest map {nearest[i]}; maps: {_span(have)}); plan "
+            "within reach of those years or allow a larger --max-year-gap"
+        )
+
+
+def _span(years: np.ndarray) -> str:
+    if len(years) > 2 and (np.diff(years) == 1).all():
+        return f"{years[0]}-{years[-1]}"
+    return ", ".join(str(y) for y in years)
+
+
+def label_years(source: LabelSource, n: int) -> list[int | None]:
+    """The map year each sample's labels come from (None when the source does not say)."""
+    years = getattr(source, "years", None)
+    if years is not None:
+        return [None if y is None else int(y) for y in years]
+    year = getattr(source, "year", None)
+    return [year] * n
+
+
+COARSE_SHARE = 1 / 8
+"""A source whose pixels are wider than this share of the chip describes the neighbourhood, not the chip."""
+
+
+def _warn_coarse(source: LabelSource, samples: pd.DataFrame) -> None:
+    res = source.res_m
+    if not res:
+        return
+    sizes = samples["chip_size_m"].to_numpy(dtype=np.float64)
+    coarse = res > COARSE_SHARE * sizes
+    if coarse.any():
+        warnings.warn(
+            f"{int(coarse.sum())} of {len(samples)} samples are labelled from {source.name} at about {res:,.0f} m per "
+            f"pixel, coarser than 1/8 of their chip ({sizes[coarse].min():,.0f} m): their labels come from a few "
+            f"pixels {res / 1000:,.1f} km wide and describe the chip's surroundings, not the chip; use a 10 m source "
+            "(--preset esa-worldcover or io-lulc-annual-v02) for labels of the chip itself",
+            CoarseSourceWarning,
+            stacklevel=3,
+        )
 
 
 def labels_table(
@@ -245,6 +337,8 @@ def write_labels_parquet(table: pd.DataFrame, path: Path) -> None:
         pa.field("taxonomy", pa.string()),
         pa.field("valid_fraction", pa.float64()),
     ]
+    fields += [f for f in (pa.field("label_year", pa.int64()), pa.field("source_resolution_m", pa.float64()))
+               if f.name in table.columns]  # fmt: skip
     schema = pa.schema(fields)
     arrow = pa.Table.from_pandas(table[[f.name for f in fields]], schema=schema, preserve_index=False)
     with atomic_path(path) as tmp:
@@ -268,8 +362,10 @@ def _regions_json(codes: list[str], counts: np.ndarray) -> str:
 def _check_rerun(ds: Path, cfg: LabelConfig, overwrite: bool) -> None:
     recorded = read_config(ds).get("label")
     if recorded and not overwrite and (ds / LABELS_FILE).exists():
+        defaults = LabelConfig().to_dict()
         wanted = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_RESULT_SETTINGS}
-        previous = {k: recorded.get(k) for k in wanted}
+        # A setting added since the labels were made counts as its default.
+        previous = {k: recorded.get(k, defaults.get(k)) for k in wanted}
         if previous != wanted:
             raise DatasetError(
                 f"{ds} already holds labels made with other settings; use --overwrite to replace them "

@@ -25,6 +25,15 @@ from geosample.cli import CONTEXT, command_settings, config_option, progress_opt
 @click.option("--asset", help="Asset key of the land-cover COG in a stac: source's items.")
 @click.option("--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign a stac: source's asset URLs.")
 @click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
+@click.option(
+    "--preset",
+    help="An annual 10 m land-cover map through STAC: io-lulc-annual-v02 (2017-2023) or esa-worldcover (2020, 2021).",
+)
+@click.option(
+    "--max-year-gap",
+    type=int,
+    help="Most years between a sample's window and the map year labelling it (annual sources).  [default: 2]",
+)
 @config_option
 @click.option("--overwrite", is_flag=True, help="Replace labels made with other settings.")
 @click.option("--allow-local-assets", is_flag=True, help="Let a stac: source read local files its catalogue names.")
@@ -57,6 +66,11 @@ def label(
             f"wrote {ds}/labels.parquet ({len(table)} samples), stac/labels/, trainingdml.json, report/labels.json "
             f"in {time.perf_counter() - started:.1f} s"
         )
+        changed = table.attrs.get("change")
+        if changed is not None:
+            from geosample.labels.change import summary
+
+            click.echo(f"{summary(changed)}; wrote {ds}/change.parquet and change/")
 
 
 def label_summary(table: Any, top: int = 5) -> str:

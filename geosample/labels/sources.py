@@ -39,6 +39,7 @@ from geosample.sampling._geometry import _to_crs
 EMBEDDED = "embedded"
 EMBEDDED_FILE = "modis_igbp_2019_0p05deg.tif"
 EMBEDDED_SCHEME = "modis-igbp"
+EMBEDDED_YEAR = 2019
 _METRES_PER_DEGREE = 111_320.0
 
 
@@ -86,10 +87,12 @@ class RasterSource:
     for 16-bit), so counting needs no lookup of which values occur.
     """
 
-    def __init__(self, path: str | Path, *, name: str, scheme: str | None) -> None:
+    def __init__(self, path: str | Path, *, name: str, scheme: str | None, year: int | None = None) -> None:
         self.path = str(path)
         self.name = name
         self.scheme = scheme
+        self.year = year
+        """The map's year, where known."""
         try:
             with rasterio.open(self.path) as src:
                 self._check(src)
@@ -234,7 +237,9 @@ def _resolution_m(src: rasterio.DatasetReader) -> float:
 
 def embedded_source() -> RasterSource:
     """The MODIS IGBP 2019 land-cover layer shipped with geosample (0.05°, about 5.6 km)."""
-    return RasterSource(layers.layer_path(EMBEDDED_FILE), name="modis-igbp@embedded", scheme=EMBEDDED_SCHEME)
+    return RasterSource(
+        layers.layer_path(EMBEDDED_FILE), name="modis-igbp@embedded", scheme=EMBEDDED_SCHEME, year=EMBEDDED_YEAR
+    )
 
 
 # --------------------------------------------------------------------------------------- vectors
@@ -328,6 +333,7 @@ def open_source(
     samples: Any = None,
     sign: str | None = None,
     allow_local_assets: bool = False,
+    max_year_gap: int = 2,
 ) -> LabelSource:
     """The label source named by ``--source``: ``embedded``, a raster path, ``PATH:COLUMN`` or ``stac:COLLECTION``.
 
@@ -351,6 +357,7 @@ def open_source(
         return StacSource(
             spec[5:], stac=stac, asset=asset, samples=samples, scheme=_need_scheme(scheme, spec, schemes), sign=sign,
             allow_local_assets=allow_local_assets,
+            max_year_gap=max_year_gap,
         )  # fmt: skip
     path, column = Path(spec), None
     if not path.exists() and ":" in spec:

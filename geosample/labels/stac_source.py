@@ -1,11 +1,16 @@
 """``--source stac:COLLECTION``: land-cover COGs found through a STAC API, read through the fetch stage's code.
 
-Items are searched per group of nearby samples within each sample's own time
-window (so ``before`` and ``after`` rows, or revisits, can get the land
-cover of their own year, as with ESA WorldCover 2020 and 2021 or Dynamic
-World by date), best first by nearness in time; a sample with no item in its
-window falls back to the item nearest in time. Where several items meet a
-chip, they form a mosaic (first valid pixel wins).
+Each sample is labelled from the map of its own year: the year of its
+window's middle, or where the collection has no map of that year, the
+nearest year that has one (the earlier of two equally near), so ``before``
+and ``after`` rows, or revisits, get the land cover of their own time, as
+with Impact Observatory's annual maps (2017-2023) or ESA WorldCover 2020 and
+2021. An item's year is that of the middle of its ``start_datetime`` to
+``end_datetime`` (or its ``datetime``). An annual product (maps of several
+years) with no map within ``max_year_gap`` years of a sample is refused; a
+single map (one year) labels every sample, and ``label_year`` says which
+year. Where several items of the chosen year meet a chip, they form a mosaic
+(best first by nearness in time; first valid pixel wins).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class StacSource:
         scheme: str,
         sign: str | None = None,
         allow_local_assets: bool = False,
+        max_year_gap: int = 2,
     ) -> None:
         from geosample.stac._hrefs import HrefPolicy
         from geosample.stac.fetch import make_signer
@@ -48,11 +54,12 @@ class StacSource:
         self.name = f"{collection}@stac"
         self.scheme = scheme
         self.signer = make_signer(sign)
-        found = find_items(stac, collection, samples, sort="time")
+        ids = [str(sid) for sid in samples["sample_id"]]
+        found = find_items(stac, collection, _widened(samples, ids, max_year_gap + 1), sort="time")
         missing = [sid for sid, items in found.items() if not items]
         if missing:
-            found.update(find_items(stac, collection, _widened(samples, missing), sort="time"))
-        items = [found[str(sid)] for sid in samples["sample_id"]]
+            found.update(find_items(stac, collection, _widened(samples, missing, _FALLBACK_YEARS), sort="time"))
+        items, self.years = _of_nearest_year(samples, ids, found, max_year_gap, collection)
         if not any(items):
             raise SourceError(
                 f"no item of collection {collection} in {stac} meets any of the {len(samples)} chips; "
@@ -116,13 +123,59 @@ class StacReader:
         return count_regions(slots, self.n_slots)
 
 
-def _widened(samples: pd.DataFrame, sample_ids: list[str]) -> pd.DataFrame:
-    """The samples again with windows of ±50 years about their middle, for 'the item nearest in time'."""
+def _widened(samples: pd.DataFrame, sample_ids: list[str], years: int) -> pd.DataFrame:
+    """The samples again with windows of ± ``years`` about their middle, to find the maps of nearby years."""
     rows = samples[samples["sample_id"].astype(str).isin(sample_ids)].copy()
     middle = rows["start_datetime"] + (rows["end_datetime"] - rows["start_datetime"]) / 2
-    rows["start_datetime"] = middle - pd.DateOffset(years=_FALLBACK_YEARS)
-    rows["end_datetime"] = middle + pd.DateOffset(years=_FALLBACK_YEARS)
+    rows["start_datetime"] = middle - pd.DateOffset(years=years)
+    rows["end_datetime"] = middle + pd.DateOffset(years=years)
     return rows
+
+
+def item_year(item: Any) -> int | None:
+    """The year an item's map is of: the middle of its start/end range, else its datetime."""
+    start, end = item.common_metadata.start_datetime, item.common_metadata.end_datetime
+    if start is not None and end is not None:
+        return (start + (end - start) / 2).year
+    when = item.datetime or start or end
+    return None if when is None else when.year
+
+
+def _of_nearest_year(
+    samples: pd.DataFrame, ids: list[str], found: dict[str, list[Any]], gap: int, collection: str
+) -> tuple[list[list[Any]], list[int | None]]:
+    """Per sample, the items of the map year nearest its own, and that year; refuses annual maps out of reach."""
+    from geosample.labels.label import sample_years
+
+    wanted = dict(zip(ids, sample_years(samples).tolist(), strict=True))
+    chosen: list[list[Any]] = []
+    years: list[int | None] = []
+    seen: set[int] = set()
+    far: list[tuple[str, int, int]] = []
+    for sid in ids:
+        by_year: dict[int | None, list[Any]] = {}
+        for item in found.get(sid, []):
+            by_year.setdefault(item_year(item), []).append(item)
+        dated = [y for y in by_year if y is not None]
+        if not dated:
+            chosen.append(by_year.get(None, []))
+            years.append(None)
+            continue
+        seen.update(dated)
+        year = min(dated, key=lambda y: (abs(y - wanted[sid]), y))
+        if abs(year - wanted[sid]) > gap:
+            far.append((sid, wanted[sid], year))
+        chosen.append(by_year[year])
+        years.append(year)
+    if far and len(seen) > 1:
+        sid, want, year = far[0]
+        have = ", ".join(str(y) for y in sorted(seen))
+        raise SourceError(
+            f"{len(far)} sample(s) have no {collection} map within {gap} year(s) of their window (e.g. {sid}: "
+            f"{want}, nearest map {year}; maps found: {have}); plan within reach of those years or allow a larger "
+            "--max-year-gap"
+        )
+    return chosen, years
 
 
 def _pick_asset(collection: str, items: list[Any], asset: str | None) -> str:

@@ -19,6 +19,7 @@ from rasterio.crs import CRS
 
 from geosample.errors import SourceError
 from geosample.stac._work import AssetSpec
+from geosample.stac.observe import mask_kind
 from geosample.stac.presets import S2_REFLECTANCE, asset_info
 from geosample.stac.reader import gdal_env
 
@@ -104,9 +105,29 @@ def _band_names(key: str, bands: Sequence[Mapping[str, Any]], count: int) -> tup
     return tuple(names)
 
 
+def _common_names(bands: Sequence[Mapping[str, Any]], count: int) -> tuple[str | None, ...]:
+    """Each band's STAC common name (``common_name``, or ``eo:common_name`` in STAC 1.1 ``bands``), where given."""
+    out: list[str | None] = []
+    for i in range(count):
+        meta = bands[i] if i < len(bands) and isinstance(bands[i], Mapping) else {}
+        name = meta.get("common_name") or meta.get("eo:common_name")
+        out.append(str(name).lower() if name else None)
+    return tuple(out)
+
+
+def _all_bands(fields: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every band object of an asset: ``bands``, ``eo:bands`` and ``raster:bands`` (scale lives in the last)."""
+    out = []
+    for name in ("bands", "eo:bands", "raster:bands"):
+        value = fields.get(name)
+        if isinstance(value, list):
+            out += [b for b in value if isinstance(b, Mapping)]
+    return out
+
+
 def _first_number(fields: Sequence[Mapping[str, Any]], *names: str) -> float | None:
     for f in fields:
-        for band in [f, *_band_list(f)]:
+        for band in [f, *_all_bands(f)]:
             for name in names:
                 value = band.get(name)
                 if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -116,7 +137,7 @@ def _first_number(fields: Sequence[Mapping[str, Any]], *names: str) -> float | N
 
 def _categorical(fields: Sequence[Mapping[str, Any]]) -> bool:
     for f in fields:
-        for band in [f, *_band_list(f)]:
+        for band in [f, *_all_bands(f)]:
             if any(k in band for k in ("classification:classes", "classification:bitfields")):
                 return True
     return False
@@ -176,6 +197,7 @@ def describe_assets(
                 s2_offset=harmonizable,
                 scale=info.scale if info.scale is not None else _first_number(fields, "scale", "raster:scale"),
                 offset=info.offset if info.offset is not None else _first_number(fields, "offset", "raster:offset"),
+                common_names=_common_names(bands, count),
             )
         )
     known = [r for r in resolutions if r is not None and r > 0]
@@ -197,6 +219,11 @@ def _probe(items: Sequence[pystac.Item], key: str, signer: Signer | None) -> tup
         except Exception as exc:  # noqa: BLE001 - try the next item
             errors.append(f"{item.id}: {' '.join(str(exc).split())[:200]}")
     raise SourceError(f"cannot read asset {key!r} of the first matching items ({'; '.join(errors) or 'none has it'})")
+
+
+def mask_asset(available: Sequence[str]) -> str | None:
+    """The collection's cloud-mask asset key among ``available`` (Sentinel-2 ``scl``/``SCL``, Landsat ``qa_pixel``)."""
+    return next((key for key in available if mask_kind(key) is not None), None)
 
 
 def item_hrefs(item: pystac.Item, keys: Sequence[str]) -> dict[str, str]:

@@ -15,13 +15,23 @@ import hashlib
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from rasterio.enums import Resampling
 
 from geosample.stac.grid import ChipGrid
+from geosample.stac.observe import CODE_COLOURS, CODE_NAMES, Observation, ObservationPlan, observe
 from geosample.stac.presets import S2_OFFSET
-from geosample.stac.reader import DatasetCache, ReadError, gdal_env, preview_png, read_with_nodata, write_cog
+from geosample.stac.reader import (
+    DatasetCache,
+    ReadError,
+    gdal_env,
+    preview_png,
+    read_with_nodata,
+    write_class_cog,
+    write_cog,
+)
 
 Signer = Callable[[str], str]
 
@@ -45,6 +55,8 @@ class AssetSpec:
     """Scale to apply with ``--scale``."""
     offset: float | None = None
     """Offset to apply with ``--scale``."""
+    common_names: tuple[str | None, ...] = ()
+    """STAC common names of the bands (``eo:bands``/``bands``), where the item gives them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +69,8 @@ class SourceRef:
     """Asset key → href (unsigned)."""
     harmonize: bool = False
     """Remove the +1000 offset from this item's ``s2_offset`` assets."""
+    offset_in_data: bool = False
+    """This item's ``s2_offset`` assets carry the +1000 offset (whether or not it is removed)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +85,10 @@ class ChipJob:
     """The chip's pixel grid."""
     sources: tuple[SourceRef, ...]
     """Source items, best first."""
+    alternates: tuple[tuple[SourceRef, ...], ...] = ()
+    """Other items to try, in order, when the chip from ``sources`` fails ``--max-chip-cloud``/``--min-valid``."""
+    with_map: bool = False
+    """Also encode the per-pixel observation map (chips of pairs and series, for the change stage)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +105,14 @@ class ReadOptions:
     """Also encode a PNG preview."""
     retries: int = 3
     """Read retries per source."""
+    mask: AssetSpec | None = None
+    """The collection's cloud-mask asset, read beside the chip for the observations but not written."""
+    observe: ObservationPlan | None = None
+    """What the chips can show (None: no observations)."""
+    max_chip_cloud: float | None = None
+    """Reject a chip whose measured cloud fraction is above this."""
+    min_valid: float | None = None
+    """Reject a chip whose share of valid pixels is below this."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -112,6 +138,14 @@ class ChipResult:
     """The preview."""
     valid_fraction: float = 0.0
     """Share of pixels with data in every band."""
+    status: str = "ok"
+    """``ok``, or ``cloudy``/``nodata`` when no candidate passed the limits (``error`` says why)."""
+    observation: dict[str, Any] | None = None
+    """The observation columns of ``chips.parquet`` (of the chip kept, or of the best rejected one)."""
+    source_index: int = 0
+    """Which candidate made the chip: 0 the job's ``sources``, i its ``alternates[i - 1]``."""
+    map_cog: bytes | None = None
+    """The observation map (uint8 COG with a colour table), when the job asked for it."""
 
 
 _local = threading.local()
@@ -157,10 +191,41 @@ class ChipError(ValueError):
 
 
 def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult:
+    """The chip from the job's sources, or from the first alternate that passes the limits."""
+    tried: list[tuple[str, str]] = []
+    first: Observation | None = None
+    for index, sources in enumerate((job.sources, *job.alternates)):
+        try:
+            stacked, nodata, mask = _read_sources(job, sources, options, cache)
+        except (ReadError, ChipError) as exc:
+            if index == 0:
+                raise
+            tried.append(("failed", f"{sources[0].item_id}: {exc}"))
+            continue
+        scale = _reflectance_scale(options, sources[0])
+        obs = _observe(stacked, mask, options, job.with_map, scale)
+        valid = obs.valid_fraction if obs is not None else float((~np.ma.getmaskarray(stacked).any(axis=0)).mean())
+        first = first or obs
+        rejected = _rejection(obs, valid, options)
+        if rejected is None:
+            return _encode(job, options, stacked, nodata, obs, valid, index, scale)
+        tried.append((rejected[0], f"{sources[0].item_id}: {rejected[1]}"))
+    status = next((s for s, _ in tried if s != "failed"), "nodata")
+    error = f"no candidate item passes ({len(tried)} tried): " + "; ".join(text for _, text in tried)
+    return ChipResult(
+        job.sample_id, job.collection, error=error if len(error) <= 300 else error[:297] + "...", status=status,
+        observation=first.columns() if first is not None else None,
+    )  # fmt: skip
+
+
+def _read_sources(
+    job: ChipJob, sources: tuple[SourceRef, ...], options: ReadOptions, cache: DatasetCache
+) -> tuple[np.ma.MaskedArray, float | None, np.ma.MaskedArray | None]:
+    """The chip's bands (and the cloud-mask band, when it is read beside them) from one candidate."""
     parts = []
     nodata: float | None = None
     for spec in options.assets:
-        data, fill = _read_asset(job, spec, options, cache)
+        data, fill = _read_asset(job.grid, sources, spec, options, cache)
         if data.shape[0] != len(spec.names):
             raise ChipError(f"asset {spec.key!r} has {data.shape[0]} band(s), expected {len(spec.names)}")
         if options.apply_scale and (spec.scale is not None or spec.offset is not None):
@@ -175,26 +240,115 @@ def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult
         stacked = stacked.astype(np.float32)
     if np.issubdtype(stacked.dtype, np.floating) and options.apply_scale:
         nodata = float("nan")
-    mask = np.ma.getmaskarray(stacked)
+    mask = None
+    spec = options.mask
+    if spec is not None and options.observe is not None and all(spec.key in s.hrefs for s in sources):
+        mask = _read_asset(job.grid, sources, spec, options, cache)[0][0]
+    return stacked, nodata, mask
+
+
+def _observe(
+    stacked: np.ma.MaskedArray,
+    mask: np.ma.MaskedArray | None,
+    options: ReadOptions,
+    with_map: bool,
+    scale: tuple[list[float], list[float], list[bool]],
+) -> Observation | None:
+    plan = options.observe
+    if plan is None:
+        return None
+    if plan.mask is not None and plan.mask_index is None and mask is None:
+        # The mask asset is missing from this item: screen clouds spectrally if the bands allow, else not at all.
+        plan = _without_mask(options)
+    gains, offsets, _ = scale
+    return observe(stacked, options.band_names, gains=gains, offsets=offsets, mask=mask, plan=plan, with_map=with_map)
+
+
+def _without_mask(options: ReadOptions) -> ObservationPlan:
+    from geosample.stac.observe import observation_plan
+
+    assert options.observe is not None
+    names = options.band_names
+    commons = [c for a in options.assets for c in (a.common_names or (None,) * len(a.names))]
+    return observation_plan(names, common_names=commons, calibrated=options.observe.calibrated)
+
+
+def _reflectance_scale(options: ReadOptions, source: SourceRef) -> tuple[list[float], list[float], list[bool]]:
+    """Per band: reflectance = value × gain + offset for the chip as read from ``source``, and whether it is known."""
+    gains: list[float] = []
+    offsets: list[float] = []
+    known: list[bool] = []
+    for spec in options.assets:
+        scaled = options.apply_scale and (spec.scale is not None or spec.offset is not None)
+        if scaled:
+            gain, offset = 1.0, 0.0
+        elif spec.s2_offset:
+            gain = spec.scale if spec.scale is not None else 1e-4
+            offset = -S2_OFFSET * gain if source.offset_in_data and not source.harmonize else 0.0
+        else:
+            gain = spec.scale if spec.scale is not None else 1.0
+            offset = spec.offset or 0.0
+        gains += [gain] * len(spec.names)
+        offsets += [offset] * len(spec.names)
+        known += [not scaled and (spec.scale is not None or spec.s2_offset)] * len(spec.names)
+    return gains, offsets, known
+
+
+def _rejection(obs: Observation | None, valid: float, options: ReadOptions) -> tuple[str, str] | None:
+    """(status, the measured figure) when the chip fails ``--min-valid`` or ``--max-chip-cloud``; else None."""
+    if options.min_valid is not None and valid < options.min_valid:
+        return "nodata", f"{valid:.1%} of pixels valid < --min-valid {options.min_valid:g}"
+    if options.max_chip_cloud is not None:
+        if obs is None or obs.cloud_fraction is None:
+            return "nodata", "no valid pixel to measure cloud on"
+        if obs.cloud_fraction > options.max_chip_cloud:
+            return "cloudy", (
+                f"cloud {obs.cloud_fraction:.1%} of valid pixels ({obs.cloud_method}) "
+                f"> --max-chip-cloud {options.max_chip_cloud:g}"
+            )
+    return None
+
+
+def _encode(
+    job: ChipJob,
+    options: ReadOptions,
+    stacked: np.ma.MaskedArray,
+    nodata: float | None,
+    obs: Observation | None,
+    valid: float,
+    index: int,
+    scale: tuple[list[float], list[float], list[bool]],
+) -> ChipResult:
     categorical = all(a.categorical for a in options.assets)
-    cog = write_cog(stacked, job.grid, options.band_names, nodata=nodata, categorical=categorical)
+    gains, offsets, known = scale
+    # Known reflectance scales travel with the chip (GDAL band scale/offset), so later stages can use them.
+    scales = [g if k else 1.0 for g, k in zip(gains, known, strict=True)] if any(known) else None
+    shifts = [o if k else 0.0 for o, k in zip(offsets, known, strict=True)] if any(known) else None
+    cog = write_cog(
+        stacked, job.grid, options.band_names, nodata=nodata, categorical=categorical, scales=scales, offsets=shifts
+    )
     png = preview_png(stacked, _rgb_indexes(options.band_names)) if options.preview else None
-    valid = float((~mask.any(axis=0)).mean())
-    return ChipResult(job.sample_id, job.collection, None, cog, hashlib.sha256(cog).hexdigest(), png, valid)
+    map_cog = None
+    if obs is not None and obs.classes is not None:
+        map_cog = write_class_cog(obs.classes, job.grid, "observed", CODE_NAMES, CODE_COLOURS)
+    return ChipResult(
+        job.sample_id, job.collection, None, cog, hashlib.sha256(cog).hexdigest(), png, valid,
+        observation=obs.columns() if obs is not None else None, source_index=index, map_cog=map_cog,
+    )  # fmt: skip
 
 
 def _read_asset(
-    job: ChipJob, spec: AssetSpec, options: ReadOptions, cache: DatasetCache
+    grid: ChipGrid, sources: Sequence[SourceRef], spec: AssetSpec, options: ReadOptions, cache: DatasetCache
 ) -> tuple[np.ma.MaskedArray, float | None]:
-    """One asset onto the grid from the job's sources, harmonised per item, first valid pixel winning."""
+    """One asset onto the grid from the sources, harmonised per item, first valid pixel winning."""
     method = Resampling.nearest if spec.categorical else Resampling[options.resampling]
     out: np.ma.MaskedArray | None = None
     fill: float | None = None
-    for src in job.sources:
+    for src in sources:
         href = src.hrefs.get(spec.key)
         if href is None:
             raise ChipError(f"item {src.item_id!r} has no asset {spec.key!r}")
-        part, src_nodata = read_with_nodata([href], job.grid, resampling=method, cache=cache, retries=options.retries)
+        part, src_nodata = read_with_nodata([href], grid, resampling=method, cache=cache, retries=options.retries)
         fill = fill if fill is not None else src_nodata
         if src.harmonize and spec.s2_offset:
             part = _remove_s2_offset(part)

@@ -60,7 +60,10 @@ def chip_item(
         sources: (item id, item href or None) of each source item.
         extra: More properties (e.g. ``geosample:site_id``).
     """
-    when = pd.Timestamp(row["item_datetime"]).to_pydatetime() if row.get("item_datetime") is not None else None
+    when, start, end = (
+        pd.Timestamp(row[k]).to_pydatetime() if row.get(k) is not None and not pd.isna(row[k]) else None
+        for k in ("item_datetime", "item_start_datetime", "item_end_datetime")
+    )
     properties: dict[str, Any] = {
         "geosample:sample_id": row["sample_id"],
         "geosample:source_collection": row["collection"],
@@ -77,6 +80,8 @@ def chip_item(
         datetime=when,
         properties=properties,
         collection=None,
+        start_datetime=start,
+        end_datetime=end,
     )
     proj = ProjectionExtension.ext(item, add_if_missing=True)
     proj.code = f"EPSG:{grid.epsg}"

@@ -32,6 +32,19 @@ def _presets_help() -> str:
     type=click.Choice(["cloud", "time"]),
     help="Best item: least cloud, or nearest the window's middle.  [default: cloud]",
 )
+@click.option(
+    "--max-chip-cloud",
+    type=float,
+    help="Reject chips whose measured cloud fraction (0-1) is above this; the next item is tried.",
+)
+@click.option(
+    "--min-valid", type=float, help="Reject chips with a smaller share (0-1) of valid pixels; the next item is tried."
+)
+@click.option(
+    "--observe/--no-observe",
+    default=None,
+    help="Measure nodata, cloud and observed cover on each chip.  [default: observe]",
+)
 @click.option("--mosaic/--no-mosaic", default=None, help="Fill a chip from several items when none covers it alone.")
 @click.option("--preview/--no-preview", default=None, help="Also write an RGB PNG per chip (2–98 % stretch).")
 @click.option("--harmonize/--no-harmonize", default=None, help="Remove Sentinel-2's +1000 offset (baseline 04.00+).")
@@ -78,10 +91,11 @@ def fetch(
     table = run_fetch(ds, config=cfg, progress=progress, overwrite=overwrite, allow_local_assets=allow_local_assets)
     if not quiet:
         s = table.attrs["summary"]
-        done = s["ok"] + s["no_item"] + s["failed"]
+        done = s["ok"] + s["no_item"] + s["failed"] + s["cloudy"] + s["nodata"]
+        rejected = "".join(f", {s[k]} {k}" for k in ("cloudy", "nodata") if s[k])
         click.echo(
             f"fetch: {done} chip(s) in {s['seconds']:.1f} s ({s['chips_per_s']:.1f}/s): {s['ok']} ok, "
-            f"{s['no_item']} no_item, {s['failed']} failed; {s['skipped']} already done. "
+            f"{s['no_item']} no_item, {s['failed']} failed{rejected}; {s['skipped']} already done. "
             f"{ds}/chips.parquet holds {int((table['status'] == 'ok').sum())} ok chip(s) of {len(table)}"
         )
         if s["failed"]:

@@ -59,6 +59,12 @@ class FetchConfig:
     """HTTP retries (with backoff) for STAC requests, and read retries per source."""
     timeout: float = 60.0
     """Seconds before a STAC request is abandoned (and retried)."""
+    observe: bool = True
+    """Measure nodata, cloud and observed cover on every chip (see :mod:`geosample.stac.observe`)."""
+    max_chip_cloud: float | None = None
+    """Reject a chip whose measured cloud fraction (0–1) is above this, and try the next candidate item."""
+    min_valid: float | None = None
+    """Reject a chip whose share of valid pixels (0–1) is below this, and try the next candidate item."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -88,6 +94,13 @@ class FetchConfig:
             raise ConfigError(f"retries {self.retries!r} is out of range 0–20")
         if not (isinstance(self.timeout, int | float) and self.timeout > 0):
             raise ConfigError(f"timeout {self.timeout!r} must be a positive number of seconds")
+        for name, value in (("--max-chip-cloud", self.max_chip_cloud), ("--min-valid", self.min_valid)):
+            if value is not None and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+            ):
+                raise ConfigError(f"{name} {value!r} is out of range; give a fraction from 0 to 1, e.g. 0.2")
+        if self.max_chip_cloud is not None and not self.observe:
+            raise ConfigError("--max-chip-cloud needs the chip observations; drop --no-observe")
         if len(set(self.collection)) != len(self.collection):
             raise ConfigError(f"--collection repeats a collection: {list(self.collection)}")
         if self.assets is not None:
@@ -117,13 +130,13 @@ class FetchConfig:
         for name in ("collection", "assets"):
             if name in kwargs:
                 kwargs[name] = _as_tuple(kwargs[name], f"--{name}")
-        for name in ("resolution", "max_cloud", "timeout"):
+        for name in ("resolution", "max_cloud", "timeout", "max_chip_cloud", "min_valid"):
             if name in kwargs:
                 kwargs[name] = _as_float(kwargs[name], f"--{name.replace('_', '-')}")
         for name in ("workers", "limit", "retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name}")
-        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed"):
+        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed", "observe"):
             if name in kwargs and not isinstance(kwargs[name], bool):
                 raise ConfigError(f"{name} must be true or false, not {kwargs[name]!r}")
         for name in ("stac", "sort", "sign", "dask_scheduler", "preset", "resampling"):

@@ -29,16 +29,25 @@ from geosample import __version__
 from geosample._dataset import atomic_path, read_config, read_plan, write_section, writing
 from geosample._paths import check_name, in_folder, inside
 from geosample._plan_checks import check_pixel_budget
-from geosample.errors import ConfigError, DataQualityWarning, DatasetError, StacError
+from geosample.errors import ConfigError, DataQualityWarning, DatasetError, ObservationWarning, StacError
 from geosample.stac import catalog
-from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs
+from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs, mask_asset
 from geosample.stac._dask import open_executor
 from geosample.stac._hrefs import HrefPolicy
-from geosample.stac._work import ChipJob, ChipResult, ReadOptions, SourceRef, close_thread_caches, run_task
+from geosample.stac._work import (
+    AssetSpec,
+    ChipJob,
+    ChipResult,
+    ReadOptions,
+    SourceRef,
+    close_thread_caches,
+    run_task,
+)
 from geosample.stac.client import ApiSource, StacSource, check_collections, open_source
 from geosample.stac.config import FetchConfig
 from geosample.stac.grid import chip_grid, nice_resolution
 from geosample.stac.journal import COLUMNS, Manifest
+from geosample.stac.observe import ObservationPlan, mask_kind, observation_plan
 from geosample.stac.presets import apply_preset, needs_harmonize
 from geosample.stac.search import Candidate, SearchGroup, group_samples, mosaic_items, search_group
 
@@ -52,6 +61,8 @@ TASK_CHIPS = 32
 TASK_MIN_CHIPS = 16
 """Fewest chips per task (when there are enough): small tasks spread one item's tiles over many threads."""
 SEARCH_THREADS = 4
+MAX_ALTERNATES = 4
+"""Further candidate items tried for a chip that fails ``--max-chip-cloud`` or ``--min-valid``."""
 PLAN_COLUMNS = ("sample_id", "lon", "lat", "epsg", "chip_size_m", "start_datetime", "end_datetime")
 
 
@@ -94,6 +105,11 @@ class _Collection:
             return old[0], old[0][:-4] + ".png"
         folder = f"{CHIPS_DIR}/{self.name}" if self.nested else CHIPS_DIR
         return f"{folder}/{sample_id}.tif", f"{folder}/{sample_id}.png"
+
+    @staticmethod
+    def map_path(chip_path: str) -> str:
+        """Where a chip's observation map goes: beside it, ``<sample_id>.observed.tif``."""
+        return chip_path[:-4] + ".observed.tif"
 
 
 def fetch(
@@ -181,6 +197,7 @@ def fetch(
     done = sum(counts.values())
     summary = {**counts, "skipped": skipped, "seconds": round(elapsed, 3), "chips_per_s": done / max(elapsed, 1e-9)}
     _warn_quality(runner.low_valid)
+    _warn_unobservable(runs, counts)
     table.attrs["summary"] = summary
     return table
 
@@ -247,7 +264,7 @@ def _prepare(
         ok = rows[rows["status"] == "ok"]
         done = set(ok.loc[_verify(ds, ok), "sample_id"]) if len(ok) else set()
         if not cfg.retry_failed:
-            done |= set(rows.loc[rows["status"].isin(["failed", "no_item"]), "sample_id"])
+            done |= set(rows.loc[rows["status"].isin(["failed", "no_item", "cloudy", "nodata"]), "sample_id"])
     todo = samples[~samples["sample_id"].isin(done)].reset_index(drop=True)
     old_paths = {
         str(r.sample_id): (r.path, r.preview if in_folder(ds, r.preview, CHIPS_DIR) else None)
@@ -286,7 +303,11 @@ def _prepare(
     if resolution is not None:
         check_pixel_budget(todo, resolution)
     harmonize = bool(cfg.harmonize)
-    options = ReadOptions(specs, cfg.resampling, cfg.scale, cfg.preview, min(cfg.retries, 4))
+    mask, plan = _observation(cfg, name, specs, [*first.item.assets, *item_assets] if first is not None else [])
+    options = ReadOptions(
+        specs, cfg.resampling, cfg.scale, cfg.preview, min(cfg.retries, 4), mask, plan, cfg.max_chip_cloud,
+        cfg.min_valid,
+    )  # fmt: skip
     run = _Collection(
         name, todo, groups[len(prefetched) :], prefetched, options, resolution, nested, harmonize, cfg.mosaic,
         old_paths,
@@ -294,7 +315,45 @@ def _prepare(
     return run, len(samples) - len(todo)
 
 
+def _observation(
+    cfg: FetchConfig, name: str, specs: Sequence[AssetSpec], available: Sequence[str]
+) -> tuple[AssetSpec | None, ObservationPlan | None]:
+    """The cloud-mask asset to read beside the chip (if the items have one and it is not a chip band) and the plan.
+
+    Raises:
+        ConfigError: If ``--max-chip-cloud`` is given but cloud cannot be measured on these chips.
+    """
+    if not cfg.observe or not specs:
+        return None, None
+    keys = [a.key for a in specs]
+    found = mask_asset(available)
+    mask = AssetSpec(found, (found,), categorical=True) if found is not None and found not in keys else None
+    names = [n for a in specs for n in a.names]
+    commons = [c for a in specs for c in (a.common_names or (None,) * len(a.names))]
+    calibrated = [
+        a.scale is not None or a.s2_offset or (cfg.scale and a.offset is not None) for a in specs for _ in a.names
+    ]
+    plan = observation_plan(
+        names, common_names=commons, calibrated=calibrated, mask=mask_kind(mask.key) if mask is not None else None
+    )
+    if cfg.max_chip_cloud is not None and plan.cloud_method is None:
+        raise ConfigError(
+            f"--max-chip-cloud needs cloud measured on the chips, but the chips of {name!r} (bands "
+            f"{', '.join(names)}) have no cloud-mask band (scl, qa_pixel) and lack "
+            f"{', '.join(_missing_for_spectral(plan))} for the spectral test; add those assets with --assets "
+            "(with a reflectance scale) or drop --max-chip-cloud"
+        )
+    return mask, plan
+
+
+def _missing_for_spectral(plan: ObservationPlan) -> list[str]:
+    need = ["blue", "green", "red", "nir", "swir16", "swir22"]
+    missing = [n for n in need if n not in plan.role]
+    return missing or ["a known reflectance scale (raster:bands scale, or --preset)"]
+
+
 def _settings(run: _Collection) -> dict[str, Any]:
+    plan = run.options.observe
     return {
         "assets": [a.key for a in run.options.assets],
         "bands": list(run.options.band_names),
@@ -303,6 +362,8 @@ def _settings(run: _Collection) -> dict[str, Any]:
         "harmonize": run.harmonize,
         "scale": run.options.apply_scale,
         "mosaic": run.mosaic,
+        "cloud_mask": run.options.mask.key if run.options.mask is not None else None,
+        "observations": plan.describe() if plan is not None else None,
     }
 
 
@@ -336,6 +397,26 @@ def _section(cfg: FetchConfig, recorded: Mapping[str, Any], runs: Sequence[_Coll
     return {**values, "collections": collections, "geosample_version": __version__}
 
 
+def _warn_unobservable(runs: Sequence[_Collection], counts: Mapping[str, int]) -> None:
+    """Say once per collection what its chips cannot show and which bands that needs."""
+    if not counts.get("ok"):
+        return
+    for run in runs:
+        plan = run.options.observe
+        if plan is None:
+            continue
+        missing = plan.missing()
+        missing.pop("built", None)
+        if missing:
+            what = "; ".join(f"{k} needs {v}" for k, v in missing.items())
+            warnings.warn(
+                f"chips of {run.name!r} (bands {', '.join(run.options.band_names)}) cannot show everything: {what}; "
+                + ("their observed cover is null" if not plan.classes else "those stay out of observed"),
+                ObservationWarning,
+                stacklevel=3,
+            )
+
+
 def _warn_quality(low: list[str]) -> None:
     if low:
         warnings.warn(
@@ -364,9 +445,10 @@ class _Runner:
         self.signer = signer
         self.footprints = dict(zip(plan["sample_id"].astype(str), plan.geometry.values, strict=True))
         self.sites = dict(zip(plan["sample_id"].astype(str), plan.get("site_id", plan["sample_id"]), strict=True))
-        self.counts = {"ok": 0, "no_item": 0, "failed": 0}
+        self.paired = paired_samples(plan)
+        self.counts = {"ok": 0, "no_item": 0, "failed": 0, "cloudy": 0, "nodata": 0}
         self.low_valid: list[str] = []
-        self._chosen: dict[tuple[str, str], list[Candidate]] = {}
+        self._chosen: dict[tuple[str, str], tuple[list[Candidate], list[Candidate]]] = {}
         self._bar: Any = None
 
     def run(self, runs: Sequence[_Collection], progress: bool | None) -> dict[str, int]:
@@ -437,18 +519,25 @@ class _Runner:
                 rows.append(self._row(run, sid, "no_item"))
                 continue
             chosen = mosaic_items(rec.geometry, candidates) if run.mosaic else candidates[:1]
-            self._chosen[(run.name, sid)] = chosen
+            limits = run.options.max_chip_cloud is not None or run.options.min_valid is not None
+            alternates = [] if run.mosaic or not limits else _alternates(candidates[1:], rec)[:MAX_ALTERNATES]
+            self._chosen[(run.name, sid)] = (chosen, alternates)
             grid = chip_grid(rec.lon, rec.lat, int(rec.epsg), float(rec.chip_size_m), float(run.resolution))
             keys = [a.key for a in run.options.assets]
-            sources = tuple(
-                SourceRef(
-                    c.item.id,
-                    self.policy.check_hrefs(item_hrefs(c.item, keys), c.item.id),
-                    run.harmonize and _is_s2(run.name, c) and needs_harmonize(c.item.properties, c.item.datetime),
+            if run.options.mask is not None:
+                keys.append(run.options.mask.key)
+
+            def ref(c: Candidate, keys: list[str] = keys) -> SourceRef:
+                in_data = _is_s2(run.name, c) and needs_harmonize(c.item.properties, c.item.datetime)
+                hrefs = self.policy.check_hrefs(item_hrefs(c.item, keys), c.item.id)
+                return SourceRef(c.item.id, hrefs, run.harmonize and in_data, in_data)
+
+            jobs.append(
+                ChipJob(
+                    sid, run.name, grid, tuple(ref(c) for c in chosen), tuple((ref(c),) for c in alternates),
+                    with_map=run.options.observe is not None and sid in self.paired,
                 )
-                for c in chosen
-            )
-            jobs.append(ChipJob(sid, run.name, grid, sources))
+            )  # fmt: skip
         self._record(run, rows)
         return [(run, chunk) for chunk in task_chunks(jobs, self.cfg.workers)]
 
@@ -462,6 +551,11 @@ class _Runner:
         rows = []
         for result in results:
             job = by_id[result.sample_id]
+            if result.status in ("cloudy", "nodata"):
+                rows.append(
+                    self._row(run, job.sample_id, result.status, error=result.error, observation=result.observation)
+                )
+                continue
             if result.error is not None or result.cog is None:
                 rows.append(self._row(run, job.sample_id, "failed", error=result.error or "no data"))
                 continue
@@ -476,10 +570,20 @@ class _Runner:
         if result.png is not None:
             with atomic_path(self.ds / preview) as tmp:
                 tmp.write_bytes(result.png)
-        chosen = self._chosen.pop((run.name, job.sample_id))
+        observed_map = None
+        if result.map_cog is not None:
+            observed_map = run.map_path(path)
+            with atomic_path(self.ds / observed_map) as tmp:
+                tmp.write_bytes(result.map_cog)
+        else:
+            (self.ds / run.map_path(path)).unlink(missing_ok=True)
+        chosen, alternates = self._chosen.pop((run.name, job.sample_id))
+        if result.source_index:
+            chosen = [alternates[result.source_index - 1]]
         row = self._row(
             run, job.sample_id, "ok", chosen=chosen, path=path, grid=job.grid, sha256=result.sha256,
-            preview=preview if result.png is not None else None,
+            preview=preview if result.png is not None else None, observation=result.observation,
+            observed_map=observed_map,
         )  # fmt: skip
         if result.valid_fraction < 0.5:
             self.low_valid.append(job.sample_id)
@@ -506,15 +610,19 @@ class _Runner:
         grid: Any = None,
         sha256: str | None = None,
         preview: str | None = None,
+        observation: Mapping[str, Any] | None = None,
+        observed_map: str | None = None,
     ) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
         row.update(sample_id=sample_id, status=status, error=error, collection=run.name, resolution=run.resolution)
+        if observation:
+            row.update(observation)
         if status == "ok":
             first = chosen[0]
             row.update(
-                item_id=",".join(c.item.id for c in chosen), item_datetime=pd.Timestamp(first.when).tz_convert("UTC"),
-                cloud_cover=first.cloud, path=path, width=grid.width, height=grid.height,
-                bands=list(run.options.band_names), sha256=sha256, preview=preview,
+                item_id=",".join(c.item.id for c in chosen), cloud_cover=first.cloud, path=path, width=grid.width,
+                height=grid.height, bands=list(run.options.band_names), sha256=sha256, preview=preview,
+                observed_map=observed_map, **item_dates([c.item for c in chosen]),
             )  # fmt: skip
         return row
 
@@ -535,6 +643,8 @@ class _Runner:
         for rel in run.old_paths.get(sample_id, ()):
             if rel and in_folder(self.ds, rel, CHIPS_DIR):
                 (self.ds / rel).unlink(missing_ok=True)
+                if rel.endswith(".tif"):
+                    (self.ds / run.map_path(rel)).unlink(missing_ok=True)
         catalog.remove_item(self.ds, run.name, sample_id)
 
     def complete_catalog(self, runs: Sequence[_Collection], table: pd.DataFrame) -> None:
@@ -560,6 +670,48 @@ class _Runner:
                     row, rec.geometry, grid, sources, {"geosample:site_id": str(rec.get("site_id"))}
                 )
                 catalog.write_item(self.ds, run.name, row["sample_id"], item)
+
+
+def item_dates(items: Sequence[Any]) -> dict[str, pd.Timestamp | None]:
+    """``item_datetime`` (the item's own datetime; none for a mosaic of several) and the items' time span.
+
+    The span is the item's ``start_datetime``/``end_datetime``, or for a mosaic the span of its items' times;
+    a single item without a range has none.
+    """
+
+    def utc(value: Any) -> pd.Timestamp | None:
+        return None if value is None else pd.Timestamp(value).tz_convert("UTC")
+
+    when = utc(items[0].datetime) if len(items) == 1 else None
+    starts = [i.common_metadata.start_datetime or i.datetime for i in items]
+    ends = [i.common_metadata.end_datetime or i.datetime for i in items]
+    ranged = len(items) > 1 or items[0].common_metadata.start_datetime is not None
+    start = min((s for s in starts if s is not None), default=None) if ranged else None
+    end = max((e for e in ends if e is not None), default=None) if ranged else None
+    return {"item_datetime": when, "item_start_datetime": utc(start), "item_end_datetime": utc(end)}
+
+
+def paired_samples(plan: pd.DataFrame) -> set[str]:
+    """Samples of event pairs or revisit series (a site with several windows at one chip size)."""
+    if "site_id" not in plan.columns or not ({"phase", "revisit_index"} & set(plan.columns)):
+        return set()
+    keys = [plan["site_id"].astype(str), plan["chip_size_m"].astype(float)] if "chip_size_m" in plan else [
+        plan["site_id"].astype(str)
+    ]  # fmt: skip
+    sizes = plan.groupby(keys)["sample_id"].transform("size")
+    return set(plan.loc[sizes.to_numpy() > 1, "sample_id"].astype(str))
+
+
+def _alternates(candidates: Sequence[Candidate], sample: Any) -> list[Candidate]:
+    """The other candidates in the order they are tried: covering the chip, nearest in time, least cloud."""
+    start = pd.Timestamp(sample.start_datetime)
+    middle = start + (pd.Timestamp(sample.end_datetime) - start) / 2
+
+    def key(c: Candidate) -> tuple[Any, ...]:
+        cloud = c.cloud if c.cloud is not None and np.isfinite(c.cloud) else np.inf
+        return (not c.covers, abs((pd.Timestamp(c.when) - middle).total_seconds()), cloud, c.item.id)
+
+    return sorted(candidates, key=key)
 
 
 def _morton(x: int, y: int) -> int:

@@ -48,10 +48,22 @@ SCHEMA = pa.schema(
         ("sha256", pa.string()),
         ("preview", pa.string()),
         ("resolution", pa.float64()),
+        ("item_start_datetime", pa.timestamp("us", tz="UTC")),
+        ("item_end_datetime", pa.timestamp("us", tz="UTC")),
+        ("nodata_fraction", pa.float64()),
+        ("cloud_fraction", pa.float64()),
+        ("cloud_method", pa.string()),
+        ("observed", pa.string()),
+        ("observed_quadrants", pa.string()),
+        ("observed_map", pa.string()),
+        ("replaces", pa.string()),
     ]
 )
-"""Columns of ``chips.parquet`` (DESIGN.md, plus ``preview`` and ``resolution``)."""
+"""Columns of ``chips.parquet`` (DESIGN.md, plus ``preview``, ``resolution`` and ``observed_map``)."""
 COLUMNS = SCHEMA.names
+TIMESTAMPS = ("item_datetime", "item_start_datetime", "item_end_datetime")
+ADDED = frozenset(SCHEMA.names[SCHEMA.get_field_index("item_start_datetime") :])
+"""Columns added after the first release: a ``chips.parquet`` without them is read with them null."""
 
 
 def _pandas(table: pa.Table) -> pd.DataFrame:
@@ -68,7 +80,8 @@ def _frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     if not records:
         return _pandas(SCHEMA.empty_table())
     data = {name: [r.get(name) for r in records] for name in COLUMNS}
-    data["item_datetime"] = [pd.Timestamp(v) if v is not None else None for v in data["item_datetime"]]
+    for name in TIMESTAMPS:
+        data[name] = [pd.Timestamp(v) if v is not None else None for v in data[name]]
     table = pa.Table.from_pydict(data, schema=SCHEMA)
     return _pandas(table)
 
@@ -97,8 +110,10 @@ class Manifest:
                 f"{self.path} cannot be read ({exc.__class__.__name__}); delete it to fetch every chip again"
             ) from None
         missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
+        if set(missing) - ADDED:
             raise DatasetError(f"{self.path} lacks columns {missing}; delete it to fetch every chip again")
+        for name in missing:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(len(table), SCHEMA.field(name).type))
         return _pandas(table.select(COLUMNS).cast(SCHEMA))
 
     def _read_journal(self) -> list[dict[str, Any]]:
@@ -126,8 +141,9 @@ class Manifest:
         lines = []
         for row in rows:
             record = {k: row.get(k) for k in COLUMNS}
-            if record["item_datetime"] is not None:
-                record["item_datetime"] = pd.Timestamp(record["item_datetime"]).isoformat()
+            for name in TIMESTAMPS:
+                if record[name] is not None:
+                    record[name] = pd.Timestamp(record[name]).isoformat()
             self._new.append(record)
             lines.append(json.dumps(record, ensure_ascii=False, allow_nan=False, default=_json_default))
         if not lines:

@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -40,6 +40,7 @@ __all__ = [
     "gdal_env",
     "preview_png",
     "read_onto_grid",
+    "write_class_cog",
     "write_cog",
 ]
 
@@ -360,11 +361,15 @@ def write_cog(
     *,
     nodata: float | None = None,
     categorical: bool = False,
+    scales: Sequence[float] | None = None,
+    offsets: Sequence[float] | None = None,
 ) -> bytes:
     """Encode a chip as a tiled, DEFLATE-compressed Cloud-Optimized GeoTIFF, in memory.
 
     Masked pixels are written as ``nodata``; without one, an internal mask marks them.
-    The bytes are deterministic (no timestamps), so equal pixels give equal sha256s.
+    ``scales``/``offsets`` (per band: physical value = value × scale + offset) are written as
+    GDAL's band scale and offset. The bytes are deterministic (no timestamps), so equal pixels
+    give equal sha256s.
     """
     count = data.shape[0]
     dtype = data.dtype
@@ -382,8 +387,39 @@ def write_cog(
             dst.write(filled)
             for i, name in enumerate(band_names, start=1):
                 dst.set_band_description(i, name)
+            if scales is not None:
+                dst.scales = tuple(float(s) for s in scales)
+            if offsets is not None:
+                dst.offsets = tuple(float(o) for o in offsets)
             if nodata is None and mask.any():
                 dst.write_mask(np.where(mask.any(axis=0), 0, 255).astype(np.uint8))
+        return bytes(memfile.getbuffer())
+
+
+def write_class_cog(
+    codes: np.ndarray,
+    grid: ChipGrid,
+    description: str,
+    names: Mapping[int, str],
+    colours: Mapping[int, tuple[int, int, int, int]],
+    *,
+    nodata: int = 0,
+) -> bytes:
+    """Encode a uint8 class map as a COG with a colour table (QGIS shows it paletted) and one tag per code.
+
+    Each code's name is a band tag ``code_<value>=<name>``; ``nodata`` marks pixels without a class.
+    """
+    profile: dict[str, Any] = {
+        "driver": "COG", "width": grid.width, "height": grid.height, "count": 1, "dtype": "uint8",
+        "crs": grid.crs, "transform": grid.transform, "nodata": nodata, "compress": "deflate", "level": 1,
+        "predictor": 2, "blocksize": 256, "overview_resampling": "nearest",
+    }  # fmt: skip
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dst:
+            dst.write(np.asarray(codes, dtype=np.uint8), 1)
+            dst.set_band_description(1, description)
+            dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colours.items()})
+            dst.update_tags(1, **{f"code_{int(k)}": str(v) for k, v in names.items()})
         return bytes(memfile.getbuffer())
 
 

@@ -37,10 +37,10 @@ def test_validate_shipped_taxonomies(capsys: pytest.CaptureFixture[str]) -> None
     assert out.splitlines() == [
         f"ok: geosample-lulc@1.0.0, {len(lulc)} classes "
         f"({'/'.join(str(len(lulc.codes_at(level))) for level in lulc.levels)} per level), "
-        "schemes: esa-worldcover, modis-igbp, corine, corine-raster, dynamic-world, osm",
+        "schemes: esa-worldcover, io-lulc, modis-igbp, corine, corine-raster, dynamic-world, osm",
         f"ok: geosample-events@1.0.0, {len(events)} classes "
         f"({'/'.join(str(len(events.codes_at(level))) for level in events.levels)} per level), "
-        "schemes: esa-worldcover, modis-igbp, corine, corine-raster, dynamic-world, osm, events",
+        "schemes: esa-worldcover, io-lulc, modis-igbp, corine, corine-raster, dynamic-world, osm, events",
     ]
     assert run(["taxonomy", "validate", "geosample-events"], capsys)[0] == 0  # a built-in id works too
 

@@ -160,10 +160,17 @@ def test_run_parameters_are_recorded(fetched: tuple[Path, pd.DataFrame], stac_ap
     section = yaml.safe_load((ds / "geosample.yaml").read_text())["fetch"]
     assert section["stac"] == stac_api and section["collection"] == [COLL]
     assert section["assets"] == list(ASSETS) and section["preview"] is True
-    assert section["collections"][COLL] == {
+    recorded = dict(section["collections"][COLL])
+    observations = recorded.pop("observations")
+    assert recorded == {
         "assets": list(ASSETS), "bands": list(ASSETS), "resolution": 10.0, "resampling": "nearest",
-        "harmonize": False, "scale": False, "mosaic": False,
+        "harmonize": False, "scale": False, "mosaic": False, "cloud_mask": None,
     }  # fmt: skip
+    # scl is one of the chip's bands, so it screens the clouds; without swir16 there is no snow test
+    assert observations["cloud_method"] == "mask:scl"
+    assert observations["bands"] == {"red": 0, "green": 1, "blue": 2, "nir": 3}
+    assert observations["classes"] == ["water", "vegetation", "bare"]
+    assert set(observations["not_observable"]) == {"snow_ice", "built"}
     assert "plan" in yaml.safe_load((ds / "geosample.yaml").read_text())
 
 
