@@ -338,6 +338,9 @@ def change_context(
             where[level] = {c.code: region_change(before, after, level, c) for c in changes[level]}
     event_date = plan_row.get("event_date")
     index = plan_row.get("revisit_index")
+    measured = ObservedChange.from_row(observed) if observed is not None else None
+    if measured is not None and all(v is None for v in measured.shares.values()):
+        measured = None  # the chips were compared, but their bands cannot tell the cover classes apart
     return ChangeContext(
         site_id=str(row["site_id"]),
         before=before,
@@ -350,8 +353,8 @@ def change_context(
         levels=levels,
         changes=changes,
         where=where,
-        observed=ObservedChange.from_row(observed) if observed is not None else None,
-        unobservable=None if observed is not None else unobservable_reason(before, after),
+        observed=measured,
+        unobservable=None if measured is not None else unobservable_reason(before, after),
     )
 
 

@@ -135,15 +135,16 @@ def test_optional_columns_of_other_stages_are_accepted(demo: Path) -> None:
     """Columns the contract lets other stages add (and unknown ones) pass; a wrongly typed known one does not."""
     import pyarrow as pa
 
+    def put(table: pa.Table, name: str, value: object) -> pa.Table:
+        column = pa.array([value] * table.num_rows)
+        index = table.schema.get_field_index(name)
+        return table.set_column(index, name, column) if index >= 0 else table.append_column(name, column)
+
     plan = pq.read_table(demo / "plan.parquet")
-    plan = plan.append_column("inclusion_prob", pa.array([0.01] * plan.num_rows)).append_column(
-        "something_new", pa.array(["x"] * plan.num_rows)
-    )
+    plan = put(put(plan, "inclusion_prob", 0.01), "something_new", "x")
     pq.write_table(plan, demo / "plan.parquet")
     chips = pq.read_table(demo / "chips.parquet")
-    chips = chips.append_column("nodata_fraction", pa.array([0.0] * chips.num_rows)).append_column(
-        "observed", pa.array(['{"water": 0.5, "vegetation": 0.25}'] * chips.num_rows)
-    )
+    chips = put(put(chips, "nodata_fraction", 0.0), "observed", '{"water": 0.5, "vegetation": 0.25}')
     pq.write_table(chips, demo / "chips.parquet")
     assert validate(demo).ok, validate(demo).problems
     chips = chips.set_column(chips.schema.get_field_index("observed"), "observed",
