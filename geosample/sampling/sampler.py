@@ -406,9 +406,10 @@ class _Sites:
         fresh = ~np.isin(cand, self.taken) & _first_occurrence(cand)
         slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
         fresh &= slot < self.max_per_parent
+        eligible = fresh
         if self.spacing is not None:
             # Distances are measured only for the first few fresh candidates of each stratum (twice its
-            # need, and some): the others could not be accepted in this round anyway.
+            # need, and some); the others wait for a later round.
             room = _rank_within_group(stratum, fresh) < 2 * self.need[stratum] + 16
             idx = np.flatnonzero(fresh & room)
             if lon is None or lat is None:
@@ -417,8 +418,10 @@ class _Sites:
                 x, y = lon[order][idx], lat[order][idx]
             ok = self.spacing.thin(x, y, cand[idx])
             fresh[idx[~ok]] = False
+            eligible = np.zeros_like(fresh)
+            eligible[idx[ok]] = True
             kept_lonlat = (idx[ok], x[ok], y[ok])
-        keep = fresh & (_rank_within_group(stratum, fresh) < self.need[stratum])
+        keep = eligible & (_rank_within_group(stratum, eligible) < self.need[stratum])
         accepted, accepted_stratum = cand[keep], stratum[keep]
         if accepted.size:
             self.cells.append(accepted)
