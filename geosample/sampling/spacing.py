@@ -23,6 +23,7 @@ The same index serves any sampler that must keep the spacing of a plan
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -243,3 +244,35 @@ def overlapping_pairs(lon: np.ndarray, lat: np.ndarray, footprints: np.ndarray, 
     geoms = np.asarray(footprints, dtype=object)
     shared = shapely.area(shapely.intersection(geoms[pairs[:, 0]], geoms[pairs[:, 1]]))
     return np.sort(pairs[shared > 0], axis=1)
+
+
+def footprint_distance_m(a: object, b: object) -> float:
+    """Distance in metres between two lon/lat footprints (0 when they touch or overlap).
+
+    Measured in an azimuthal equidistant CRS centred within half a degree of
+    the midpoint between them, where distances of a few hundred kilometres
+    are true to better than 0.1 %, and the antimeridian and the poles are
+    nothing special.
+    """
+    import shapely
+
+    (ax, ay), (bx, by) = shapely.get_coordinates(shapely.centroid(np.array([a, b], dtype=object)))
+    mid = unit_vectors(np.array([ax, bx]), np.array([ay, by])).sum(axis=0)
+    lon0 = round(2 * math.degrees(math.atan2(mid[1], mid[0]))) / 2
+    lat0 = round(2 * math.degrees(math.atan2(mid[2], math.hypot(mid[0], mid[1])))) / 2
+    transform = _aeqd(lat0, lon0).transform
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack(transform(xy[:, 0], xy[:, 1]))
+
+    pa, pb = (shapely.make_valid(shapely.transform(g, project)) for g in (a, b))
+    return float(shapely.distance(pa, pb))
+
+
+@functools.lru_cache(maxsize=1024)
+def _aeqd(lat0: float, lon0: float) -> object:
+    """A lon/lat → azimuthal equidistant (metres) transformer centred at (lat0, lon0)."""
+    import pyproj
+
+    crs = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m +no_defs")
+    return pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
