@@ -15,19 +15,28 @@ What is guaranteed (and checked on the footprints, not assumed):
 How, in order:
 
 1. **Units.** Sites whose footprints are closer than the buffer are joined (transitively) into one
-   unit; a unit always goes to one split, so the buffer holds by construction.
+   unit, which goes to one split whole, so the buffer holds by construction -- unless the chain
+   grows past 3 sites and 2 % of all sites (chips packed across a region), when its sites go their
+   own ways and step 5 keeps the buffer.
 2. **Blocks.** Each unit belongs to the block (H3 cell) of its first site. The block size is
    ``block_km`` (the H3 resolution whose cells are closest to it across, √ of the mean cell area)
-   or ``res``; by default the coarsest resolution that still gives at least 20 occupied blocks per
-   the smallest split's share (200 for a 10 % split), and no finer than the buffer zone (buffer plus
-   chip diagonal) -- large blocks where the data allow, small ones for small datasets.
+   or ``res``; by default the coarsest resolution that gives at least 10 occupied blocks per the
+   smallest split's share (100 for a 10 % split) and 20 sites or fewer per occupied block on
+   average, but no finer than the buffer zone (buffer plus chip diagonal): blocks as large as the
+   data allow while every split still gets many of them.
 3. **Dealing.** Blocks are dealt to the splits stratum by stratum (:func:`split_cells`).
-4. **Coverage.** A stratum of at least 3 sites missing from a split gets one of its units moved
-   there, from the split that has the most of its sites (and keeps one). Only when all its sites
-   form one unit is a single site moved, and the sites of other splits within the buffer of it are
-   dropped (the moved site stays; otherwise from the smaller split) and counted. A stratum whose
-   sites cannot be spread (fewer than three of them farther than the buffer from one another) is
-   named in the report's ``strata_missing_from_a_split``.
+4. **Coverage.** A stratum of at least 3 sites missing from a split gets one of its units (or
+   sites) moved there, from a split that keeps one: the move that brings the fewest sites of other
+   splits within the buffer, whole units first. A stratum that cannot be spread (fewer than three
+   of its sites farther than the buffer from one another) is named in the report's
+   ``strata_missing_from_a_split``.
+5. **Buffer.** Of any two sites of different splits still within the buffer, the one of the smaller
+   split is dropped (a site moved for coverage, or its stratum's only one in its split, stays) and
+   counted.
+
+When chips of different sites come within the buffer of each other at all, steps 2–5 are run for
+16 deals (random streams of the seed) and the best is kept: fewest strata left uncovered, then
+fewest samples dropped, then shares closest to the fractions.
 
 One vocabulary everywhere: ``train``, ``validation``, ``test`` (Hugging Face, Croissant,
 TrainingDML-AI); only the STAC ``ml-aoi`` extension, whose schema allows ``validate`` alone, gets
@@ -68,8 +77,15 @@ SPLITS = ("train", "validation", "test")
 """Split names, everywhere but STAC ``ml-aoi``."""
 ML_AOI_SPLITS = {"train": "train", "validation": "validate", "test": "test"}
 """The STAC ``ml-aoi:split`` values (its schema allows ``validate``, not ``validation``)."""
-BLOCKS_PER_SHARE = 20
-"""Default block size: at least this many occupied blocks per the smallest split's share."""
+BLOCKS_PER_SHARE = 10
+"""Default block size: at least this many occupied blocks per the smallest split's share ..."""
+SITES_PER_BLOCK = 20
+"""... and on average at most this many sites per block."""
+ATTEMPTS = 16
+"""Deals tried when chips of different sites come within the buffer of each other (the best is kept)."""
+MAX_UNIT_SITES = 3
+MAX_UNIT_SHARE = 0.02
+"""Sites closer than the buffer stay together, unless they chain up more than 3 sites and 2 % of all."""
 
 _RES_SHIFT = np.uint64(52)
 _RES_MASK = np.uint64(0xF) << _RES_SHIFT
@@ -185,54 +201,36 @@ def make_splits(
         raise DatasetError(f"the plan has no {', '.join(missing)} column(s); re-run 'geosample plan'")
     if samples.empty:
         return Splits(pd.Series([], index=samples.index, dtype=object, name="split"), {})
-    rng = np.random.default_rng(seed)
     sites = _site_table(samples)
     chip = float(sites["chip_size_m"].max())
     buffer = float(buffer_m) if buffer_m is not None else chip
     pairs = _conflicts(sites, buffer)
     n = len(sites)
-    n_units, unit = connected_components(
+    _, unit = connected_components(
         coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)), directed=False
     )
+    # A unit that spreads over much of the data (chips chained across a region) would make its split
+    # alone: its sites go back to their own blocks, and the buffer is kept by dropping sites instead.
+    sizes = np.bincount(unit)
+    big = sizes[unit] > max(MAX_UNIT_SITES, MAX_UNIT_SHARE * n)
+    unit = np.where(big, unit.max() + 1 + np.arange(n), unit)
+    n_units, unit = np.unique(unit, return_inverse=True)
+    n_units = n_units.size
     block_res = _block_res(sites, fractions, buffer, block_km, res)
     block = _h3.cells_from_points(sites["lon"].to_numpy(), sites["lat"].to_numpy(), block_res)
-    first_site = pd.Series(np.arange(n)).groupby(unit).first().to_numpy()
-    unit_block = block[first_site]
-    # Deal blocks (each counts for the stratum most of its samples belong to).
-    blocks, unit_in_block = np.unique(unit_block, return_inverse=True)
-    site_block = unit_in_block[unit]
-    size = np.bincount(site_block, weights=sites["samples"].to_numpy(), minlength=blocks.size)
-    votes = pd.DataFrame({"block": site_block, "stratum": sites["stratum"].to_numpy(), "n": sites["samples"]})
-    ranked = votes.groupby(["block", "stratum"])["n"].sum().reset_index()
-    ranked = ranked.sort_values(["block", "n", "stratum"], ascending=[True, False, True], kind="stable")
-    block_stratum = ranked.drop_duplicates("block").set_index("block")["stratum"].reindex(range(blocks.size))
-    block_split = split_cells(block_stratum.to_numpy(), size, fractions, rng)
-    unit_split = block_split[unit_in_block]
-    site_split = unit_split[unit].copy()
-    # A site whose unit was dealt with another block than its own went where the buffer sent it.
-    own = np.minimum(np.searchsorted(blocks, block), blocks.size - 1)
-    moved_for_buffer = (blocks[own] != block) | (block_split[own] != site_split)
-    # Coverage: every stratum of at least 3 sites in every split with a positive share.
-    pinned = np.zeros(n, dtype=bool)
-    moved_for_coverage = np.zeros(n, dtype=bool)
     neighbours: list[set[int]] = [set() for _ in range(n)]
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    strata = sites["stratum"].to_numpy()
-    for stratum in sorted(set(strata)):
-        members = np.flatnonzero(strata == stratum)
-        if members.size < 3:
-            continue
-        for target in np.flatnonzero(np.asarray(fractions) > 0):
-            if (site_split[members] == target).any():
-                continue
-            moved = _cover(members, target, unit, site_split, strata, samples_of=sites["samples"].to_numpy(),
-                           neighbours=neighbours, rng=rng)  # fmt: skip
-            moved_for_coverage[moved] = True
-            if moved.size == 1 and (unit == unit[moved[0]]).sum() > 1:
-                pinned[moved] = True
-    dropped = _enforce_buffer(pairs, site_split, pinned, sites["samples"].to_numpy())
+    # With chips within the buffer of one another, how the blocks fall decides what must be dropped:
+    # a few deals (their own random streams of the seed) are tried, and the best one kept.
+    tries = [
+        _attempt(sites, unit, block, fractions, pairs, neighbours, np.random.default_rng(stream))
+        for stream in np.random.SeedSequence(seed).spawn(ATTEMPTS if len(pairs) else 1)
+    ]
+    best = min(tries, key=lambda t: t.score)
+    site_split, dropped = best.site_split, best.dropped
+    moved_for_buffer, moved_for_coverage = best.moved_for_buffer, best.moved_for_coverage
     site_name = np.asarray(SPLITS, dtype=object)[site_split]
     site_name[dropped] = None
     split = pd.Series(
@@ -243,7 +241,138 @@ def make_splits(
     )
     report = _report(sites, site_split, dropped, moved_for_buffer, moved_for_coverage, fractions, buffer, block_res,
                      block_km, seed, n_units)  # fmt: skip
+    report["deals_tried"] = len(tries)
     return Splits(split, report)
+
+
+@dataclasses.dataclass
+class _Attempt:
+    site_split: np.ndarray
+    dropped: np.ndarray
+    moved_for_buffer: np.ndarray
+    moved_for_coverage: np.ndarray
+    score: tuple
+
+
+def _attempt(
+    sites: pd.DataFrame,
+    unit: np.ndarray,
+    block: np.ndarray,
+    fractions: Sequence[float],
+    pairs: np.ndarray,
+    neighbours: list[set[int]],
+    rng: np.random.Generator,
+) -> _Attempt:
+    """One deal of the blocks, coverage and buffer (steps 2–5), scored.
+
+    The score: strata left uncovered, then samples dropped, then the distance of the splits' shares
+    from the fractions (lower is better).
+    """
+    n = len(sites)
+    samples_of = sites["samples"].to_numpy()
+    strata = sites["stratum"].to_numpy()
+    first_site = pd.Series(np.arange(n)).groupby(unit).first().to_numpy()
+    unit_block = block[first_site]
+    # Deal blocks (each counts for the stratum most of its samples belong to).
+    blocks, unit_in_block = np.unique(unit_block, return_inverse=True)
+    site_block = unit_in_block[unit]
+    size = np.bincount(site_block, weights=samples_of, minlength=blocks.size)
+    votes = pd.DataFrame({"block": site_block, "stratum": strata, "n": samples_of})
+    ranked = votes.groupby(["block", "stratum"])["n"].sum().reset_index()
+    ranked = ranked.sort_values(["block", "n", "stratum"], ascending=[True, False, True], kind="stable")
+    block_stratum = ranked.drop_duplicates("block").set_index("block")["stratum"].reindex(range(blocks.size))
+    block_split = split_cells(block_stratum.to_numpy(), size, fractions, rng)
+    site_split = block_split[unit_in_block][unit].copy()
+    # A site whose unit was dealt with another block than its own went where the buffer sent it.
+    own = np.minimum(np.searchsorted(blocks, block), blocks.size - 1)
+    moved_for_buffer = (blocks[own] != block) | (block_split[own] != site_split)
+    # Coverage: every stratum of at least 3 sites in every split with a positive share.
+    book = _Book(site_split, strata, unit, neighbours)
+    moved_for_coverage = np.zeros(n, dtype=bool)
+    open_splits = np.flatnonzero(np.asarray(fractions) > 0)
+    for g in sorted(np.flatnonzero(book.covered), key=lambda g: (book.size[g], book.names[g])):
+        for target in open_splits:
+            if book.count[g, target] == 0:
+                moved = book.cover(g, target, samples_of, rng)
+                moved_for_coverage[moved] = True
+    pinned = book.pinned | book.sole(np.arange(n))
+    dropped = _enforce_buffer(pairs, book.site_split, pinned, samples_of)
+    site_split = book.site_split
+    live = ~dropped
+    code = book.code
+    uncovered = 0
+    for k in open_splits:
+        present = np.zeros(book.size.size, dtype=bool)
+        present[code[live & (site_split == k)]] = True
+        uncovered += int((book.covered & ~present).sum())
+    share = np.bincount(site_split[live], weights=samples_of[live], minlength=len(SPLITS))
+    error = float(np.abs(share / max(share.sum(), 1) - np.asarray(fractions)).sum())
+    score = (uncovered, int(samples_of[dropped].sum()), round(error, 9))
+    return _Attempt(site_split, dropped, moved_for_buffer, moved_for_coverage, score)
+
+
+class _Book:
+    """The sites' splits with per-stratum counts kept up to date, for the coverage moves."""
+
+    def __init__(self, site_split: np.ndarray, strata: np.ndarray, unit: np.ndarray, neighbours: list[set[int]]):
+        self.site_split = site_split
+        self.names, self.code = np.unique(strata, return_inverse=True)
+        self.size = np.bincount(self.code)
+        self.covered = self.size >= 3
+        self.count = np.zeros((self.names.size, len(SPLITS)), dtype=np.int64)
+        np.add.at(self.count, (self.code, site_split), 1)
+        self.unit = unit
+        self.members = pd.Series(np.arange(unit.size)).groupby(unit).indices
+        self.by_stratum = pd.Series(np.arange(unit.size)).groupby(self.code).indices
+        self.neighbours = neighbours
+        self.pinned = np.zeros(unit.size, dtype=bool)
+
+    def sole(self, sites: np.ndarray) -> np.ndarray:
+        """Whether each site is the only one of its stratum (of 3+ sites) in its split."""
+        return self.covered[self.code[sites]] & (self.count[self.code[sites], self.site_split[sites]] == 1)
+
+    def protected(self, i: int) -> bool:
+        return bool(self.pinned[i] or self.sole(np.array([i]))[0])
+
+    def cover(self, g: int, target: int, samples_of: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Move sites of stratum ``g`` into split ``target``; returns the sites moved.
+
+        The candidates are its units, whole, and its sites, alone, from splits that keep a site of
+        every stratum of 3+ sites they give up, holding no protected site (moved for coverage, or
+        its stratum's only one in its split) and coming within the buffer of no protected site of
+        another split; the one chosen brings the fewest sites of other splits within the buffer of
+        ``target`` (dropped later), then is a whole unit, then is smallest.
+        """
+        members = self.by_stratum[g]
+        groups = [self.members[u] for u in np.unique(self.unit[members])]
+        groups += [np.array([i]) for i in members if self.members[self.unit[i]].size > 1]
+        best = None
+        for group in groups:
+            source = self.site_split[group[0]]
+            if source == target or (self.site_split[group] != source).any():
+                continue
+            if any(self.protected(i) for i in group):
+                continue
+            codes, taken = np.unique(self.code[group], return_counts=True)
+            if (self.covered[codes] & (self.count[codes, source] <= taken)).any():
+                continue
+            inside = set(group.tolist())
+            clash = {j for i in group for j in self.neighbours[i] if j not in inside and self.site_split[j] != target}
+            if any(self.protected(j) for j in clash):
+                continue
+            whole = group.size == self.members[self.unit[group[0]]].size
+            key = (len(clash), not whole, int(samples_of[group].sum()), rng.random())
+            if best is None or key < best[0]:
+                best = (key, group)
+        if best is None:
+            return np.empty(0, dtype=np.int64)
+        moved = best[1]
+        source = self.site_split[moved[0]]
+        np.add.at(self.count, (self.code[moved], source), -1)
+        np.add.at(self.count, (self.code[moved], target), 1)
+        self.site_split[moved] = target
+        self.pinned[moved] = True
+        return moved
 
 
 def split_samples(
@@ -315,7 +444,9 @@ def _block_res(
     if block_km is not None:
         return int(np.argmin(np.abs(np.log(widths / block_km))))
     zone_km = (buffer_m + float(sites["chip_size_m"].max()) * math.sqrt(2)) / 1000.0
-    wanted = math.ceil(BLOCKS_PER_SHARE / min(f for f in fractions if f > 0))
+    wanted = max(
+        math.ceil(BLOCKS_PER_SHARE / min(f for f in fractions if f > 0)), math.ceil(len(sites) / SITES_PER_BLOCK)
+    )
     lon, lat = sites["lon"].to_numpy(), sites["lat"].to_numpy()
     finest = int(np.flatnonzero(widths >= zone_km).max()) if (widths >= zone_km).any() else 0
     for r in range(finest + 1):
@@ -324,68 +455,25 @@ def _block_res(
     return finest
 
 
-def _cover(
-    members: np.ndarray,
-    target: int,
-    unit: np.ndarray,
-    site_split: np.ndarray,
-    strata: np.ndarray,
-    *,
-    samples_of: np.ndarray,
-    neighbours: list[set[int]],
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """Move sites of one stratum into split ``target``: a whole unit if one can go, else one site.
-
-    A unit can go if its split keeps a site of every stratum of 3+ sites it takes sites of. Failing
-    that, one site goes alone, from the split holding most of the stratum: the one with the fewest
-    sites of its own stratum, then of any stratum, within the buffer (those are dropped later).
-    Returns the sites moved.
-    """
-    counts = np.bincount(site_split[members], minlength=len(SPLITS))
-    candidates = []
-    for u in np.unique(unit[members]):
-        sites_u = np.flatnonzero(unit == u)
-        source = site_split[sites_u[0]]
-        if source == target or (site_split[sites_u] != source).any():
-            continue
-        ok = True
-        for stratum in set(strata[sites_u]):
-            same = np.flatnonzero(strata == stratum)
-            if same.size >= 3 and (site_split[same] == source).sum() <= (strata[sites_u] == stratum).sum():
-                ok = False
-                break
-        if ok:
-            candidates.append((int(samples_of[sites_u].sum()), rng.random(), sites_u))
-    if candidates:
-        moved = min(candidates, key=lambda c: (c[0], c[1]))[2]
-    else:  # every site of the stratum is in one unit: move one site from the split that has the most
-        source = int(np.argmax(counts))
-        options = members[site_split[members] == source]
-        own = strata[options[0]]
-        cost = [(sum(strata[j] == own for j in neighbours[i]), len(neighbours[i]), rng.random(), i) for i in options]
-        moved = np.array([min(cost)[3]])
-    site_split[moved] = target
-    return moved
-
-
 def _enforce_buffer(
     pairs: np.ndarray, site_split: np.ndarray, pinned: np.ndarray, samples_of: np.ndarray
 ) -> np.ndarray:
     """Drop sites until no two sites of different splits are within the buffer; the dropped mask.
 
-    Of a violating pair the pinned site (moved to cover a stratum) stays; otherwise the site of the
-    smaller split (by samples) goes.
+    Of a violating pair the pinned site (moved to cover a stratum, or its stratum's only one in its
+    split) stays; otherwise the site of the smaller split (by samples) goes.
     """
     dropped = np.zeros(site_split.size, dtype=bool)
-    for i, j in pairs:
-        if dropped[i] or dropped[j] or site_split[i] == site_split[j]:
+    size = np.bincount(site_split, weights=samples_of, minlength=len(SPLITS))
+    for i, j in pairs[site_split[pairs[:, 0]] != site_split[pairs[:, 1]]].tolist():
+        if dropped[i] or dropped[j]:
             continue
-        size = np.bincount(site_split[~dropped], weights=samples_of[~dropped], minlength=len(SPLITS))
         if pinned[i] != pinned[j]:
-            dropped[j if pinned[i] else i] = True
+            loser = j if pinned[i] else i
         else:
-            dropped[i if size[site_split[i]] <= size[site_split[j]] else j] = True
+            loser = i if size[site_split[i]] <= size[site_split[j]] else j
+        dropped[loser] = True
+        size[site_split[loser]] -= samples_of[loser]
     return dropped
 
 

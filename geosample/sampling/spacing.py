@@ -23,7 +23,6 @@ The same index serves any sampler that must keep the spacing of a plan
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -249,30 +248,34 @@ def overlapping_pairs(lon: np.ndarray, lat: np.ndarray, footprints: np.ndarray, 
 def footprint_distance_m(a: object, b: object) -> float:
     """Distance in metres between two lon/lat footprints (0 when they touch or overlap).
 
-    Measured in an azimuthal equidistant CRS centred within half a degree of
-    the midpoint between them, where distances of a few hundred kilometres
-    are true to better than 0.1 %, and the antimeridian and the poles are
-    nothing special.
+    Their vertices go to Earth-centred coordinates on the WGS 84 ellipsoid and onto the plane
+    tangent at their middle, where lengths of tens of kilometres are true to well under a
+    centimetre; the antimeridian and the poles are nothing special there.
     """
     import shapely
 
-    (ax, ay), (bx, by) = shapely.get_coordinates(shapely.centroid(np.array([a, b], dtype=object)))
-    mid = unit_vectors(np.array([ax, bx]), np.array([ay, by])).sum(axis=0)
-    lon0 = round(2 * math.degrees(math.atan2(mid[1], mid[0]))) / 2
-    lat0 = round(2 * math.degrees(math.atan2(mid[2], math.hypot(mid[0], mid[1])))) / 2
-    transform = _aeqd(lat0, lon0).transform
+    coords = shapely.get_coordinates(np.array([a, b], dtype=object))
+    xyz = _ecef(coords[:, 0], coords[:, 1])
+    centre = xyz.mean(axis=0)
+    up = centre / np.linalg.norm(centre)
+    east = np.cross([0.0, 0.0, 1.0], up)
+    east = east / np.linalg.norm(east) if np.linalg.norm(east) > 1e-9 else np.array([1.0, 0.0, 0.0])
+    north = np.cross(up, east)
 
-    def project(xy: np.ndarray) -> np.ndarray:
-        return np.column_stack(transform(xy[:, 0], xy[:, 1]))
+    def to_plane(lonlat: np.ndarray) -> np.ndarray:
+        local = _ecef(lonlat[:, 0], lonlat[:, 1]) - centre
+        return np.column_stack([local @ east, local @ north])
 
-    pa, pb = (shapely.make_valid(shapely.transform(g, project)) for g in (a, b))
+    pa, pb = (shapely.make_valid(shapely.transform(g, to_plane)) for g in (a, b))
     return float(shapely.distance(pa, pb))
 
 
-@functools.lru_cache(maxsize=1024)
-def _aeqd(lat0: float, lon0: float) -> object:
-    """A lon/lat → azimuthal equidistant (metres) transformer centred at (lat0, lon0)."""
-    import pyproj
-
-    crs = pyproj.CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m +no_defs")
-    return pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+def _ecef(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Earth-centred, Earth-fixed metres (WGS 84) of lon/lat degrees on the ellipsoid."""
+    a, f = 6_378_137.0, 1 / 298.257223563
+    e2 = f * (2 - f)
+    lon_r, lat_r = np.radians(lon), np.radians(lat)
+    n = a / np.sqrt(1 - e2 * np.sin(lat_r) ** 2)
+    return np.column_stack(
+        [n * np.cos(lat_r) * np.cos(lon_r), n * np.cos(lat_r) * np.sin(lon_r), n * (1 - e2) * np.sin(lat_r)]
+    )

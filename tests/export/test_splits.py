@@ -155,8 +155,7 @@ def test_dense_clusters_need_moves_and_the_report_counts_them() -> None:
     result = make_splits(plan, (0.6, 0.2, 0.2), buffer_m=2000, seed=1)
     _check_guarantees(plan, result, 2000)
     report = result.report
-    assert report["units"] < 150  # chips closer than the buffer were joined
-    assert sum(i["sites_moved_for_buffer"] for i in report["splits"].values()) > 0
+    assert sum(i["sites_dropped_for_buffer"] for i in report["splits"].values()) > 0  # chips packed: some go
     assert report["block"]["rule"] == "chosen from the data"
     assert make_splits(plan, (0.6, 0.2, 0.2), buffer_m=2000, seed=1).split.equals(result.split)
     assert not make_splits(plan, (0.6, 0.2, 0.2), buffer_m=2000, seed=2).split.equals(result.split)
