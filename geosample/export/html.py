@@ -22,6 +22,7 @@ import pandas as pd
 from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
 from geosample.export._content import DatasetContent
+from geosample.export._leakage import leakage_section
 from geosample.export._preview import render_png, thumbnail
 
 __all__ = ["gallery_rows", "write_index_html"]
@@ -74,6 +75,7 @@ def write_index_html(content: DatasetContent, report: dict[str, Any], path: Path
         parts.append(f'<section class="missing"><h2>Not in the dataset yet</h2><ul>{items}</ul></section>')
     parts.append(_map_section(content))
     parts.append(_tables_section(report))
+    parts.append(leakage_section(content))  # "Splits and leakage" (geosample/export/_leakage.py)
     for plot in report.get("plots", []):
         file = content.ds / plot
         if file.is_file():
