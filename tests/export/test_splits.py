@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import geopandas as gpd
@@ -243,3 +244,27 @@ def test_bad_fractions(value: str, message: str) -> None:
 def test_parse_fractions_accepts_lists_and_zero_shares() -> None:
     assert parse_fractions([0.9, 0.1, 0]) == (0.9, 0.1, 0.0)
     assert parse_fractions("0.7, 0.15, 0.15") == (0.7, 0.15, 0.15)
+
+
+def test_kenya_as_a_user_would(tmp_path: Path, run_cli) -> None:
+    """plan --aoi KEN, then export: the GeoPackage's splits keep the buffer, whole sites and every stratum."""
+    ds = tmp_path / "ken"
+    code, out, err = run_cli("plan", "-o", ds, "--aoi", "KEN", "-n", 120, "--seed", 5, "--no-progress", "-q")
+    assert code == 0, err
+    code, out, err = run_cli("export", ds, "-f", "gpkg", "--split-buffer-m", 3000)
+    assert code == 0, err
+    assert "buffer 3000 m" in out
+    layer = gpd.read_file(ds / "export" / "gpkg" / f"{ds.name}.gpkg", layer="samples")
+    plan = gpd.read_parquet(ds / "plan.parquet")
+    split = layer.set_index("sample_id")["split"]
+    gaps = cross_split_gaps(plan, split)
+    assert set(gaps) == set(SPLITS) and min(gaps.values()) >= 3000
+    report = json.loads((ds / "report" / "splits.json").read_text())
+    for name, gap in gaps.items():
+        assert report["splits"][name]["min_distance_to_other_splits_m"] == pytest.approx(gap, abs=1.0)
+    sites = plan.drop_duplicates("site_id").set_index("site_id")
+    kept = layer.drop_duplicates("site_id").set_index("site_id")["split"]
+    counts = sites["stratum"].value_counts()
+    for stratum in counts[counts >= 3].index:
+        if stratum not in report["strata_missing_from_a_split"]:
+            assert set(kept.reindex(sites.index[sites["stratum"] == stratum]).dropna()) == set(SPLITS), stratum
