@@ -11,6 +11,12 @@ Measures, each case in its own fresh Python subprocess:
   allocation (capped by each stratum's cell count, remainder redistributed)
   and descend each drawn cell to a random res-9 child.
 * ``geosample-1m``: ``samples=1_000_000`` (only with ``--with-1m``).
+* The distance spacing (issue #19), with ``--spacing``: ``geosample-{1k,10k,100k}``
+  (default ``--min-distance-m``: the chip diagonal) beside ``geosample-{1k,10k,100k}-d0``
+  (``min_distance_m=0``, the previous behaviour: the parent-cell rule alone), runs
+  interleaved, each reporting its wall and CPU time, the overlapping chip pairs and the
+  nearest-neighbour distances from ``balance.json``; target: the 100k plan within 1.5x of
+  ``-d0`` (best of the repeats), and 0 overlapping chip pairs by default.
 
 Wall time is ``time.perf_counter()`` around the work only; importing the
 packages and loading the embedded layers (shared by both approaches) is timed
@@ -25,6 +31,7 @@ Usage::
     python benchmarks/plan_bench.py                       # 100k cases
     python benchmarks/plan_bench.py --with-1m --json /tmp/plan_bench.json
     python benchmarks/plan_bench.py --cases geosample-100k --repeat 3
+    python benchmarks/plan_bench.py --spacing --repeat 3   # default vs --min-distance-m 0, interleaved
 """
 
 from __future__ import annotations
@@ -43,8 +50,15 @@ from pathlib import Path
 from typing import Any
 
 RESULT_TAG = "PLAN_BENCH_RESULT "
-SAMPLES = {"geosample-100k": 100_000, "baseline-100k": 100_000, "geosample-1m": 1_000_000}
+SAMPLES = {
+    "geosample-100k": 100_000, "baseline-100k": 100_000, "geosample-1m": 1_000_000,
+    "geosample-1k": 1_000, "geosample-10k": 10_000,
+    "geosample-1k-d0": 1_000, "geosample-10k-d0": 10_000, "geosample-100k-d0": 100_000,
+}  # fmt: skip
 DEFAULT_CASES = ("geosample-100k", "baseline-100k")
+SPACING_CASES = ("geosample-1k", "geosample-1k-d0", "geosample-10k", "geosample-10k-d0", "geosample-100k",
+                 "geosample-100k-d0")  # fmt: skip
+TARGET_SPACING_RATIO = 1.5
 SAMPLE_RES = 9
 BASELINE_RES = 5
 SEED = 0
@@ -78,19 +92,23 @@ def _load_layers() -> None:
     layers.landcover_sampler()
 
 
-def _run_geosample(samples: int) -> dict[str, Any]:
+def _run_geosample(samples: int, **settings: Any) -> dict[str, Any]:
     import geosample
 
-    t0 = time.perf_counter()
-    gdf = geosample.plan(samples=samples, res=SAMPLE_RES, progress=False)
-    wall = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    gdf = geosample.plan(samples=samples, res=SAMPLE_RES, progress=False, **settings)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     balance = gdf.attrs.get("balance", {})
+    spacing = balance.get("spacing") or {}
     extra = {
         "resolutions": balance.get("resolutions"),
         "draw": balance.get("draw"),
         "strata": int(gdf["stratum"].nunique()) if "stratum" in gdf else None,
+        "min_distance_m": spacing.get("min_distance_m"),
+        "overlapping_chip_pairs": spacing.get("overlapping_chip_pairs"),
+        "nearest_neighbour_m": spacing.get("nearest_neighbour_m"),
     }
-    return {"wall_s": wall, "rows": len(gdf), "extra": extra}
+    return {"wall_s": wall, "cpu_s": cpu, "rows": len(gdf), "extra": extra}
 
 
 def _equal_allocation(total: int, counts: Any) -> Any:
@@ -199,8 +217,10 @@ def run_case(case: str) -> dict[str, Any]:
 
     _load_layers()
     load_s = time.perf_counter() - t0
-    runner = _run_baseline if case.startswith("baseline") else _run_geosample
-    result = runner(SAMPLES[case])
+    if case.startswith("baseline"):
+        result = _run_baseline(SAMPLES[case])
+    else:
+        result = _run_geosample(SAMPLES[case], **({"min_distance_m": 0} if case.endswith("-d0") else {}))
     result["load_s"] = load_s
     return result
 
@@ -255,6 +275,13 @@ def machine_facts() -> dict[str, Any]:
             facts[pkg] = version(pkg)
         except PackageNotFoundError:
             facts[pkg] = None
+    try:
+        import numpy as np
+
+        facts["blas"] = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # noqa: BLE001  (informational only)
+        facts["blas"] = None
+    facts["load_average"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return facts
 
 
@@ -266,9 +293,11 @@ def summarise(case: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
         summary["error"] = runs[-1].get("error", "failed")
         return summary
     walls = [r["wall_s"] for r in good]
+    cpus = [r["cpu_s"] for r in good if "cpu_s" in r]
     summary.update(
         best_s=min(walls),
         median_s=statistics.median(walls),
+        best_cpu_s=min(cpus) if cpus else None,
         load_s=statistics.median(r["load_s"] for r in good),
         peak_rss_mb=max(r["peak_rss_mb"] for r in good),
         rows=good[-1]["rows"],
@@ -289,18 +318,25 @@ def report(facts: dict[str, Any], results: dict[str, dict[str, Any]], repeat: in
         f"machine: {facts['cpu']} | {facts['cores']} cores | {facts['ram_gb']} GB RAM | "
         f"Python {facts['python']} | geosample {facts['geosample']} | h3 {facts['h3']} | numpy {facts['numpy']}"
     )
-    print(f"repeats: {repeat} (wall = best, median in brackets; load = import + embedded layers, not in wall)")
+    print(f"BLAS: {facts.get('blas')} | load average before: {facts.get('load_average')} | after: "
+          f"{[round(x, 2) for x in os.getloadavg()]} (other engineers share this machine)")  # fmt: skip
+    print(
+        f"repeats: {repeat}, interleaved (wall = best, median in brackets; "
+        "load = import + embedded layers, not in wall)"
+    )
     print()
-    head = f"{'case':<16} {'wall s':>8} {'(median)':>9} {'load s':>7} {'peak RSS MB':>12} {'rows':>10}"
+    head = f"{'case':<18} {'wall s':>8} {'(median)':>9} {'cpu s':>7} {'load s':>7} {'peak RSS MB':>12} {'rows':>10}"
     print(head)
     print("-" * len(head))
     for case, s in results.items():
         if "error" in s:
-            print(f"{case:<16} {'ERROR':>8}")
+            print(f"{case:<18} {'ERROR':>8}")
             continue
         median = f"({s['median_s']:.2f})"
+        cpu = f"{s['best_cpu_s']:.2f}" if s.get("best_cpu_s") is not None else "-"
         print(
-            f"{case:<16} {s['best_s']:>8.2f} {median:>9} {s['load_s']:>7.2f} {s['peak_rss_mb']:>12.0f} {s['rows']:>10,}"
+            f"{case:<18} {s['best_s']:>8.2f} {median:>9} {cpu:>7} {s['load_s']:>7.2f} {s['peak_rss_mb']:>12.0f} "
+            f"{s['rows']:>10,}"
         )
     g100, base, g1m = (results.get(c, {}) for c in ("geosample-100k", "baseline-100k", "geosample-1m"))
     ratio = base["best_s"] / g100["best_s"] if "best_s" in g100 and "best_s" in base else None
@@ -310,7 +346,24 @@ def report(facts: dict[str, Any], results: dict[str, dict[str, Any]], repeat: in
         if s.get("extra"):
             print(f"  {case}: {json.dumps(s['extra'], default=str)}")
 
+    spaced, unspaced = results.get("geosample-100k", {}), results.get("geosample-100k-d0", {})
+    spacing_ratio = cpu_ratio = None
+    if "best_s" in spaced and "best_s" in unspaced:
+        spacing_ratio = spaced["best_s"] / unspaced["best_s"]
+        cpu_ratio = spaced["best_cpu_s"] / unspaced["best_cpu_s"]
+        print(f"ratio geosample-100k / geosample-100k-d0: wall {spacing_ratio:.2f}x, CPU {cpu_ratio:.2f}x")
+    overlaps = {
+        case: s["extra"].get("overlapping_chip_pairs")
+        for case, s in results.items()
+        if case.startswith("geosample") and not case.endswith("-d0") and s.get("extra")
+    }
     checks = {
+        "geosample-100k within 1.5x of --min-distance-m 0 (wall)": spacing_ratio <= TARGET_SPACING_RATIO
+        if spacing_ratio is not None
+        else None,
+        "no overlapping chips by default (" + ", ".join(overlaps) + ")": all(v == 0 for v in overlaps.values())
+        if overlaps
+        else None,
         "geosample-100k < 20 s": g100["best_s"] < TARGET_100K_S if "best_s" in g100 else None,
         ">= 5x faster than baseline": ratio >= TARGET_SPEEDUP if ratio is not None else None,
         "geosample-100k peak < 2 GB": g100["peak_rss_mb"] < TARGET_PEAK_MB if "peak_rss_mb" in g100 else None,
@@ -324,7 +377,12 @@ def report(facts: dict[str, Any], results: dict[str, dict[str, Any]], repeat: in
     for case, s in results.items():
         if "error" in s:
             print(f"\n{case} failed:\n{s['error']}")
-    return {"ratio": ratio, "checks": {k: _mark(v).strip() for k, v in checks.items()}}
+    return {
+        "ratio": ratio,
+        "spacing_ratio": spacing_ratio,
+        "spacing_cpu_ratio": cpu_ratio,
+        "checks": {k: _mark(v).strip() for k, v in checks.items()},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,24 +393,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--with-1m", action="store_true", help="also run geosample-1m (takes minutes)")
     parser.add_argument("--json", type=Path, help="also save the results to this JSON file")
     parser.add_argument("--repeat", type=int, default=1, help="fresh runs per case (reports best and median)")
+    parser.add_argument("--spacing", action="store_true", help="the default spacing beside --min-distance-m 0")
     args = parser.parse_args(argv)
     if args.case:
         return child_main(args.case)
 
-    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    cases = list(SPACING_CASES) if args.spacing else [c.strip() for c in args.cases.split(",") if c.strip()]
     if args.with_1m and "geosample-1m" not in cases:
         cases.append("geosample-1m")
     unknown = [c for c in cases if c not in SAMPLES]
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(SAMPLES)}")
     facts = machine_facts()
-    results = {}
-    for case in cases:
-        runs = []
-        for i in range(max(1, args.repeat)):
+    runs: dict[str, list[dict[str, Any]]] = {case: [] for case in cases}
+    for i in range(max(1, args.repeat)):  # interleaved: every case once per round, so load drifts hit all
+        for case in cases:
             print(f"running {case} ({i + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
-            runs.append(spawn(case))
-        results[case] = summarise(case, runs)
+            runs[case].append(spawn(case))
+    results = {case: summarise(case, runs[case]) for case in cases}
     verdict = report(facts, results, max(1, args.repeat))
     if args.json:
         args.json.write_text(json.dumps({"machine": facts, "results": results, **verdict}, indent=2, default=str))

@@ -6,6 +6,8 @@ geosample's own lookups.
 
 from __future__ import annotations
 
+import functools
+
 import geopandas as gpd
 import numpy as np
 import rasterio
@@ -61,3 +63,109 @@ def strata_at(lon: np.ndarray, lat: np.ndarray) -> dict[str, np.ndarray]:
         "climate": np.array([CLIMATE_LETTERS.get(int(v)) for v in climate], dtype=object),
         "landcover": np.array([IGBP_NAMES[v] if v < len(IGBP_NAMES) else None for v in landcover], dtype=object),
     }
+
+
+def close_pairs(lon: np.ndarray, lat: np.ndarray, within_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """All index pairs ``i < j`` whose WGS 84 geodesic distance is below ``within_m``, by brute force.
+
+    A haversine pre-filter (mean radius, with 1 % slack) over every pair, then pyproj's geodesic.
+    """
+    from pyproj import Geod
+
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    i, j = np.triu_indices(lon.size, k=1)
+    phi1, phi2, dlon = np.radians(lat[i]), np.radians(lat[j]), np.radians(lon[j] - lon[i])
+    hav = np.sin((phi2 - phi1) / 2) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(dlon / 2) ** 2
+    rough = 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.clip(hav, 0, 1)))
+    near = rough < within_m * 1.01 + 1.0
+    i, j = i[near], j[near]
+    _, _, dist = Geod(ellps="WGS84").inv(lon[i], lat[i], lon[j], lat[j])
+    keep = np.asarray(dist) < within_m
+    return np.column_stack([i[keep], j[keep]]), np.asarray(dist)[keep]
+
+
+def nearest_geodesic_m(lon: np.ndarray, lat: np.ndarray) -> float:
+    """The smallest geodesic distance between any two points (brute force over all pairs)."""
+    from pyproj import Geod
+
+    lon, lat = np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+    i, j = np.triu_indices(lon.size, k=1)
+    _, _, dist = Geod(ellps="WGS84").inv(lon[i], lat[i], lon[j], lat[j])
+    return float(np.min(dist))
+
+
+def footprints_overlap(a, b) -> bool:
+    """Whether two lon/lat footprints share area, measured in metres in an azimuthal equidistant CRS
+    centred between them (so the antimeridian and the poles are nothing special there)."""
+    import shapely
+
+    ca, cb = a.representative_point(), b.representative_point()
+    mid_lon = np.degrees(np.arctan2(np.sin(np.radians(ca.x)) + np.sin(np.radians(cb.x)),
+                                    np.cos(np.radians(ca.x)) + np.cos(np.radians(cb.x))))  # fmt: skip
+    transform = _aeqd_transformer(round((ca.y + cb.y) / 2, 1), round(float(mid_lon), 1))
+    pa, pb = (_to_metres(g, transform) for g in (a, b))
+    return shapely.intersection(pa, pb).area > 1.0  # m²; footprints that only touch share no area
+
+
+def overlapping_chip_pairs(plan) -> list[tuple[str, str]]:
+    """Pairs of distinct sites whose chips (any sizes) overlap, from the footprints alone."""
+    sites = plan.sort_values("chip_size_m").drop_duplicates("site_id", keep="last").reset_index(drop=True)
+    reach = float(sites["chip_size_m"].max()) * np.sqrt(2) * 1.05
+    pairs, _ = close_pairs(sites["lon"].to_numpy(), sites["lat"].to_numpy(), reach)
+    geoms = sites.geometry.to_numpy()
+    ids = sites["site_id"].to_numpy()
+    return [(ids[i], ids[j]) for i, j in pairs if footprints_overlap(geoms[i], geoms[j])]
+
+
+def footprint_gap_m(a, b) -> float:
+    """Distance in metres between two lon/lat footprints (0 if they touch or overlap), in an azimuthal
+    equidistant CRS centred within 0.1° of the midpoint between them."""
+    ca, cb = a.centroid, b.centroid
+    mid_lon = np.degrees(np.arctan2(np.sin(np.radians(ca.x)) + np.sin(np.radians(cb.x)),
+                                    np.cos(np.radians(ca.x)) + np.cos(np.radians(cb.x))))  # fmt: skip
+    transform = _aeqd_transformer(round((ca.y + cb.y) / 2, 1), round(float(mid_lon), 1))
+    pa, pb = (_to_metres(g, transform) for g in (a, b))
+    return float(pa.distance(pb))
+
+
+@functools.lru_cache(maxsize=4096)
+def _aeqd_transformer(lat0: float, lon0: float):
+    from pyproj import CRS, Transformer
+
+    crs = CRS.from_proj4(f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m")
+    return Transformer.from_crs(4326, crs, always_xy=True)
+
+
+def _to_metres(geometry, transformer):
+    """A lon/lat geometry through a pyproj transformer (every vertex), repaired."""
+    import shapely
+
+    moved = shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    return shapely.make_valid(moved)
+
+
+def cross_split_gaps(plan, split) -> dict[str, float]:
+    """Per split, the smallest footprint distance (metres) from its chips to another split's chips.
+
+    ``split`` maps ``sample_id`` to a split name (samples left out are ignored). Geodesic centre
+    distances over every pair closer than 50 km; the footprints are measured for the pairs whose
+    centres are within two chip diagonals of the split's nearest centres (no other pair can be closer).
+    """
+    rows = plan[plan["sample_id"].isin(split.index)].copy()
+    rows["split"] = split.reindex(rows["sample_id"]).to_numpy()
+    assert (rows.groupby("site_id")["split"].nunique() == 1).all(), "a site straddles two splits"
+    sites = rows.sort_values("chip_size_m").drop_duplicates("site_id", keep="last").reset_index(drop=True)
+    pairs, dist = close_pairs(sites["lon"].to_numpy(), sites["lat"].to_numpy(), 50_000.0)
+    name = sites["split"].to_numpy()
+    geoms = sites.geometry.to_numpy()
+    slack = 2 * float(sites["chip_size_m"].max()) * np.sqrt(2) * 1.01
+    cross = name[pairs[:, 0]] != name[pairs[:, 1]]
+    pairs, dist = pairs[cross], dist[cross]
+    gaps = {s: np.inf for s in set(name)}
+    for s in gaps:
+        mine = (name[pairs[:, 0]] == s) | (name[pairs[:, 1]] == s)
+        if not mine.any():
+            continue
+        near = mine & (dist <= dist[mine].min() + slack)
+        gaps[s] = min(footprint_gap_m(geoms[i], geoms[j]) for i, j in pairs[near])
+    return gaps

@@ -2,16 +2,18 @@
 
 Run once by a maintainer, from the project root::
 
-    python data/layers/build_layers.py SOURCE_DIR
+    python data/layers/build_layers.py SOURCE_DIR [--only countries]
 
 where SOURCE_DIR holds the original files listed in
 ``geosample/data/layers/PROVENANCE.md``. It writes the package data under
-``geosample/data/layers/``: a GeoParquet of the Natural Earth countries and two
-tiled, compressed COGs. geosample never reads SOURCE_DIR at run time.
+``geosample/data/layers/``: a GeoParquet of the Natural Earth countries, one
+row per country and physical continent (the rules are in ``continents.py``),
+and two tiled, compressed COGs. geosample never reads SOURCE_DIR at run time.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import zipfile
@@ -27,7 +29,11 @@ from rasterio.enums import Resampling
 from geosample.layers import SIMPLIFIED_TOLERANCE_DEG
 from geosample.layers._raster import RunLengthRaster
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from continents import physical_continents  # noqa: E402  (a sibling script module)
+
 OUT = Path(__file__).resolve().parents[2] / "geosample" / "data" / "layers"
+RULE_LOG = Path(__file__).resolve().parent / "continent_changes.csv"
 
 COUNTRY_COLUMNS = {
     "NAME": "name",
@@ -40,11 +46,12 @@ COUNTRY_COLUMNS = {
 
 
 def build_countries(zip_path: Path) -> None:
-    """Natural Earth admin-0 countries -> GeoParquet, geometries repaired."""
+    """Natural Earth admin-0 countries -> GeoParquet, one row per country and physical continent."""
     with tempfile.TemporaryDirectory() as tmp:
         zipfile.ZipFile(zip_path).extractall(tmp)
         shp = next(Path(tmp).glob("*.shp"))
-        gdf = gpd.read_file(shp, columns=list(COUNTRY_COLUMNS), engine="pyogrio")
+        # The archive has no .cpg; its attributes are UTF-8 (read as Latin-1, "Curaçao" becomes "CuraÃ§ao").
+        gdf = gpd.read_file(shp, columns=list(COUNTRY_COLUMNS), engine="pyogrio", encoding="utf-8")
     gdf = gdf.rename(columns=COUNTRY_COLUMNS)
     # ISO_A3_EH is "-99" for a few territories; ADM0_A3 always has a code (DESIGN.md).
     gdf["iso3"] = np.where(gdf["iso_a3_eh"] == "-99", gdf["adm0_a3"], gdf["iso_a3_eh"])
@@ -52,8 +59,12 @@ def build_countries(zip_path: Path) -> None:
     gdf["geometry"] = shapely.make_valid(gdf.geometry.values)
     gdf = gdf.set_crs("EPSG:4326", allow_override=True)
     gdf = gdf[["iso3", "name", "adm0_a3", "continent", "region_un", "subregion", "geometry"]]
+    gdf, changes = physical_continents(gdf)
+    gdf = gdf[["iso3", "name", "adm0_a3", "continent", "country_continent", "region_un", "subregion", "geometry"]]
     gdf.to_parquet(OUT / "countries.parquet", compression="zstd", schema_version="1.1.0")
-    print(f"countries: {len(gdf)} rows, {invalid} geometries repaired with make_valid")
+    changes.to_csv(RULE_LOG, index=False)
+    print(f"countries: {len(gdf)} rows, {invalid} geometries repaired with make_valid, "
+          f"{len(changes)} parts on another continent than their country's (see {RULE_LOG.name})")  # fmt: skip
     # A light copy for maps and for rasterising coarse AOI covers, never for lookups.
     light = gdf[["iso3", "continent"]].copy()
     simplified = shapely.simplify(gdf.geometry.values, SIMPLIFIED_TOLERANCE_DEG, preserve_topology=True)
@@ -95,10 +106,13 @@ def build_cog(src_path: Path, dst_name: str, crs: str, tags: dict[str, str], run
     print(f"{dst_name}: {(OUT / dst_name).stat().st_size / 1e6:.1f} MB")
 
 
-def main(source: Path) -> None:
-    """Build every layer from SOURCE_DIR."""
+def main(source: Path, only: str | None = None) -> None:
+    """Build every layer from SOURCE_DIR (or only the countries, or only the rasters)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    build_countries(source / "ne_10m_admin_0_countries_deu.zip")
+    if only in (None, "countries"):
+        build_countries(source / "ne_10m_admin_0_countries_deu.zip")
+    if only == "countries":
+        return
     build_cog(
         source / "koppen_geiger_main_classes_1km.tif",
         "koppen_geiger_main_1km.tif",
@@ -115,4 +129,8 @@ def main(source: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/layers"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", nargs="?", default="../shared/data/layers", type=Path)
+    parser.add_argument("--only", choices=["countries", "rasters"], help="rebuild only these layers")
+    arguments = parser.parse_args()
+    main(arguments.source, arguments.only)

@@ -2,8 +2,8 @@
 
 ``geosample.export(ds, format=...)`` writes WebDataset shards, a Hugging
 Face–style Parquet table, a static STAC catalog, a TrainingDML-AI document or
-a styled GeoPackage, with train/validate/test splits that are spatially
-disjoint and stratified like the plan (:func:`split_samples`).
+a styled GeoPackage, with train/validation/test splits by spatial blocks,
+stratified like the plan, with a buffer between them (:func:`make_splits`).
 ``geosample.export.stats.stats(ds)`` writes ``DS/report/stats.json``, plots
 and a self-contained ``DS/report/index.html``.
 
@@ -18,9 +18,9 @@ import types
 from typing import Any
 
 from geosample.export._export import FORMATS, ExportConfig, ExportResult, export
-from geosample.export.splits import SPLITS, split_samples
+from geosample.export.splits import SPLITS, Splits, make_splits, split_samples
 
-__all__ = ["FORMATS", "SPLITS", "ExportConfig", "ExportResult", "export", "split_samples"]
+__all__ = ["FORMATS", "SPLITS", "ExportConfig", "ExportResult", "Splits", "export", "make_splits", "split_samples"]
 
 
 class _CallableModule(types.ModuleType):

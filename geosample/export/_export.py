@@ -1,15 +1,18 @@
-"""``geosample.export``: the dataset in the format its users read, with spatially disjoint splits.
+"""``geosample.export``: the dataset in the format its users read, with buffered spatial splits.
 
 Every format is written into a staging folder beside the destination and
 swapped into place at the end, so a failure leaves the previous export (or
 nothing) behind. The settings are recorded in the ``export`` section of
-``DS/geosample.yaml``, one entry per format.
+``DS/geosample.yaml``, one entry per format, and the split report (what
+:mod:`geosample.export.splits` guarantees, measured on the dataset) in
+``DS/report/splits.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -18,14 +21,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from geosample import __version__
-from geosample._dataset import io_errors_in, read_config, remove_stale, write_section, writes_dataset
+from geosample._dataset import atomic_path, io_errors_in, read_config, remove_stale, write_section, writes_dataset
 from geosample.errors import ConfigError, DatasetError
 from geosample.export._content import DatasetContent, load_content
 from geosample.export._integrity import verify_chips
 from geosample.export._records import record_table
-from geosample.export.splits import DEFAULT_SPLIT_RES, SPLITS, parse_fractions, split_samples
+from geosample.export.splits import SPLITS, Splits, check_settings, make_splits, parse_fractions
 
-__all__ = ["FORMATS", "ExportConfig", "ExportResult", "export", "resolve_split_res"]
+__all__ = ["FORMATS", "SPLIT_REPORT", "ExportConfig", "ExportResult", "export", "splits_of"]
+
+SPLIT_REPORT = "report/splits.json"
+"""The last export's split report, in the dataset folder."""
 
 FORMATS = ("webdataset", "parquet", "stac", "tdml", "gpkg", "croissant")
 _WRITERS = {
@@ -46,9 +52,13 @@ class ExportConfig:
     format: str = "parquet"
     """``webdataset``, ``parquet``, ``stac``, ``tdml``, ``gpkg`` or ``croissant``."""
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    """Shares of samples in the train, validate and test splits."""
+    """Shares of samples in the train, validation and test splits."""
+    split_block_km: float | None = None
+    """Size of the spatial blocks dealt to splits (H3 cells about this wide); ``None``: chosen from the data."""
     split_res: int | None = None
-    """H3 resolution of the cells kept whole in one split; ``None``: the plan's parent resolution (else 5)."""
+    """The blocks' H3 resolution, instead of ``split_block_km``."""
+    split_buffer_m: float | None = None
+    """No chip of one split within this distance of another split's chip; ``None``: one (the largest) chip size."""
     seed: int = 0
     """Seed of the split and of the record order in shards."""
     shard_size: float = 100.0
@@ -59,10 +69,7 @@ class ExportConfig:
         if self.format not in FORMATS:
             raise ConfigError(f"--format {self.format!r} is not one of {', '.join(FORMATS)}")
         object.__setattr__(self, "split", parse_fractions(self.split))
-        if self.split_res is not None and (
-            isinstance(self.split_res, bool) or not isinstance(self.split_res, int) or not 0 <= self.split_res <= 15
-        ):
-            raise ConfigError(f"--split-res {self.split_res!r} is out of range; H3 resolutions run from 0 to 15")
+        check_settings(self.split_block_km, self.split_res, self.split_buffer_m)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"--seed {self.seed!r} must be an integer")
         if not isinstance(self.shard_size, int | float) or not 0 < float(self.shard_size) <= 1_000_000:
@@ -79,7 +86,8 @@ class ExportConfig:
                 raise ConfigError(f"unknown export setting {key!r}; valid settings: {', '.join(sorted(names))}")
             if value is not None:
                 kwargs[name] = value
-        for name, kind in (("split_res", int), ("seed", int), ("shard_size", float)):
+        for name, kind in (("split_res", int), ("seed", int), ("shard_size", float), ("split_block_km", float),
+                           ("split_buffer_m", float)):  # fmt: skip
             if name in kwargs:
                 try:
                     kwargs[name] = kind(kwargs[name])
@@ -111,7 +119,10 @@ class ExportResult:
     splits: dict[str, int]
     """Records per split."""
     split_res: int
-    """The H3 resolution the splits were made at."""
+    """The H3 resolution of the splits' blocks."""
+    split_report: dict[str, Any]
+    """The split report (also in ``DS/report/splits.json``): blocks, buffer, per split sites, strata,
+    distance to the other splits, sites moved and dropped for the buffer."""
     missing: list[str]
     """The dataset's stages that have not run, with the commands that run them."""
     files: list[str]
@@ -131,7 +142,7 @@ def export(
     skip_invalid: bool = False,
     **settings: Any,
 ) -> ExportResult:
-    """Export dataset ``ds`` in one format, with train/validate/test splits by H3 parent cell.
+    """Export dataset ``ds`` in one format, with buffered, stratified train/validation/test spatial splits.
 
     Args:
         ds: The dataset folder; it needs a plan, and uses whichever of chips,
@@ -157,11 +168,12 @@ def export(
             f"run 'geosample label {ds}' first"
         )
     destination = Path(out) if out is not None else ds / "export" / cfg.format
-    res = resolve_split_res(content, cfg.split_res)
+    splits = splits_of(content, cfg)
+    res = int(splits.report.get("block", {}).get("h3_res", -1))
     recorded = {**cfg.to_dict(), "out": str(destination), "split_res_used": res}
     _check_destination(ds, destination, cfg.format, recorded, overwrite)
-    split = split_samples(content.plan, cfg.split, res=res, seed=cfg.seed)
-    records = record_table(content, split)
+    records = record_table(content, splits.split)
+    records = records[records["split"].notna()].reset_index(drop=True)  # sites dropped for the buffer
     module, name = _WRITERS[cfg.format].split(":")
     writer = getattr(importlib.import_module(module), name)
     made_parent = not destination.parent.exists()
@@ -187,10 +199,13 @@ def export(
         images=int(records["path"].notna().sum()),
         splits={s: int(counts.get(s, 0)) for s in SPLITS},
         split_res=res,
+        split_report=splits.report,
         missing=content.missing(),
         files=files,
         invalid=invalid,
     )
+    with atomic_path(ds / SPLIT_REPORT) as tmp:
+        tmp.write_text(json.dumps(splits.report, indent=2) + "\n", encoding="utf-8")
     section = dict(read_config(ds).get("export") or {})
     section[cfg.format] = {
         **recorded,
@@ -203,17 +218,10 @@ def export(
     return result
 
 
-def resolve_split_res(content: DatasetContent, wanted: int | None) -> int:
-    """The split resolution: ``wanted``, else the plan's parent resolution, else 5; never finer than the samples."""
-    finest = int(content.plan["h3_res"].min()) if len(content.plan) else 15
-    if wanted is not None:
-        if wanted > finest:
-            raise ConfigError(
-                f"--split-res {wanted} is finer than the samples' H3 resolution {finest}; use {finest} or less"
-            )
-        return wanted
-    parent = content.parent_res
-    return min(parent if parent is not None else DEFAULT_SPLIT_RES, finest)
+def splits_of(content: DatasetContent, cfg: ExportConfig) -> Splits:
+    """The dataset's splits under ``cfg``'s split settings (the ones every format and Croissant use)."""
+    return make_splits(content.plan, cfg.split, block_km=cfg.split_block_km, res=cfg.split_res,
+                       buffer_m=cfg.split_buffer_m, seed=cfg.seed)  # fmt: skip
 
 
 def _check_destination(ds: Path, out: Path, fmt: str, recorded: dict[str, Any], overwrite: bool) -> None:

@@ -22,8 +22,15 @@ FORMAT_HELP = "webdataset | parquet | stac | tdml | gpkg | croissant | all; repe
     "[default: DS/export/FORMAT]"
 )  # fmt: skip
 @click.option("--shard-size", type=float, help="WebDataset shard / Parquet file size in MB.  [default: 100]")
-@click.option("--split", help="Shares of train,validate,test samples.  [default: 0.8,0.1,0.1]")
-@click.option("--split-res", type=int, help="H3 resolution of the cells kept whole.  [default: the plan's parent res]")
+@click.option("--split", help="Shares of train,validation,test samples.  [default: 0.8,0.1,0.1]")
+@click.option(
+    "--split-block-km", type=float,
+    help="Size of the spatial blocks dealt to splits, km.  [default: chosen from the data, see README]",
+)  # fmt: skip
+@click.option("--split-res", type=int, help="The blocks' H3 resolution, instead of --split-block-km.")
+@click.option(
+    "--split-buffer-m", type=float, help="No chip within this distance of another split's.  [default: one chip size]"
+)
 @click.option("--seed", type=int, help="Seed of the split and of the shard order.  [default: 0]")
 @config_option
 @click.option("--overwrite", is_flag=True, help="Replace an export made with other settings.")
@@ -43,7 +50,7 @@ def export(
     quiet: bool,
     **flags: Any,
 ) -> None:
-    """Export DS for ML and GIS tools, with spatially disjoint, stratified train/validate/test splits.
+    """Export DS for ML and GIS tools, with buffered, stratified train/validation/test spatial splits.
 
     Works on partial datasets (a plan only, or without chips, labels or
     captions) and says which parts are missing.
@@ -71,8 +78,12 @@ def export(
         missing = result.missing
         if not quiet:
             splits = " / ".join(f"{n} {s}" for s, n in result.splits.items())
+            report = result.split_report
+            dropped = sum(v["sites_dropped_for_buffer"] for v in report.get("splits", {}).values())
+            block = report.get("block", {})
             click.echo(
-                f"export {cfg.format}: {result.records} records ({splits}; split by H3 res {result.split_res} cells), "
+                f"export {cfg.format}: {result.records} records ({splits}; blocks of ~{block.get('km', 0):g} km, "
+                f"buffer {report.get('buffer_m', 0):g} m, {dropped} site(s) dropped for it), "
                 f"{result.images} images, {len(result.files)} files in {result.path}"
             )
         if result.invalid:

@@ -26,7 +26,7 @@ from geosample.export._rasters import ChipGrid, chip_grid
 
 __all__ = ["SPLIT_COLORS", "write_gpkg"]
 
-SPLIT_COLORS = {"train": "#1f77b4", "validate": "#ff7f0e", "test": "#2ca02c"}
+SPLIT_COLORS = {"train": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
 
 
 def write_gpkg(

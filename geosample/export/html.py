@@ -24,6 +24,7 @@ from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
 from geosample.captions.report_html import caption_quality_section
 from geosample.export._content import DatasetContent
+from geosample.export._leakage import leakage_section
 from geosample.export._preview import render_png, thumbnail
 from geosample.export.fidelity import fidelity_section
 
@@ -300,10 +301,15 @@ def _fidelity_section(content: DatasetContent, report: dict[str, Any], gallery: 
     return fidelity_section(content, report)
 
 
+def _leakage_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
+    return leakage_section(content)  # "Splits and leakage" (geosample/export/_leakage.py)
+
+
 SECTIONS: list[Section] = [
     _missing_section,
     _map_section,
     _tables_section,
+    _leakage_section,
     _caption_quality_section,
     _plots_section,
     _fidelity_section,

@@ -246,9 +246,10 @@ def _card(
         f"A remote-sensing image–text dataset built with geosample: {n} records "
         f"({', '.join(f'{s} {int(counts.get(s, 0))}' for s in SPLITS)}).",
         "",
-        f"Splits are spatially disjoint: every H3 cell at the split resolution lies in one split, and "
-        f"the cells of each stratum are shared out {' / '.join(f'{f:g}' for f in cfg.split)} "
-        f"({' / '.join(SPLITS)}, seed {cfg.seed}).",
+        f"Splits are spatial blocks (H3 cells), shared out {' / '.join(f'{f:g}' for f in cfg.split)} "
+        f"(train / validation / test, seed {cfg.seed}) within every stratum; a site's chips share one split, "
+        "and no chip of one split lies within the buffer of another split's chip "
+        "(the figures: `report/splits.json` of the dataset).",
         "",
         "```python",
         "from datasets import load_dataset",

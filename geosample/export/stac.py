@@ -33,7 +33,7 @@ from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._rasters import chip_grid
 from geosample.export._records import iso, plain
-from geosample.export.splits import SPLITS
+from geosample.export.splits import ML_AOI_SPLITS
 
 if TYPE_CHECKING:
     from geosample.labels.taxonomy import Taxonomy
@@ -63,7 +63,7 @@ def write_stac(
             item, files = _sample_item(row), []
             group = SAMPLES_COLLECTION
         _add_sample_properties(item, row, content)
-        document = _item_document(item, group, row["split"])
+        document = _item_document(item, group, ML_AOI_SPLITS[row["split"]])
         folder = inside(out, group, item.id, what="STAC item id")  # an id from DS/stac/ must not leave the export
         folder.mkdir(parents=True)
         for key, source in files:
@@ -230,7 +230,7 @@ def _write_collection(out: Path, collection: dict[str, Any], documents: list[dic
     """Finish a collection from its items' summaries (extent, ``ml-aoi:split``, item links) and write it."""
     collection["extent"] = _extent(documents)
     collection["stac_extensions"] = [*dict.fromkeys([*collection.get("stac_extensions", []), ML_AOI_EXTENSION])]
-    splits = sorted({d["properties"]["ml-aoi:split"] for d in documents}, key=SPLITS.index)
+    splits = sorted({d["properties"]["ml-aoi:split"] for d in documents}, key=list(ML_AOI_SPLITS.values()).index)
     collection["summaries"] = {**collection.get("summaries", {}), "ml-aoi:split": splits}
     links = [link for link in collection.get("links", []) if link.get("rel") not in ("root", "self", "parent", "item")]
     collection["links"] = [
@@ -276,7 +276,9 @@ def _write_labels(
     documents = []
     for item, feature in label_items(content.plan, labels, taxonomy, source, LABELS_COLLECTION):
         sid = item["id"]
-        item["properties"]["ml-aoi:split"] = split_of[sid]
+        if sid not in split_of.index:  # its site was dropped for the split buffer
+            continue
+        item["properties"]["ml-aoi:split"] = ML_AOI_SPLITS[split_of[sid]]
         item["stac_extensions"] = [*item["stac_extensions"], ML_AOI_EXTENSION]
         item["assets"]["labels"]["ml-aoi:role"] = "label"
         sources = [

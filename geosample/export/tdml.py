@@ -22,8 +22,8 @@ from geosample.labels.exports import trainingdml_document
 __all__ = ["TDML_FILE", "TRAINING_TYPES", "write_tdml"]
 
 TDML_FILE = "trainingdml.json"
-TRAINING_TYPES = {"train": "training", "validate": "validation", "test": "test"}
-"""``ml-aoi`` split names to TrainingDML-AI ``AI_TrainingTypeCode`` values."""
+TRAINING_TYPES = {"train": "training", "validation": "validation", "test": "test"}
+"""Split names to TrainingDML-AI ``AI_TrainingTypeCode`` values."""
 
 
 def write_tdml(

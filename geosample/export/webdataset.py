@@ -120,7 +120,13 @@ def _index_doc(content: DatasetContent, cfg: ExportConfig, index: dict[str, Any]
         "format": "webdataset",
         "dataset": content.name,
         "splits": index,
-        "split_settings": {"fractions": list(cfg.split), "seed": cfg.seed},
+        "split_settings": {
+            "fractions": list(cfg.split),
+            "seed": cfg.seed,
+            "block_km": cfg.split_block_km,
+            "block_h3_res": cfg.split_res,
+            "buffer_m": cfg.split_buffer_m,
+        },
         "fields": {
             "tif": "the chip, a Cloud-Optimized GeoTIFF in the sample's UTM zone",
             "png": "an RGB preview of the chip (when fetch made one)",

@@ -46,6 +46,10 @@ def layer_path(name: str) -> Path:
 def countries() -> gpd.GeoDataFrame:
     """Natural Earth 1:10m admin-0 countries: ``iso3``, ``name``, ``continent``, ...
 
+    One row per country and physical continent: ``continent`` is the continent
+    where the row's land lies (Russia has a European and an Asian row, France a
+    row per continent of its overseas parts), ``country_continent`` Natural
+    Earth's attribute of the whole country; the rules are in ``PROVENANCE.md``.
     ``iso3`` is ISO_A3_EH, falling back to ADM0_A3 where that is ``-99``.
     """
     return gpd.read_parquet(layer_path("countries.parquet"))

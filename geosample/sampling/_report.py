@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geosample.sampling.spacing import nearest_neighbour_m, overlapping_pairs
+
 
 def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], meta: dict[str, Any]) -> dict[str, Any]:
     """Achieved vs target counts per stratum, per dimension value and per time bin.
@@ -71,6 +73,15 @@ def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], m
                 "stratum": row["stratum"],
                 **{d: row[d] for d in dims},
                 "area_km2": _round(row["area_km2"]),
+                **(
+                    {
+                        "cells": _round(row["cells"]),
+                        "inclusion_prob": _round(row["achieved"] / row["cells"]) if row["cells"] > 0 else None,
+                    }
+                    if "cells" in row
+                    else {}
+                ),
+                **({"events": int(row["events"])} if "events" in row else {}),
                 "weight": _round(row["weight"]),
                 "target": int(row["target"]),
                 "final_target": int(row["final_target"]),
@@ -83,6 +94,38 @@ def balance_report(sites: pd.DataFrame, strata: pd.DataFrame, dims: list[str], m
     }
     if "season" in sites and sites["season"].notna().any():
         report["seasons"] = {str(k): int(v) for k, v in sites.groupby("season").size().items()}
+    return report
+
+
+def spacing_report(
+    samples: pd.DataFrame, min_distance_m: float, max_per_parent: int | None = None, parent_res: int | None = None
+) -> dict[str, Any]:
+    """How far apart the sites are: the rules in force, nearest-neighbour distances and overlapping chips.
+
+    Measured on the sites themselves (their centres; the footprint of their
+    largest chip), not taken from the rules: ``overlapping_chip_pairs`` counts
+    pairs of sites whose chips share area (0 with the default distance), and
+    for event plans ``overlapping_chip_pairs_within_event`` those of one event.
+    """
+    largest = samples.sort_values(["site_id", "chip_size_m"], kind="stable").drop_duplicates("site_id", keep="last")
+    lon, lat = largest["lon"].to_numpy(), largest["lat"].to_numpy()
+    nn = nearest_neighbour_m(lon, lat)
+    pairs = overlapping_pairs(lon, lat, largest.geometry.to_numpy(), float(largest["chip_size_m"].max()))
+    finite = nn[np.isfinite(nn)]
+    report: dict[str, Any] = {
+        "min_distance_m": _round(min_distance_m),
+        "max_per_parent": max_per_parent,
+        "parent_res": parent_res,
+        "nearest_neighbour_m": {
+            "min": _round(finite.min()) if finite.size else None,
+            "p01": _round(np.percentile(finite, 1)) if finite.size else None,
+            "median": _round(np.median(finite)) if finite.size else None,
+        },
+        "overlapping_chip_pairs": int(len(pairs)),
+    }
+    if "event_id" in largest:
+        event = largest["event_id"].to_numpy()
+        report["overlapping_chip_pairs_within_event"] = int((event[pairs[:, 0]] == event[pairs[:, 1]]).sum())
     return report
 
 

@@ -26,6 +26,10 @@ from geosample.errors import ConfigError
 @click.option("--allocation", help="equal | proportional | sqrt | heterogeneity | WEIGHTS.csv  [default: equal]")
 @click.option("--parent-res", type=int, help="H3 resolution of the spacing cells.  [default: auto]")
 @click.option("--max-per-parent", type=int, help="At most K sites per parent cell.  [default: 1]")
+@click.option(
+    "--min-distance-m", type=float,
+    help="No two sites closer than this, in metres; 0 turns it off.  [default: the chip diagonal: no chip overlaps]",
+)  # fmt: skip
 @click.option("--start", help="First day of the imagery period, YYYY-MM-DD.  [default: 2020-01-01]")
 @click.option("--end", help="Last day of the imagery period, YYYY-MM-DD.  [default: 2024-12-31]")
 @click.option("--time-bins", type=click.Choice(["year", "season", "month"]), help="Temporal bins.  [default: year]")

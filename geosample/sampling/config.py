@@ -37,7 +37,10 @@ class PlanConfig:
     parent_res: int | None = None
     """H3 resolution of the spacing cells; ``None`` picks one that holds 4× the samples."""
     max_per_parent: int = 1
-    """At most this many sites per parent cell (the spacing rule)."""
+    """At most this many sites per parent cell (a spacing rule by count)."""
+    min_distance_m: float | None = None
+    """No two sites closer than this (metres, great circle), also across parent-cell edges; ``None`` is the
+    chip diagonal of the largest chip size (so no two chips overlap), ``0`` turns the distance rule off."""
     start: dt.date = dt.date(2020, 1, 1)
     """First day of the imagery period."""
     end: dt.date = dt.date(2024, 12, 31)
@@ -101,6 +104,13 @@ class PlanConfig:
         for flag, value in (("--before-days", self.before_days), ("--after-days", self.after_days)):
             _check_int(value, flag, 1, 100_000, "give the window's length as a positive number of days")
         _check_int(self.gap_days, "--gap-days", 0, 100_000, "use 0 or more days")
+        if self.min_distance_m is not None and not (
+            isinstance(self.min_distance_m, int | float) and 0 <= self.min_distance_m <= 5_000_000
+        ):
+            raise ConfigError(
+                f"--min-distance-m {self.min_distance_m!r} must be a distance in metres between 0 and 5000000 "
+                "(0 turns the distance rule off; leave it out for the chip diagonal)"
+            )
         if self.event_radius_m is not None and not (
             isinstance(self.event_radius_m, int | float) and 0 < self.event_radius_m <= 1_000_000
         ):
@@ -138,8 +148,9 @@ class PlanConfig:
         for name in ("start", "end"):
             if name in kwargs:
                 kwargs[name] = _as_date(kwargs[name], f"--{name}")
-        if "event_radius_m" in kwargs:
-            kwargs["event_radius_m"] = _as_float(kwargs["event_radius_m"], "--event-radius-m")
+        for name in ("event_radius_m", "min_distance_m"):
+            if name in kwargs:
+                kwargs[name] = _as_float(kwargs[name], f"--{name.replace('_', '-')}")
         if "events" in kwargs:
             kwargs["events"] = str(kwargs["events"])
         if "strata" not in kwargs and "events" in kwargs:
@@ -158,6 +169,13 @@ class PlanConfig:
         if base_dir is not None:
             kwargs = _resolve_paths(kwargs, base_dir)
         return cls(**kwargs)
+
+    @property
+    def spacing_m(self) -> float:
+        """The minimum distance between sites in force: ``min_distance_m``, or the default chip diagonal."""
+        from geosample.sampling.spacing import default_min_distance_m
+
+        return float(self.min_distance_m) if self.min_distance_m is not None else default_min_distance_m(self.chip_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready values, as recorded in ``DS/geosample.yaml``."""

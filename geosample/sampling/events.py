@@ -21,11 +21,12 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 from geosample import layers
 from geosample.errors import AOIError, CapacityWarning, ConfigError, GeosampleWarning
-from geosample.sampling import _h3, sampler
+from geosample.sampling import _h3, sampler, spacing
 from geosample.sampling.allocation import apportion, stratum_weights
 from geosample.sampling.config import EVENT_DIMENSIONS, PlanConfig
 
@@ -309,6 +310,8 @@ def draw_event_sites(
     final = _redistribute(targets, capacity, weights, cfg.samples, rng)
     chosen = _round_robin(cand_stratum, cand["_event"].to_numpy(), cand["_order"].to_numpy(), final, rng)
     sites = cand.iloc[chosen].copy()
+    inclusion, stratum_km2 = event_inclusion(cand, cand_stratum, chosen, cfg.res)
+    sites["inclusion_prob"] = inclusion
     sites["stratum"] = strata_names[cand_stratum[chosen]]
     for name in cfg.strata:
         sites[name] = values[name][chosen]
@@ -333,7 +336,9 @@ def draw_event_sites(
         {
             "stratum": strata_names,
             **{d: [lab[i] for lab in label_tuples] for i, d in enumerate(cfg.strata)},
-            "area_km2": events_per_stratum,
+            "area_km2": stratum_km2.reindex(range(n_strata), fill_value=0.0).to_numpy(),
+            "cells": stratum_km2.reindex(range(n_strata), fill_value=0.0).to_numpy() / _h3.mean_cell_area_km2(cfg.res),
+            "events": events_per_stratum.astype(np.int64),
             "weight": weights,
             "target": targets,
             "final_target": final,
@@ -355,7 +360,7 @@ def draw_event_sites(
         "resolutions": {"sample": cfg.res, "parent": parent_res},
     }
     keep = ["site_id", "h3", "lon", "lat", "stratum", *cfg.strata, "event_id", "event_type", "event_start",
-            "event_end"]  # fmt: skip
+            "event_end", "inclusion_prob"]  # fmt: skip
     return EventSites(sites[list(dict.fromkeys(keep))], strata_table, meta)
 
 
@@ -367,7 +372,12 @@ def _candidates(
     cfg: PlanConfig,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Every event's candidate sites: distinct cells, thinned per parent cell, in draw order, classified."""
+    """Every event's candidate sites: distinct cells, thinned and classified.
+
+    Thinned per parent cell and by the minimum distance, greedily in draw
+    order (so a point event's own cell comes first).
+    """
+    chord = spacing.chord(cfg.spacing_m) if cfg.spacing_m > 0 else 0.0
     rows = []
     for e, event in enumerate(events.itertuples(index=False)):
         lon, lat = candidate_points(event.geometry, radius_m, _CANDIDATES_PER_EVENT, rng)
@@ -377,7 +387,14 @@ def _candidates(
         parents = _h3.parent(cells, parent_res)
         rank = pd.Series(parents).groupby(parents).cumcount().to_numpy()
         cells = cells[rank < cfg.max_per_parent]
-        rows.append(pd.DataFrame({"_cell": cells, "_event": e, "_order": np.arange(cells.size)}))
+        if chord > 0:
+            cells = cells[spacing.greedy_spacing(spacing.unit_vectors(*_h3.centres(cells)), chord)]
+        rows.append(
+            pd.DataFrame(
+                {"_cell": cells, "_event": e, "_order": np.arange(cells.size), "_event_candidates": cells.size,
+                 "_event_km2": footprint_km2(event.geometry, radius_m)}
+            )
+        )  # fmt: skip
     cand = pd.concat(rows, ignore_index=True)
     lon, lat = _h3.centres(cand["_cell"].to_numpy())
     stratum, _ = classifier.classify(lon, lat)
@@ -390,6 +407,39 @@ def _candidates(
     cand["h3"] = hexes
     cand["site_id"] = [f"{h}-e{e}" for h, e in zip(hexes, cand["_event"], strict=True)]
     return cand
+
+
+def footprint_km2(geometry: shapely.Geometry, radius_m: float) -> float:
+    """Area where an event's sites may lie: its polygons' geodesic area, or a disk of ``radius_m`` per point."""
+    if shapely.get_type_id(geometry) in (0, 4):
+        return len(shapely.get_parts(geometry)) * math.pi * (radius_m / 1000.0) ** 2
+    area_m2, _ = _GEOD.geometry_area_perimeter(shapely.make_valid(geometry))
+    return abs(area_m2) / 1e6
+
+
+def event_inclusion(cand: pd.DataFrame, stratum: np.ndarray, chosen: np.ndarray, res: int) -> tuple:
+    """Inclusion probability of each chosen site, and each stratum's estimated area (km²).
+
+    Within a stratum sites are taken event by event, so the probability is
+    per event and stratum: ``π = n_{e,h} / N_{e,h}``, with ``n_{e,h}`` the
+    sites taken from event ``e`` in stratum ``h`` and ``N_{e,h}`` the cells of
+    the event's footprint there (its area, in cells at the sample resolution,
+    times the share of its candidates that fell in ``h``). Capped at 1.
+    """
+    event = cand["_event"].to_numpy()
+    key = pd.MultiIndex.from_arrays([event, stratum])
+    share = pd.Series(1.0, index=key).groupby(level=[0, 1]).sum()
+    per_event = cand.groupby("_event")[["_event_candidates", "_event_km2"]].first()
+    e = share.index.get_level_values(0)
+    area = share / per_event["_event_candidates"].reindex(e).to_numpy() * per_event["_event_km2"].reindex(e).to_numpy()
+    taken = pd.Series(1.0, index=key[chosen]).groupby(level=[0, 1]).sum()
+    cells = area.reindex(key[chosen]).to_numpy() / _h3.mean_cell_area_km2(res)
+    prob = np.clip(taken.reindex(key[chosen]).to_numpy() / np.maximum(cells, 1.0), 0.0, 1.0)
+    stratum_km2 = area.groupby(level=1).sum()
+    return prob, stratum_km2
+
+
+_GEOD = pyproj.Geod(ellps="WGS84")
 
 
 def _redistribute(

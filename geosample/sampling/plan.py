@@ -22,10 +22,11 @@ from geosample._dataset import read_config, write_section, writing
 from geosample.errors import AOIError, CapacityError, CapacityWarning, DatasetError
 from geosample.sampling import _h3, events, sampler
 from geosample.sampling._geometry import chip_footprints, utm_epsg
-from geosample.sampling._report import balance_report
+from geosample.sampling._report import balance_report, spacing_report
 from geosample.sampling.allocation import apportion, stratum_weights
 from geosample.sampling.aoi import parse_aoi
 from geosample.sampling.config import EVENT_DIMENSIONS, PlanConfig
+from geosample.sampling.spacing import SpacingIndex
 from geosample.sampling.strata import build_dimensions
 from geosample.sampling.timebins import (
     Bin,
@@ -117,6 +118,7 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
         else sampler.auto_parent_res(atlas.valid_area_km2, cfg.samples, cfg.max_per_parent, atlas_res, cfg.res)
     )
     sampler.check_capacity(cfg.samples, atlas.valid_area_km2, parent_res, cfg.max_per_parent, aoi.label)
+    spacing = _check_spacing(cfg, atlas, aoi.label, rng_atlas)
 
     proposal = lsi if heterogeneity else None
     hetero_area = None
@@ -129,7 +131,7 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     bar = _progress_bar(cfg.samples, progress)
     with bar if bar is not None else nullcontext():
         update = bar.update if bar is not None else None
-        drawer = _Drawer(cfg, classifier, atlas, parent_res, proposal, rng_draw, update)
+        drawer = _Drawer(cfg, classifier, atlas, parent_res, proposal, rng_draw, update, spacing)
         result = drawer.draw(targets)
         final_target, result = _redistribute(drawer, weights, targets, result, rng_alloc)
 
@@ -142,13 +144,15 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             CapacityWarning,
             stacklevel=3,
         )
-    sites = _site_table(cfg, result, labels, dim_names, bins, rng_time)
+    inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal)
+    sites = _site_table(cfg, result, labels, dim_names, bins, rng_time, inclusion)
     samples = _sample_rows(cfg, _revisit_rows(cfg, sites))
     strata_table = pd.DataFrame(
         {
             "stratum": ["/".join(lab) for lab in labels],
             **{d: [lab[i] for lab in labels] for i, d in enumerate(dim_names)},
             "area_km2": area,
+            "cells": area / _h3.mean_cell_area_km2(cfg.res),
             "weight": weights,
             "target": targets,
             "final_target": final_target,
@@ -173,9 +177,28 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             "capacity_estimate": sampler.capacity(atlas.valid_area_km2, parent_res, cfg.max_per_parent),
         },
         "draw": {"rounds": result.rounds, "candidates": result.candidates},
+        "spacing": spacing_report(samples, cfg.spacing_m, cfg.max_per_parent, parent_res),
     }
     report = balance_report(sites, strata_table, dim_names, meta)
     return samples, report
+
+
+def _check_spacing(
+    cfg: PlanConfig, atlas: sampler.Atlas, aoi_label: str, rng: np.random.Generator
+) -> SpacingIndex | None:
+    """The minimum-distance index for the draw; refuse a distance the AOI cannot hold ``--samples`` at."""
+    distance = cfg.spacing_m
+    if distance <= 0:
+        return None
+    if not sampler.spacing_fits(cfg.samples, atlas, distance):
+        room = sampler.spacing_capacity(atlas, distance, rng)
+        if cfg.samples > room:
+            raise CapacityError(
+                f"the AOI {aoi_label!r} holds about {room} site(s) at least {distance:g} m apart "
+                f"(--min-distance-m), fewer than --samples {cfg.samples}; ask for at most {room}, "
+                "or give a smaller --min-distance-m (0 turns the distance rule off; chips may then overlap)"
+            )
+    return SpacingIndex(distance)
 
 
 def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
@@ -195,6 +218,7 @@ def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
         "max_per_parent": cfg.max_per_parent,
         "allocation": cfg.allocation,
         **drawn.meta,
+        "spacing": spacing_report(samples, cfg.spacing_m, cfg.max_per_parent, drawn.meta["resolutions"]["parent"]),
     }
     report = balance_report(sites, drawn.strata, list(cfg.strata), meta)
     return samples, report
@@ -211,13 +235,15 @@ class _Drawer:
     proposal: np.ndarray | None
     rng: np.random.Generator
     progress: Callable[[int], object] | None
+    spacing: SpacingIndex | None = None
+    """Every site taken so far, for the minimum distance (shared by all draws of the plan)."""
 
     def draw(self, targets: np.ndarray, used: tuple[np.ndarray, np.ndarray] | None = None) -> sampler.DrawResult:
         """Draw ``targets`` more sites, besides ``used`` ones."""
         return sampler.draw(
             self.classifier, self.atlas, targets, sample_res=self.cfg.res, parent_res=self.parent_res,
             max_per_parent=self.cfg.max_per_parent, rng=self.rng, proposal_weight=self.proposal, used=used,
-            progress=self.progress,
+            progress=self.progress, spacing=self.spacing,
         )  # fmt: skip
 
 
@@ -236,11 +262,13 @@ def _redistribute(
             break
         open_ = ~exhausted & (weights > 0)
         if not open_.any():
+            distance = f", --min-distance-m {cfg.spacing_m:g}" if cfg.spacing_m > 0 else ""
             raise CapacityError(
                 f"the AOI {drawer.classifier.aoi.label!r} holds about {int(achieved.sum())} sample(s) "
-                "under the spacing rule "
-                f"(parent resolution {parent_res}, --max-per-parent {cfg.max_per_parent}), fewer than --samples "
-                f"{cfg.samples}; ask for at most {int(achieved.sum())}, or {sampler.finer_hint(parent_res)}"
+                "under the spacing rules "
+                f"(parent resolution {parent_res}, --max-per-parent {cfg.max_per_parent}{distance}), fewer than "
+                f"--samples {cfg.samples}; ask for at most {int(achieved.sum())}, or {sampler.finer_hint(parent_res)}"
+                + (" or a smaller --min-distance-m" if distance else "")
             )
         budget = cfg.samples - int(achieved[~open_].sum())
         final_target = np.where(open_, apportion_preferring(budget, weights * open_, achieved, rng), final_target)
@@ -280,8 +308,9 @@ def _site_table(
     dim_names: list[str],
     bins: list[Bin],
     rng: np.random.Generator,
+    inclusion: np.ndarray,
 ) -> pd.DataFrame:
-    """One row per site: cell, centre, stratum values and time window."""
+    """One row per site: cell, centre, stratum values, time window and inclusion probability."""
     order = np.argsort(result.cells, kind="stable")
     cells = result.cells[order]
     strata = result.stratum[order]
@@ -294,6 +323,7 @@ def _site_table(
     site = pd.concat([site, windows], axis=1)
     if cfg.time_bins != "season":
         site = site.drop(columns="season")
+    site["inclusion_prob"] = inclusion[order]
     return site
 
 
@@ -335,6 +365,8 @@ def _sample_rows(cfg: PlanConfig, sites: pd.DataFrame) -> gpd.GeoDataFrame:
         rows.insert(3, "h3_res", np.int64(cfg.res))
         rows["chip_size_m"] = float(size)
         rows["epsg"] = epsg.astype(np.int64)
+        if "inclusion_prob" in rows:  # beside geometry, as DESIGN.md lists it
+            rows["inclusion_prob"] = rows.pop("inclusion_prob")
         # A UTM-straight edge of a few km is straight in lon/lat to well under a
         # millimetre; large chips get up to 8 segments per edge.
         densify = int(np.clip(np.ceil(size / 5000.0), 1, 8))

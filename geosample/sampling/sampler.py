@@ -10,11 +10,16 @@ Three resolutions are at work, coarse to fine:
 * the **sample** resolution ``R``: a site is the centre of one cell.
 
 Each stratum receives a target from the allocation; candidates for it are
-drawn by picking atlas cells in proportion to the stratum's estimated area
-there, descending to ``R`` by random child digits, and keeping a candidate
-only if the layers at its centre say it is in the AOI, on land (when asked)
-and in that stratum, and its parent cell still has room. The cost is
-proportional to the number of samples, not to the number of fine cells.
+drawn by picking, among the atlas cells where the stratum was seen, one in
+proportion to its area, descending to ``R`` by random child digits, and
+keeping a candidate only if the layers at its centre say it is in the AOI,
+on land (when asked) and in that stratum, its parent cell still has room,
+and no site taken so far lies within the minimum distance
+(:mod:`geosample.sampling.spacing`). Every cell of a stratum is so equally
+likely per unit area (the atlas probes, taken first, are spread in
+proportion to area too), which is what :func:`inclusion_probabilities`
+states. The cost is proportional to the number of samples, not to the
+number of fine cells.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from geosample.errors import AOIError, CapacityError
 from geosample.layers._raster import apply_affine
 from geosample.sampling import _h3
 from geosample.sampling.aoi import AOI
+from geosample.sampling.spacing import SpacingIndex
 from geosample.sampling.strata import Dimension, Points
 
 NONE_LABEL = "none"
@@ -132,12 +138,17 @@ class Atlas:
     share_of_entry: np.ndarray
     """Share of the cell's probes that fell in the stratum."""
     probes_per_cell: int
+    """Probes per atlas cell of average area (each cell gets a number in proportion to its area)."""
     n_probes: int
     rejected: dict[str, int]
     probe_cells: np.ndarray
     """Probes that landed in a stratum: uniform random site cells at the sample resolution."""
     probe_stratum: np.ndarray
     """Their stratum ids."""
+    probe_lon: np.ndarray | None = None
+    """Their centres' longitudes."""
+    probe_lat: np.ndarray | None = None
+    """Their centres' latitudes."""
 
     def stratum_area_km2(self, n_strata: int) -> np.ndarray:
         """Estimated area of each stratum inside the AOI."""
@@ -231,7 +242,11 @@ def build_atlas(
     if cells.size == 0:
         raise AOIError(f"the AOI {classifier.aoi.label!r} covers no area; give a polygon with an area")
     per_cell = int(np.clip(math.ceil(_PROBE_BUDGET / cells.size), 16, 256))
-    probe_cells = np.repeat(np.arange(cells.size), per_cell)
+    # Probes in proportion to each cell's area (randomly rounded), so that they are uniform per km².
+    areas = _h3.cell_areas_km2(cells)
+    exact = per_cell * areas / areas.mean()
+    per_cell_count = np.maximum(np.floor(exact + rng.random(cells.size)).astype(np.int64), 1)
+    probe_cells = np.repeat(np.arange(cells.size), per_cell_count)
     probes = _h3.random_descendants(cells[probe_cells], sample_res, rng)
     lon, lat = _h3.centres(probes)
     sid, rejected = classifier.classify(lon, lat)
@@ -246,15 +261,17 @@ def build_atlas(
     atlas = Atlas(
         res=res,
         cells=cells[keep],
-        area_km2=_h3.cell_areas_km2(cells[keep]),
+        area_km2=areas[keep],
         cell_of_entry=remap[cell_of_entry],
         stratum_of_entry=stratum_of_entry.astype(np.int64),
-        share_of_entry=counts / per_cell,
+        share_of_entry=counts / per_cell_count[cell_of_entry],
         probes_per_cell=per_cell,
         n_probes=int(probe_cells.size),
         rejected=rejected,
         probe_cells=probes[ok],
         probe_stratum=sid[ok],
+        probe_lon=lon[ok],
+        probe_lat=lat[ok],
     )
     lsi = landscape_shape_index(atlas.cells) if heterogeneity else None
     return atlas, lsi
@@ -337,12 +354,26 @@ class DrawResult:
 
 
 class _Sites:
-    """Accepted sites with the spacing rule and per-stratum quotas enforced."""
+    """Accepted sites with the spacing rules and per-stratum quotas enforced.
 
-    def __init__(self, parent_res: int, max_per_parent: int, need: np.ndarray, used: tuple | None) -> None:
+    Two spacing rules: at most ``max_per_parent`` sites per parent cell, and,
+    with a ``spacing`` index, no two sites closer than its distance. The index
+    is shared across calls (and with later samplers, e.g. reserves) and holds
+    every site taken so far, ``used`` ones included.
+    """
+
+    def __init__(
+        self,
+        parent_res: int,
+        max_per_parent: int,
+        need: np.ndarray,
+        used: tuple | None,
+        spacing: SpacingIndex | None = None,
+    ) -> None:
         self.parent_res = parent_res
         self.max_per_parent = max_per_parent
         self.need = need
+        self.spacing = spacing
         self.cells = [] if used is None else [used[0]]
         self.strata = [] if used is None else [used[1]]
         self.taken = np.unique(used[0]) if used is not None else np.empty(0, dtype=np.uint64)
@@ -352,11 +383,21 @@ class _Sites:
             else (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
         )
 
-    def offer(self, cand: np.ndarray, stratum: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def offer(
+        self,
+        cand: np.ndarray,
+        stratum: np.ndarray,
+        rng: np.random.Generator,
+        lon: np.ndarray | None = None,
+        lat: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Accept candidates (already known to be in ``stratum``) in random order.
 
-        Returns the per-candidate "fresh" mask (its site cell and a slot in its
-        parent cell were free) and the accepted mask.
+        ``lon``/``lat`` are the candidates' centres, if known (else computed
+        where the minimum distance needs them). Returns the per-candidate
+        "fresh" mask (its site cell, a slot in its parent cell and, for those
+        measured, room under the minimum distance were free) and the accepted
+        mask.
         """
         order = rng.permutation(cand.size)
         cand, stratum = cand[order], stratum[order]
@@ -365,7 +406,22 @@ class _Sites:
         fresh = ~np.isin(cand, self.taken) & _first_occurrence(cand)
         slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
         fresh &= slot < self.max_per_parent
-        keep = fresh & (_rank_within_group(stratum, fresh) < self.need[stratum])
+        eligible = fresh
+        if self.spacing is not None:
+            # Distances are measured only for the first few fresh candidates of each stratum (twice its
+            # need, and some); the others wait for a later round.
+            room = _rank_within_group(stratum, fresh) < 2 * self.need[stratum] + 16
+            idx = np.flatnonzero(fresh & room)
+            if lon is None or lat is None:
+                x, y = _h3.centres(cand[idx])
+            else:
+                x, y = lon[order][idx], lat[order][idx]
+            ok = self.spacing.thin(x, y, cand[idx])
+            fresh[idx[~ok]] = False
+            eligible = np.zeros_like(fresh)
+            eligible[idx[ok]] = True
+            kept_lonlat = (idx[ok], x[ok], y[ok])
+        keep = eligible & (_rank_within_group(stratum, eligible) < self.need[stratum])
         accepted, accepted_stratum = cand[keep], stratum[keep]
         if accepted.size:
             self.cells.append(accepted)
@@ -375,6 +431,10 @@ class _Sites:
                 self.parents, self.parent_counts, _h3.parent(accepted, self.parent_res)
             )
             self.need -= np.bincount(accepted_stratum, minlength=self.need.size)
+            if self.spacing is not None:
+                where, x, y = kept_lonlat
+                taken = keep[where]
+                self.spacing.add(x[taken], y[taken], cand[where[taken]])
         unshuffle = np.empty_like(order)
         unshuffle[order] = np.arange(order.size)
         return fresh[unshuffle], keep[unshuffle]
@@ -392,6 +452,7 @@ def draw(
     proposal_weight: np.ndarray | None = None,
     used: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
+    spacing: SpacingIndex | None = None,
 ) -> DrawResult:
     """Draw ``targets[s]`` sites for each stratum ``s``.
 
@@ -411,9 +472,13 @@ def draw(
         used: Sites already accepted (cells, strata) from an earlier call,
             whose parent cells count against the spacing rule.
         progress: Called with the number of sites accepted in each round.
+        spacing: The minimum-distance index, holding every site taken so far
+            (``used`` ones included); accepted sites are added to it.
     """
     n_strata = targets.size
-    entry_weight = atlas.area_km2[atlas.cell_of_entry] * atlas.share_of_entry
+    # Atlas cells in proportion to their area (times the proposal weight), among those where the stratum
+    # was seen; a candidate is kept only in its stratum, so a stratum's cells are equally likely per km².
+    entry_weight = atlas.area_km2[atlas.cell_of_entry].copy()
     if proposal_weight is not None:
         entry_weight = entry_weight * proposal_weight[atlas.cell_of_entry]
     by_stratum = np.argsort(atlas.stratum_of_entry, kind="stable")
@@ -436,10 +501,10 @@ def draw(
         reachable = reachable - np.bincount(used[1], minlength=n_strata)
     need = np.minimum(targets.astype(np.int64), np.maximum(reachable, 0).astype(np.int64))
     capped = need < targets
-    sites = _Sites(parent_res, max_per_parent, need, used)
+    sites = _Sites(parent_res, max_per_parent, need, used, spacing)
     exhausted = np.array([c[1].size == 0 for c in cumulative]) & (need > 0)
     if used is None and proposal_weight is None:
-        _, kept = sites.offer(atlas.probe_cells, atlas.probe_stratum, rng)
+        _, kept = sites.offer(atlas.probe_cells, atlas.probe_stratum, rng, atlas.probe_lon, atlas.probe_lat)
         if progress is not None:
             progress(int(kept.sum()))
     budget = 2000 + 20 * sites.need
@@ -472,7 +537,7 @@ def draw(
         lon, lat = _h3.centres(candidates)
         sid, _ = classifier.classify(lon, lat, target_of)
         matched = np.flatnonzero(sid == target_of)
-        fresh, kept = sites.offer(candidates[matched], target_of[matched], rng)
+        fresh, kept = sites.offer(candidates[matched], target_of[matched], rng, lon[matched], lat[matched])
         if progress is not None and kept.any():
             progress(int(kept.sum()))
         # Adapt acceptance and detect strata whose parent cells are used up.
@@ -551,3 +616,62 @@ def finer_hint(parent_res: int) -> str:
     if parent_res >= 15:
         return "use a larger --max-per-parent"
     return f"use a finer --parent-res (and --res) than {parent_res}, or a larger --max-per-parent"
+
+
+def inclusion_probabilities(
+    cells: np.ndarray,
+    strata: np.ndarray,
+    atlas: Atlas,
+    proposal_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probability that each site's cell was selected, and each stratum's estimated area.
+
+    A stratum ``h`` with ``n_h`` sites and estimated area ``A_h`` (the atlas
+    cells' areas times the share of their probes in ``h``) is drawn uniformly
+    per km², so a cell of area ``a`` was selected with probability
+    ``π = n_h · a / A_h`` — that is ``n_h / N_h``, with ``N_h = A_h / a`` the
+    stratum's size in cells of this size. With a proposal weight ``g`` per
+    atlas cell (heterogeneity allocation), ``π = n_h · g_c · a / Σ_c g_c · A_{h,c}``.
+    Capped at 1 (a stratum smaller than its sites' cells).
+    """
+    n_strata = int(atlas.stratum_of_entry.max(initial=-1)) + 1
+    n_strata = max(n_strata, int(strata.max(initial=-1)) + 1)
+    area_entry = atlas.area_km2[atlas.cell_of_entry] * atlas.share_of_entry
+    weight_entry = area_entry if proposal_weight is None else area_entry * proposal_weight[atlas.cell_of_entry]
+    area = np.bincount(atlas.stratum_of_entry, weights=area_entry, minlength=n_strata)
+    weighted = np.bincount(atlas.stratum_of_entry, weights=weight_entry, minlength=n_strata)
+    count = np.bincount(strata, minlength=n_strata)
+    cell_area = _h3.cell_areas_km2(cells)
+    g = np.ones(cells.size)
+    if proposal_weight is not None:
+        pos = np.minimum(np.searchsorted(atlas.cells, _h3.parent(cells, atlas.res)), atlas.cells.size - 1)
+        g = np.where(atlas.cells[pos] == _h3.parent(cells, atlas.res), proposal_weight[pos], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prob = count[strata] * g * cell_area / weighted[strata]
+    return np.clip(np.nan_to_num(prob, nan=1.0, posinf=1.0), 0.0, 1.0), area
+
+
+def spacing_capacity(atlas: Atlas, min_distance_m: float, rng: np.random.Generator) -> int:
+    """About how many sites the AOI holds at ``min_distance_m`` apart: a random greedy packing of the probes.
+
+    The probes are uniform random valid points, so packing them in random
+    order imitates the draw; with the distance large against their spacing,
+    it comes close to the random-packing limit (~55 % of the area covered
+    by disks of diameter ``D``). A lower bound when the probes are sparse.
+    """
+    points = atlas.probe_cells
+    area_m2 = atlas.valid_area_km2 * 1e6
+    if points.size == 0 or area_m2 <= 0:
+        return 0
+    # Enough probes for ~50 per disk of diameter D at saturation, and few enough pairs to enumerate.
+    disk = math.pi * min_distance_m**2 / 4
+    wanted = int(min(points.size, max(2000, 50 * 0.55 * area_m2 / disk), 4e5))
+    pick = rng.permutation(points.size)[:wanted]
+    lon, lat = _h3.centres(points[pick])
+    return int(SpacingIndex(min_distance_m).thin(lon, lat, points[pick]).sum())
+
+
+def spacing_fits(n: int, atlas: Atlas, min_distance_m: float) -> bool:
+    """Whether ``n`` sites at ``min_distance_m`` clearly fit (half the random-packing limit of the valid area)."""
+    disk_km2 = math.pi * (min_distance_m / 1000) ** 2 / 4
+    return n * disk_km2 <= 0.5 * 0.547 * atlas.valid_area_km2

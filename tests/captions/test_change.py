@@ -356,7 +356,7 @@ def _events_ds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     events.write_text(
         "event_id,type,date,lon,lat\nfire,wildfire,2021-07-15,23.3,38.9\nflood,flood,2021-07-14,7.1,50.53\n"
     )
-    return _dataset(tmp, events=str(events), samples=4)
+    return _dataset(tmp, events=str(events), samples=4, event_radius_m=8000)  # room for 2 spaced sites per event
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from export.builders import invoke, run_main
 from schemas import validate
 
-TRAINING_TYPE = {"train": "training", "validate": "validation", "test": "test"}
+TRAINING_TYPE = {"train": "training", "validation": "validation", "test": "test"}
 
 
 def test_document_validates_and_carries_splits_and_chips(full_ds: Path, tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import geopandas as gpd
-import h3
 import pandas as pd
 import pytest
 import webdataset as wds
 from export.builders import invoke, write_chips
+from independent import cross_split_gaps
 
 from geosample.export.splits import SPLITS
 
@@ -66,15 +66,13 @@ def test_every_record_round_trips(exported: tuple[Path, Path, dict[str, list[dic
     assert sorted(seen) == sorted(plan.index)
 
 
-def test_splits_are_disjoint_by_parent_cell(exported: tuple[Path, Path, dict[str, list[dict]]]) -> None:
-    _, _, splits = exported
-    cells = {
-        split: {h3.cell_to_parent(json.loads(r["json"])["location"]["h3"], 5) for r in rows}
-        for split, rows in splits.items()
-    }
-    assert not cells["train"] & cells["validate"] and not cells["train"] & cells["test"]
-    assert not cells["validate"] & cells["test"]
-    assert len(splits["train"]) > len(splits["validate"]) and len(splits["train"]) > len(splits["test"])
+def test_splits_are_buffered_and_keep_sites_whole(exported: tuple[Path, Path, dict[str, list[dict]]]) -> None:
+    ds, _, splits = exported
+    assert set(splits) <= set(SPLITS) and "validate" not in splits
+    split = pd.Series({json.loads(r["json"])["sample_id"]: name for name, rows in splits.items() for r in rows})
+    gaps = cross_split_gaps(gpd.read_parquet(ds / "plan.parquet"), split)
+    assert min(gaps.values()) >= 2560  # the default buffer: one chip size
+    assert len(splits["train"]) > len(splits["validation"]) and len(splits["train"]) > len(splits["test"])
 
 
 def test_small_shards_and_identical_bytes_on_rerun(full_ds: Path, tmp_path: Path) -> None:

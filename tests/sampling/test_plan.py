@@ -45,7 +45,8 @@ def test_writes_every_file(world: tuple) -> None:
 def test_columns_follow_the_design(world: tuple) -> None:
     _, plan, _ = world
     expected = ["sample_id", "site_id", "h3", "h3_res", "lon", "lat", "stratum", "continent", "climate", "landcover",
-                "time_bin", "start_datetime", "end_datetime", "chip_size_m", "epsg", "geometry"]  # fmt: skip
+                "time_bin", "start_datetime", "end_datetime", "chip_size_m", "epsg", "inclusion_prob",
+                "geometry"]  # fmt: skip
     assert [c for c in plan.columns if c != "bbox"] == expected
     assert plan["sample_id"].is_unique
     assert plan.crs.to_epsg() == 4326
@@ -156,7 +157,7 @@ def test_iso_aoi_and_multi_scale(tmp_path: Path) -> None:
 def test_antimeridian_footprints_are_valid_multipolygons() -> None:
     plan = geosample.plan(
         samples=40, aoi="bbox:179.6,-17.5,-179.6,-16.5", strata="landcover", land_only=False,
-        chip_size=[20000], res=7, progress=False,
+        chip_size=[20000], res=7, progress=False, min_distance_m=0,  # 40 such chips overlap in this box
     )  # fmt: skip
     assert plan.geometry.is_valid.all()
     crossing = plan[plan.geometry.geom_type == "MultiPolygon"]

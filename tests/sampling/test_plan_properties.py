@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from independent import strata_at, utm_epsg_scalar
+from independent import nearest_geodesic_m, strata_at, utm_epsg_scalar
 
 import geosample
 from geosample.errors import AOIError, CapacityError
@@ -52,6 +52,8 @@ def test_plan_invariants(box: tuple, seed: int, n: int, res: int, k: int, strata
     # The spacing rule.
     parent = report["resolutions"]["parent"]
     assert plan["h3"].map(lambda c: h3.cell_to_parent(c, parent)).value_counts().max() <= k
+    if n > 1:  # and the distance rule: no two chips (2560 m) closer than their diagonal
+        assert nearest_geodesic_m(plan["lon"].to_numpy(), plan["lat"].to_numpy()) >= 2560 * 2**0.5
     assert (plan["h3"].map(h3.get_resolution) == res).all()
     # Equal allocation: within one, except capacity-limited strata.
     table = pd.DataFrame(report["strata"])

@@ -348,7 +348,7 @@ def s2_fixture(root: Path, samples: pd.DataFrame, seed: int = 0, res: float = 10
             items += [a, b, c, cloudy]
             expect[sid] = {"cloud": [f"S2_{sid}_B"], "time": [f"S2_{sid}_D"], "max_cloud_50_time": [f"S2_{sid}_A"]}
         else:
-            cloud = float(np.round(rng.uniform(0, 40), 1))
+            cloud = float(np.round(rng.uniform(5, 40), 1))  # above the PC fixture items (3, 4): pc-s2 tests pick those
             props = _s2_props(_day(start, float(rng.uniform(10, 350))), cloud, applied)
             items.append(scene_item(root, ES_S2, f"S2_{sid}_P", crs, full, res, S2_ASSETS, props, rng, proj=proj))
             expect[sid] = {"cloud": [f"S2_{sid}_P"]}
