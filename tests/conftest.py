@@ -73,7 +73,13 @@ def _events_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "event_id,type,date,lon,lat\nfire,wildfire,2021-07-15,23.3,38.9\nflood,flood,2021-07-14,7.1,50.53\n"
     )
     ds = root / "DS"
-    plan(ds, config=PlanConfig.from_mapping({"events": str(events), "samples": 4, "chip_size": 1280}), progress=False)
+    plan(
+        ds,
+        config=PlanConfig.from_mapping(
+            {"events": str(events), "samples": 4, "chip_size": 1280, "event_radius_m": 8000}
+        ),
+        progress=False,
+    )
     catalog = synthetic().build(ds, root / "stac")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

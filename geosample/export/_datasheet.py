@@ -71,7 +71,13 @@ def datasheet(facts: DatasetFacts, content: DatasetContent) -> list[str]:
         + (f", {facts.captions} captions ({facts.captions_per_sample:.1f} per captioned sample)" if facts.captions
            else "") + "."
     )  # fmt: skip
-    lines.append("Splits: " + ", ".join(f"{s} {n}" for s, n in facts.splits.items()) + ".")
+    buffer = (
+        f"; spatial blocks of H3 resolution {facts.split_res}, and no chip of one split within "
+        f"{facts.split_buffer_m:,.0f} m of another split's chip"
+        if facts.split_buffer_m is not None and facts.split_res >= 0
+        else ""
+    )
+    lines.append("Splits: " + ", ".join(f"{s} {n}" for s, n in facts.splits.items()) + buffer + ".")
     if facts.levels:
         lines.append(
             f"Labels: taxonomy {facts.taxonomy}, levels {', '.join(facts.levels)}, from {facts.label_source}; "
@@ -123,7 +129,7 @@ def datasheet(facts: DatasetFacts, content: DatasetContent) -> list[str]:
         "### Uses",
         "",
         "Training and evaluating image–text retrieval, zero-shot scene classification and captioning models for "
-        "remote sensing, with splits that are spatially disjoint; per-stratum evaluation (weight by "
+        "remote sensing, with spatial splits separated by a buffer; per-stratum evaluation (weight by "
         "1/inclusion probability for design-based estimates).",
         "",
         "Known biases and limits:",

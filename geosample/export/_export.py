@@ -174,6 +174,7 @@ def export(
     _check_destination(ds, destination, cfg.format, recorded, overwrite)
     records = record_table(content, splits.split)
     records = records[records["split"].notna()].reset_index(drop=True)  # sites dropped for the buffer
+    records.attrs["split_report"] = splits.report  # for the formats that describe the split (card, Croissant)
     module, name = _WRITERS[cfg.format].split(":")
     writer = getattr(importlib.import_module(module), name)
     made_parent = not destination.parent.exists()

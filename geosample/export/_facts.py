@@ -54,6 +54,9 @@ class DatasetFacts:
     h3_res: int
     parent_res: int | None
     split_res: int
+    """H3 resolution of the blocks dealt to splits (-1 when nothing was split)."""
+    split_buffer_m: float | None
+    """No chip of one split lies within this distance of another split's chip."""
     dimensions: list[str]
     strata: list[dict[str, Any]]
     """Per stratum: ``stratum``, ``sites``, ``samples``, ``target``, ``area_km2``, ``inclusion_prob`` (None unknown)."""
@@ -127,8 +130,12 @@ class DatasetFacts:
         return out
 
 
-def dataset_facts(content: DatasetContent, records: pd.DataFrame, split_res: int) -> DatasetFacts:
-    """The facts of ``content`` and its export ``records`` (with their ``split``)."""
+def dataset_facts(content: DatasetContent, records: pd.DataFrame) -> DatasetFacts:
+    """The facts of ``content`` and its export ``records``.
+
+    ``records`` carry their ``split``, and the split report in ``records.attrs["split_report"]``.
+    """
+    split_report = records.attrs.get("split_report") or {}
     plan = content.plan
     sites = plan.drop_duplicates("site_id")
     plan_cfg = content.config.get("plan") or {}
@@ -160,7 +167,8 @@ def dataset_facts(content: DatasetContent, records: pd.DataFrame, split_res: int
         time_bins=plan_cfg.get("time_bins") if not plan_cfg.get("events") else None,
         h3_res=int(plan["h3_res"].min()) if len(plan) else 0,
         parent_res=content.parent_res,
-        split_res=split_res,
+        split_res=int((split_report.get("block") or {}).get("h3_res", -1)),
+        split_buffer_m=split_report.get("buffer_m"),
         dimensions=list(content.dimensions),
         strata=_strata(content, sites),
         allocation=balance.get("allocation") or plan_cfg.get("allocation"),

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from geosample import __version__
 from geosample.export._content import DatasetContent
-from geosample.export._export import ExportConfig, resolve_split_res
+from geosample.export._export import ExportConfig
 from geosample.export._facts import DatasetFacts, dataset_facts
 from geosample.export.parquet import DATA_DIR, table_schema, write_parquet
 from geosample.export.splits import SPLITS
@@ -144,7 +144,7 @@ def write_croissant(
         tables["captions"] = _write(out / CAPTIONS_FILE, _caption_rows(content, records))
     if content.labels is not None:
         tables["labels"] = _write(out / LABELS_FILE, _label_rows(content, records))
-    facts = dataset_facts(content, records, resolve_split_res(content, cfg.split_res))
+    facts = dataset_facts(content, records)
     document = croissant_document(content, facts, out, tables)
     (out / CROISSANT_FILE).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -157,7 +157,9 @@ def _write(path: Path, table: pa.Table) -> pa.Schema:
 def _caption_rows(content: DatasetContent, records: pd.DataFrame) -> pa.Table:
     """One row per scene caption: the sample, its split, the caption and who wrote it."""
     split = records.drop_duplicates("sample_id").set_index("sample_id")["split"]
-    captions = content.captions.copy()
+    captions = content.captions[
+        content.captions["sample_id"].isin(split.index)
+    ].copy()  # not sites dropped for the buffer
     captions["split"] = captions["sample_id"].map(split)
     columns = {"sample_id": pa.string(), "caption_index": pa.int64(), "split": pa.string(), "caption": pa.string(),
                "backend": pa.string(), "model": pa.string(), "prompt_sha256": pa.string()}  # fmt: skip
@@ -170,7 +172,7 @@ def _caption_rows(content: DatasetContent, records: pd.DataFrame) -> pa.Table:
 def _label_rows(content: DatasetContent, records: pd.DataFrame) -> pa.Table:
     """One row per labelled sample: its split, the classes at every level, the dominant ones and the shares."""
     split = records.drop_duplicates("sample_id").set_index("sample_id")["split"]
-    labels = content.labels
+    labels = content.labels[content.labels["sample_id"].isin(split.index)]  # not sites dropped for the buffer
     fields = [("sample_id", pa.string()), ("split", pa.string())]
     fields += [(level, pa.list_(pa.string())) for level in content.levels]
     fields += [(f"{level}_dominant", pa.string()) for level in content.levels]
@@ -393,7 +395,9 @@ def _geo(facts: DatasetFacts) -> dict[str, Any]:
             {"@type": "PropertyValue", "name": "spatial_index_h3_resolution", "value": facts.index_res,
              "description": "H3 resolution of the cells in geocr:spatialIndex (those holding the sites)."},
             {"@type": "PropertyValue", "name": "split_h3_resolution", "value": facts.split_res,
-             "description": "H3 resolution of the cells kept whole in one split."},
+             "description": "H3 resolution of the spatial blocks dealt whole to one split."},
+            {"@type": "PropertyValue", "name": "split_buffer_m", "value": facts.split_buffer_m,
+             "description": "No chip of one split lies within this distance (metres) of another split's chip."},
             {"@type": "PropertyValue", "name": "chip_crs", "value": ", ".join(f"EPSG:{e}" for e in facts.epsg_codes),
              "description": "The chips' CRSs (each record's in samples/crs)."},
         ],

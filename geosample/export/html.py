@@ -293,6 +293,8 @@ PLOT_TITLES = {
     "captions": "Captions",
     "spatial": "Spatial uniformity",
 }
+
+
 def _caption_quality_section(content: DatasetContent, report: dict[str, Any], gallery: int) -> str:
     return caption_quality_section(content.ds)
 

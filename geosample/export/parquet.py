@@ -220,10 +220,9 @@ def _card(
 ) -> str:
     """The dataset card: Hugging Face metadata (YAML header) and a datasheet filled from the run."""
     from geosample.export._datasheet import card_metadata, datasheet
-    from geosample.export._export import resolve_split_res
     from geosample.export._facts import dataset_facts
 
-    facts = dataset_facts(content, records, resolve_split_res(content, cfg.split_res))
+    facts = dataset_facts(content, records)
     header = {
         **card_metadata(facts),
         "configs": [
