@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from geosample.errors import ConfigError, GeosampleWarning, UnsafeInputError
+from geosample.errors import ConfigError, ConsentWarning, UnsafeInputError
 
 __all__ = [
     "COMMAND_LINE_ONLY",
@@ -211,7 +211,7 @@ def check_consent(
             warnings.warn(
                 f"{where} chose the loopback endpoint {url}: no API key is sent to it; "
                 f"give --endpoint {url} on the command line to send the key",
-                GeosampleWarning,
+                ConsentWarning,
                 stacklevel=3,
             )
         forced["send_key"] = False

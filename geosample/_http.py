@@ -34,6 +34,7 @@ per-request limit (curl's ``CURLOPT_TIMEOUT``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
@@ -169,8 +170,8 @@ class _DeadlineConnection:
             raise ConnectTimeoutError(
                 self, f"resolving {name} timed out: no address within the deadline of {watch.seconds:g} s"
             ) from None
-        except socket.gaierror as exc:
-            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from None  # type: ignore[attr-defined]
+        except (OSError, UnicodeError) as exc:  # no such name, or not one (a label too long for IDNA)
+            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from None  # type: ignore[attr-defined,arg-type]
         failure: Exception | None = None
         try:
             for address in addresses:
@@ -201,6 +202,12 @@ def _resolve(host: str, port: int, watch: _Watch) -> list[str]:
         TimeoutError: No answer before the deadline (the helper thread waits on alone).
         socket.gaierror: The name does not resolve.
     """
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 address may carry its zone: fe80::1%eth0
+    except ValueError:
+        pass
+    else:
+        return [host]  # an address already: nothing to look up
     answer: list[Any] = []
     done = threading.Event()
 

@@ -79,3 +79,10 @@ class PluginWarning(GeosampleWarning):
 
 class DataQualityWarning(GeosampleWarning):
     """Data is usable but odd: a chip mostly nodata, unmapped source values, a sample without labels."""
+
+
+class ConsentWarning(GeosampleWarning):
+    """A config file asked for something only the command line may fully grant, and got less.
+
+    For instance a loopback caption endpoint chosen by a config file alone: it is used, without the API key.
+    """

@@ -16,7 +16,7 @@ from captions.openai_server import OpenAIServer
 from untrusted import FakeDNS, assert_refused, assert_untouched, run_cli, run_process, tree
 
 from geosample._config_file import MAX_YAML_NODES, check_consent, is_loopback_url, parse_yaml
-from geosample.errors import GeosampleWarning, UnsafeInputError
+from geosample.errors import ConsentWarning, UnsafeInputError
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "examples"
 ALIAS_BOMB = (
@@ -245,7 +245,7 @@ def test_consent_rules() -> None:
     check_consent(settings, {"backend"}, where="c", allowed_imports=["pkg.mod:Cls"])
     check_consent({"backend": "template"}, {"backend"}, where="c", registered={"template"})
     local = {"backend": "openai", "endpoint": "http://localhost:8000/v1"}
-    with pytest.warns(GeosampleWarning, match="no API key is sent"):
+    with pytest.warns(ConsentWarning, match="no API key is sent"):
         assert check_consent(local, {"endpoint"}, where="c") == {"send_key": False}
     assert check_consent(local, set(), where="c") == {}  # the command line's endpoint: the key goes there
     with pytest.raises(UnsafeInputError, match="--endpoint http://localhost:8000/v1"):  # a plugin may send its key
