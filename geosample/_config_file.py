@@ -6,12 +6,23 @@ expanded, stays under :data:`MAX_YAML_NODES` nodes (a "billion laughs" alias
 bomb of a few hundred bytes would otherwise expand without bound as soon as
 anything walks it). Both limits are checked before any value is built.
 
-Two settings can leak or run things, so a config file cannot choose them
+Some settings can leak or run things, so a config file cannot choose them
 alone (:func:`check_consent`):
 
 - ``api_key_env``: the environment variable whose value is sent as the API
   key. A config file may name one only when the command line names the same
   variable (``--api-key-env VAR``); otherwise the run stops before any request.
+- ``endpoint``: where the API key is sent. The key goes only to an endpoint
+  the command line chose (``--endpoint URL``, which wins over the file's; to
+  keep the file's, give the same URL) or, with no endpoint anywhere, to the
+  backend's default (``https://api.openai.com/v1``). An endpoint from a config
+  file alone stops the run before any request, with one exception: a loopback
+  endpoint (``localhost``, ``127.0.0.0/8``, ``[::1]``, written as such; no name
+  is resolved to decide) for the built-in ``openai`` backend is used, but no
+  key is sent to it (``send_key`` false), as a local server rarely needs one
+  and a local port may be anything. ``--endpoint`` sends the key there too.
+- ``allow_local_assets``: reading local files a catalogue names; only the
+  command-line flag ``--allow-local-assets`` grants it.
 - ``backend``/``encoder`` as ``module:callable``: importing and calling any
   installed callable. From a config file, only names registered as entry
   points (``geosample.captioners``, ``geosample.encoders``) are accepted; a
@@ -21,19 +32,22 @@ alone (:func:`check_consent`):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from geosample.errors import ConfigError, UnsafeInputError
+from geosample.errors import ConfigError, ConsentWarning, UnsafeInputError
 
 __all__ = [
+    "COMMAND_LINE_ONLY",
     "MAX_CONFIG_BYTES",
     "MAX_YAML_NODES",
     "check_consent",
     "check_node_budget",
+    "is_loopback_url",
     "load_yaml",
     "registered_plugins",
 ]
@@ -44,6 +58,10 @@ MAX_YAML_NODES = 100_000
 """Most YAML nodes a document may hold with every alias expanded."""
 MAX_YAML_DEPTH = 200
 """Deepest nesting of mappings and sequences."""
+COMMAND_LINE_ONLY = {"allow_local_assets": "--allow-local-assets"}
+"""Consents a config file may not give, with the flag that gives them."""
+KEYLESS_LOOPBACK_BACKENDS = ("openai",)
+"""Backends that honour ``send_key`` false, so a config file may point them at a loopback endpoint."""
 
 
 def load_yaml(path: str | Path, what: str = "config file") -> Any:
@@ -147,7 +165,7 @@ def check_consent(
     allowed_imports: Iterable[str] = (),
     registered: Iterable[str] = (),
     plugin_keys: Iterable[str] = ("backend",),
-) -> None:
+) -> dict[str, Any]:
     """Refuse settings a config file may not choose alone (see the module docstring).
 
     Args:
@@ -159,17 +177,44 @@ def check_consent(
         registered: Plugin names registered as entry points (always allowed).
         plugin_keys: The settings that name a plugin (``backend``, ``encoder``).
 
+    Returns:
+        Settings the caller must apply over ``settings``: ``{"send_key": False}`` when the
+        file chose a loopback endpoint that the command line did not confirm, else nothing.
+
     Raises:
         UnsafeInputError: One line naming the setting and the command-line flag that confirms it.
     """
     from_file = {str(k).replace("-", "_") for k in from_file}
     normalised = {str(k).replace("-", "_"): v for k, v in settings.items()}
+    for key, flag in COMMAND_LINE_ONLY.items():
+        if key in from_file and normalised.get(key) not in (None, False):
+            raise UnsafeInputError(
+                f"{where} sets {key}: a config file may not grant it; give {flag} on the command line"
+            )
     variable = normalised.get("api_key_env")
     if "api_key_env" in from_file and variable is not None and str(variable).strip() != (api_key_env or ""):
         raise UnsafeInputError(
             f"{where} names api_key_env {str(variable)!r}: a config file may not choose which environment "
             f"variable is sent to the endpoint; confirm it on the command line with --api-key-env {variable}"
         )
+    forced: dict[str, Any] = {}
+    endpoint = normalised.get("endpoint")
+    if "endpoint" in from_file and endpoint is not None and str(endpoint).strip():
+        url = str(endpoint).strip().rstrip("/")
+        backend = str(normalised.get("backend") or "template").strip()
+        if not (is_loopback_url(url) and backend in KEYLESS_LOOPBACK_BACKENDS):
+            raise UnsafeInputError(
+                f"{where} sets endpoint {url!r}: a config file may not choose where the API key is sent; "
+                f"confirm it on the command line with --endpoint {url}"
+            )
+        if normalised.get("send_key") is not False:
+            warnings.warn(
+                f"{where} chose the loopback endpoint {url}: no API key is sent to it; "
+                f"give --endpoint {url} on the command line to send the key",
+                ConsentWarning,
+                stacklevel=3,
+            )
+        forced["send_key"] = False
     registered = set(registered)
     allowed = {str(a).strip() for a in allowed_imports}
     for key in plugin_keys:
@@ -184,6 +229,38 @@ def check_consent(
                 f"({', '.join(sorted(registered)) or 'none'}); to run {spec!r}, give {flag} {spec} on the command "
                 f"line (or 'geosample run --allow-import {spec}')"
             )
+    return forced
+
+
+def is_loopback_url(url: str) -> bool:
+    r"""Whether ``url``'s host is written as a loopback address: ``localhost``, ``127.x.x.x`` or ``[::1]``.
+
+    Only the host as written counts (no name is resolved: a name that resolves to 127.0.0.1 now may
+    resolve elsewhere later). A URL with user info or a backslash is never loopback here, and both
+    Python's and urllib3's URL parsers (the one that connects) must read the same loopback host, so a
+    URL the two read differently (``http://evil.example\@127.0.0.1``) cannot pass.
+    """
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from urllib3.util import parse_url
+
+    text = url.strip()
+    if "@" in text or "\\" in text or not text.lower().startswith(("http://", "https://")):
+        return False
+    try:
+        hosts = {urlsplit(text).hostname or "", (parse_url(text).host or "").strip("[]").lower()}
+    except ValueError:  # urllib3's LocationParseError is a ValueError too
+        return False
+    if len(hosts) != 1:
+        return False
+    host = hosts.pop().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 PLUGIN_GROUPS = ("geosample.captioners", "geosample.encoders")

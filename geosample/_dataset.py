@@ -13,6 +13,7 @@ import functools
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -122,10 +123,11 @@ def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
 
 # ------------------------------------------------------------------------------------------ writing stages
 
-LOCK_MESSAGE = (
-    "another geosample command (plan, fetch, label, caption, evaluate or export) is writing {ds}; "
-    "wait for it to finish or stop it"
-)
+LOCK_FILE = ".geosample.lock"
+"""Who holds the dataset lock: the command, its PID, host and start, written by the holder (JSON)."""
+LOCK_MESSAGE = "another geosample command ({holder}) is writing {ds}; wait for it to finish or stop it{stop}"
+UNKNOWN_HOLDER = "plan, fetch, label, caption, evaluate or export"
+"""Named in :data:`LOCK_MESSAGE` when the lock file does not say who holds the lock (or names a dead process)."""
 COMMON_STALE = (f".{CONFIG_FILE}.*.tmp",)
 """Staging names any writing stage may leave (the ``geosample.yaml`` rewrite)."""
 STALE = {
@@ -145,12 +147,19 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
-def dataset_lock(ds: str | Path) -> Iterator[None]:
+def dataset_lock(ds: str | Path, command: str = "") -> Iterator[None]:
     """Hold an advisory lock on the folder ``DS``, so two geosample commands never write one dataset at once.
 
-    The lock is on the folder itself (nothing is created), and the OS drops it when the process dies,
-    so a killed run never leaves a stale lock. ``plan``, ``fetch``, ``label``, ``caption``,
-    ``evaluate`` and ``export`` all take it.
+    The lock is on the folder itself, and the OS drops it when the process dies, so a killed run never
+    blocks the next one. While it holds the lock, the holder records who it is in ``DS/.geosample.lock``
+    (:data:`LOCK_FILE`: the command, PID, host and start time) and removes that file when it lets go; a
+    command refused the lock names the holder from it. A file left by a killed run is only a record: it
+    is believed when its process is still alive (same PID, same start time), else the message says
+    nothing of it. ``plan``, ``fetch``, ``label``, ``caption``, ``evaluate`` and ``export`` all take it.
+
+    Args:
+        ds: The dataset folder.
+        command: The command that writes (``fetch``), named to those refused the lock.
     """
     try:
         import fcntl
@@ -162,10 +171,90 @@ def dataset_lock(ds: str | Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise DatasetError(LOCK_MESSAGE.format(ds=ds)) from None
-        yield
+            raise DatasetError(lock_message(ds)) from None
+        record = Path(ds) / LOCK_FILE
+        _write_holder(record, command)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # before the lock goes: the next holder's record is never removed
+                record.unlink()
     finally:
         os.close(fd)
+
+
+def lock_message(ds: str | Path) -> str:
+    """The refusal while another process holds the lock on ``DS``, naming it when its record is believable."""
+    holder = lock_holder(ds)
+    if holder is None:
+        return LOCK_MESSAGE.format(holder=UNKNOWN_HOLDER, ds=ds, stop="")
+    pid = holder["pid"]
+    where = f" on {holder['host']}" if holder["host"] != socket.gethostname() else ""
+    since = f", running since {holder['started']}" if holder.get("started") else ""
+    stop = f" (kill {pid})" if not where else f" (process {pid} on {holder['host']})"
+    name = f"geosample {holder['command']}".strip()
+    return LOCK_MESSAGE.format(holder=f"{name}, PID {pid}{where}{since}", ds=ds, stop=stop)
+
+
+def lock_holder(ds: str | Path) -> dict[str, Any] | None:
+    """The record in ``DS/.geosample.lock`` if it names a live process (or one on another host), else None.
+
+    A missing, unreadable or malformed file, a PID that no longer runs, or a PID now used by another
+    process (a different start time) all give None: a killed run's record is never believed.
+    """
+    import json
+
+    try:
+        with open(Path(ds) / LOCK_FILE, "rb") as fh:
+            holder = json.loads(fh.read(4096))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict):
+        return None
+    pid, command, host = holder.get("pid"), holder.get("command"), holder.get("host")
+    if not (isinstance(pid, int) and pid > 0 and isinstance(command, str) and isinstance(host, str)):
+        return None
+    if not re.fullmatch(r"[a-z-]{0,32}", command) or len(host) > 255 or not host.isprintable():
+        return None
+    if host == socket.gethostname():
+        if not _alive(pid) or holder.get("pid_start") != _process_start(pid):
+            return None
+    started = holder.get("started")
+    return {**holder, "started": started if isinstance(started, str) and len(started) <= 40 else None}
+
+
+def _write_holder(record: Path, command: str) -> None:
+    """Record this process as the holder (best effort: a read-only ``DS`` fails later with its own message)."""
+    import datetime
+    import json
+
+    pid = os.getpid()
+    started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    holder = {"command": command, "pid": pid, "pid_start": _process_start(pid),
+              "host": socket.gethostname(), "started": started}  # fmt: skip
+    with contextlib.suppress(OSError):
+        record.write_text(json.dumps(holder) + "\n", encoding="utf-8")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM): it runs
+        return True
+    return True
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (Linux ``/proc``), to tell a reused PID; else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after the command name, which may hold spaces
+    return fields[19] if len(fields) > 19 else None
 
 
 def remove_stale(folder: str | Path, patterns: Iterable[str]) -> int:
@@ -210,7 +299,7 @@ def writing(ds: str | Path, stage: str, *, create: bool = False) -> Iterator[Pat
         except OSError as exc:
             raise io_error(ds, stage, exc) from None
     try:
-        with dataset_lock(ds):
+        with dataset_lock(ds, stage):
             remove_stale(ds, (*STALE.get(stage, ()), *COMMON_STALE))
             yield ds
     except GeosampleError:

@@ -8,6 +8,16 @@ the socket down, the blocked read returns, and the attempt fails as a
 timeout ("no complete answer within N s") that the caller retries like any
 other. The timer stops when the connection goes back to the pool.
 
+Before there is a socket to shut, the deadline is kept by the connection
+itself (:class:`_DeadlineConnection`): the host name is resolved on a helper
+thread that the attempt waits for only until the deadline (``getaddrinfo``
+cannot be interrupted, and the system resolver's own limit, ``timeout`` ×
+``attempts`` of ``resolv.conf`` per name server, is not ours), and each
+address is tried with a connect timeout no longer than what is left of the
+deadline. So the whole attempt, name resolution included, ends within the
+deadline (plus the scheduling of a thread); a resolver that never answers
+leaves only its helper thread waiting, which ends when the resolver gives up.
+
 - :func:`deadline_pool_manager`: a ``urllib3.PoolManager`` whose pools do this
   (the OpenAI-compatible caption client).
 - :class:`DeadlineAdapter`: the same for ``requests`` (pystac-client's
@@ -24,6 +34,7 @@ per-request limit (curl's ``CURLOPT_TIMEOUT``).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
@@ -31,7 +42,10 @@ from typing import Any
 
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError
+from urllib3.util.connection import allowed_gai_family
 
 __all__ = ["DeadlineAdapter", "deadline_pool_manager", "stac_api_io"]
 
@@ -43,6 +57,7 @@ class _Watch:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.ends = time.monotonic() + seconds
         self.fired = False
         self.conn: Any = None
         self._lock = threading.Lock()
@@ -50,7 +65,12 @@ class _Watch:
         self._timer.daemon = True
 
     def start(self) -> None:
+        self.ends = time.monotonic() + self.seconds
         self._timer.start()
+
+    def left(self) -> float:
+        """Seconds left before the deadline (0 when it has passed)."""
+        return max(0.0, self.ends - time.monotonic())
 
     def attach(self, conn: Any) -> None:
         with self._lock:
@@ -134,11 +154,97 @@ class _DeadlinePool:
         super()._put_conn(conn)  # type: ignore[misc]
 
 
+class _DeadlineConnection:
+    """Mixin for urllib3 connections: name resolution and connecting within the attempt's deadline."""
+
+    def _new_conn(self) -> socket.socket:
+        stack = _stack()
+        watch = stack[-1] if stack and stack[-1].conn is self else None
+        if watch is None:
+            return super()._new_conn()  # type: ignore[misc]
+        host, port, timeout = self._dns_host, self.port, self.timeout  # type: ignore[attr-defined]
+        try:
+            addresses = _resolve(host.strip("[]"), port, watch)
+        except TimeoutError:
+            name = self.host  # type: ignore[attr-defined]
+            raise ConnectTimeoutError(
+                self, f"resolving {name} timed out: no address within the deadline of {watch.seconds:g} s"
+            ) from None
+        except (OSError, UnicodeError) as exc:  # no such name, or not one (a label too long for IDNA)
+            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from None  # type: ignore[attr-defined,arg-type]
+        failure: Exception | None = None
+        try:
+            for address in addresses:
+                left = watch.left()
+                if left <= 0:
+                    break
+                # Connect to the address found (the Host header, SNI and certificate check still use the name).
+                self._dns_host = address
+                self.timeout = left if not isinstance(timeout, int | float) else min(timeout, left)
+                try:
+                    return super()._new_conn()  # type: ignore[misc]
+                except ConnectTimeoutError as exc:  # refused, unreachable or timed out: the next address
+                    failure = exc
+        finally:
+            self._dns_host, self.timeout = host, timeout
+        if failure is not None and watch.left() > 0:
+            raise failure
+        name = self.host  # type: ignore[attr-defined]
+        raise ConnectTimeoutError(
+            self, f"connecting to {name} timed out: not connected within the deadline of {watch.seconds:g} s"
+        ) from failure
+
+
+def _resolve(host: str, port: int, watch: _Watch) -> list[str]:
+    """The addresses of ``host``, looked up on a helper thread within what is left of ``watch``'s deadline.
+
+    Raises:
+        TimeoutError: No answer before the deadline (the helper thread waits on alone).
+        socket.gaierror: The name does not resolve.
+    """
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 address may carry its zone: fe80::1%eth0
+    except ValueError:
+        pass
+    else:
+        return [host]  # an address already: nothing to look up
+    answer: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            answer.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="geosample-resolve", daemon=True).start()
+    if not done.wait(watch.left()):
+        raise TimeoutError(host)
+    if isinstance(answer[0], BaseException):
+        raise answer[0]
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in answer[0]))
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NONAME, "getaddrinfo returned no address")
+    return addresses
+
+
+class _HTTPConnection(_DeadlineConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_DeadlineConnection, HTTPSConnection):
+    pass
+
+
 def _pool_classes(deadline: float) -> dict[str, type]:
     attrs = {"deadline": float(deadline)}
+    http = {**attrs, "ConnectionCls": _HTTPConnection}
+    https = {**attrs, "ConnectionCls": _HTTPSConnection}
     return {
-        "http": type("DeadlineHTTPConnectionPool", (_DeadlinePool, HTTPConnectionPool), attrs),
-        "https": type("DeadlineHTTPSConnectionPool", (_DeadlinePool, HTTPSConnectionPool), attrs),
+        "http": type("DeadlineHTTPConnectionPool", (_DeadlinePool, HTTPConnectionPool), http),
+        "https": type("DeadlineHTTPSConnectionPool", (_DeadlinePool, HTTPSConnectionPool), https),
     }
 
 

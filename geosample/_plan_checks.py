@@ -53,7 +53,11 @@ __all__ = [
     "PlanProblem",
     "check_chip_table",
     "check_pixel_budget",
+    "chip_table_problems",
+    "empty_h3",
     "check_plan",
+    "chip_file_faults",
+    "file_sha256",
     "plan_problems",
 ]
 
@@ -82,6 +86,8 @@ class PlanProblem:
     """The row's ``sample_id`` when it has a usable one."""
     column: str | None = None
     """The column at fault."""
+    count: int = 1
+    """How many rows it stands for: 1, or for the entry that counts the rows not listed, those rows."""
 
     def __str__(self) -> str:
         if self.row is None:
@@ -142,8 +148,7 @@ def check_plan(plan: gpd.GeoDataFrame, where: str) -> gpd.GeoDataFrame:
     """
     problems = plan_problems(plan, rows_shown=1)
     if problems:
-        first = problems[0]
-        more = f" ({len(problems) - 1} more problem(s) after it)" if len(problems) > 1 else ""
+        first, more = problems[0], _more(problems)
         raise PlanError(f"{where}: {first}{more}; fix the plan or make a new one with 'geosample plan'")
     return _with_h3(plan, where)
 
@@ -182,47 +187,117 @@ def check_pixel_budget(samples: pd.DataFrame, resolution: float, flag: str = "--
 _CHIP_PATH = re.compile(rf"chips(?:/{NAME_PATTERN.pattern}){{1,3}}")
 
 
-def check_chip_table(ds: str | Path, table: pd.DataFrame, where: str) -> None:
-    """Refuse a chips manifest (``chips.parquet`` rows) that names files outside ``DS/chips`` or unsafe ids.
+def chip_table_problems(ds: str | Path, table: pd.DataFrame, *, rows_shown: int = ROWS_SHOWN) -> list[PlanProblem]:
+    """Everything unsafe in a chips manifest (``chips.parquet`` rows): ids, and files outside ``DS/chips``.
 
     Stages read and send the files a manifest names (export copies chips,
     caption sends previews to a model endpoint), so a manifest from someone
     else must not name ``/home/me/.ssh/id_rsa`` or ``../../secret``, nor a link
-    out of the folder. Checked: ``sample_id`` and ``collection`` are safe names,
-    ``path`` and ``preview`` (where set) are ``chips/...`` paths of safe names,
-    and no folder or file on them is a symbolic link leading out of ``DS/chips``.
-
-    Raises:
-        UnsafeInputError: The first bad row, with the fix (delete the manifest, fetch again).
+    out of the folder. The rules: ``sample_id`` and ``collection`` (where set)
+    are safe names (:data:`geosample._paths.NAME_RULE`); ``path`` and
+    ``preview`` (where set) are ``chips/...`` paths of safe names, and no folder
+    or file on them is a symbolic link leading out of ``DS/chips``. At most
+    ``rows_shown`` rows are listed per rule; one more problem counts the rest.
     """
     from geosample._paths import in_folder
 
     ds = Path(ds)
-    fix = f"the manifest is damaged or was made elsewhere: delete it and run 'geosample fetch {ds}' again"
+    problems: list[PlanProblem] = []
+    ids = table["sample_id"] if "sample_id" in table.columns else pd.Series([None] * len(table), index=table.index)
+    report = functools.partial(_report, problems, ids, rows_shown)
     for column in ("sample_id", "collection"):
         if column not in table.columns:
             continue
-        values = table[column].tolist()
-        for i, value in enumerate(values):
-            if value is None or (column == "collection" and not isinstance(value, str) and pd.isna(value)):
-                continue
-            problem = name_problem(value)
-            if problem is not None:
-                raise UnsafeInputError(f"{where} row {i}: {column} {_short(value)} {problem}; {fix}")
+        values = table[column]
+        shown = values.iloc
+        text = _is_text(values)
+        as_text = values.where(text, "").astype(str)
+        fine = as_text.str.fullmatch(NAME_PATTERN.pattern).to_numpy(dtype=bool) & (as_text.str.len() <= MAX_NAME_LENGTH)
+        bad = ~values.isna().to_numpy() & ~(text & fine)
+        report(bad, column, lambda i, c=column, v=shown: f"{c} {_short(v[i])} {name_problem(v[i])}")
     parents: dict[str, bool] = {}
     for column in ("path", "preview"):
         if column not in table.columns:
             continue
-        for i, value in enumerate(table[column].tolist()):
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
-                continue
-            if not isinstance(value, str) or not _CHIP_PATH.fullmatch(value):
-                raise UnsafeInputError(f"{where} row {i}: {column} {_short(value)} is not a file under chips/; {fix}")
+        values = table[column]
+        shown = values.iloc
+        present = ~values.isna().to_numpy()
+        text = _is_text(values)
+        form = text & values.where(text, "").astype(str).str.fullmatch(_CHIP_PATH.pattern).to_numpy(dtype=bool)
+        report(present & ~form, column, lambda i, c=column, v=shown: f"{c} {_short(v[i])} is not a file under chips/")
+        out = np.zeros(len(values), dtype=bool)
+        for i in np.flatnonzero(form):
+            value = shown[int(i)]
             parent = value.rsplit("/", 1)[0]
             if parent not in parents:
                 parents[parent] = in_folder(ds, parent, "chips")
-            if not parents[parent] or (os.path.islink(ds / value) and not in_folder(ds, value, "chips")):
-                raise UnsafeInputError(f"{where} row {i}: {column} {value!r} leads out of {ds / 'chips'}; {fix}")
+            out[i] = not parents[parent] or (os.path.islink(ds / value) and not in_folder(ds, value, "chips"))
+        report(out, column, lambda i, c=column, v=shown: f"{c} {v[i]!r} leads out of {ds / 'chips'}")
+    return problems
+
+
+def check_chip_table(ds: str | Path, table: pd.DataFrame, where: str) -> None:
+    """Refuse a chips manifest with any problem of :func:`chip_table_problems`.
+
+    Raises:
+        UnsafeInputError: The first problem, how many more there are, and the fix (delete the manifest, fetch again).
+    """
+    problems = chip_table_problems(ds, table, rows_shown=1)
+    if problems:
+        first, more = problems[0], _more(problems)
+        raise UnsafeInputError(
+            f"{where} row {first.row}: {first.message}{more}; the manifest is damaged or was made elsewhere: "
+            f"delete it and run 'geosample fetch {ds}' again"
+        )
+
+
+HASH_THREADS = 4
+"""Files hashed at once by :func:`chip_file_faults`."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of the file at ``path`` (read in blocks)."""
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def chip_file_faults(
+    ds: str | Path, chips: pd.DataFrame, *, digest: Callable[[Path], str] = file_sha256
+) -> list[str | None]:
+    """For each row of a chips manifest, what is wrong with its file: None when it is what fetch wrote.
+
+    A fault is a phrase that follows the file's name: ``lies outside DS/chips``, ``has no sha256 in
+    chips.parquet``, ``is missing``, ``cannot be read``, ``does not match its sha256 in chips.parquet``.
+    The files are hashed on :data:`HASH_THREADS` threads with ``digest`` (a caching one, say).
+    Both ``geosample export`` (before it writes anything) and ``geosample validate`` ask this.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from geosample._paths import in_folder
+
+    ds = Path(ds)
+    paths = chips["path"].tolist()
+    recorded = chips["sha256"].tolist() if "sha256" in chips.columns else [None] * len(chips)
+
+    def fault(path: object, want: object) -> str | None:
+        if not in_folder(ds, path, "chips"):
+            return f"lies outside {ds / 'chips'}"
+        if not isinstance(want, str) or len(want) != 64:
+            return "has no sha256 in chips.parquet"
+        try:
+            got = digest(ds / str(path))
+        except FileNotFoundError:
+            return "is missing"
+        except OSError:
+            return "cannot be read"
+        return None if got == want else "does not match its sha256 in chips.parquet"
+
+    if len(paths) <= 1:
+        return [fault(p, w) for p, w in zip(paths, recorded, strict=True)]
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return list(pool.map(fault, paths, recorded))
 
 
 # ------------------------------------------------------------------------------------------ the rules
@@ -240,7 +315,11 @@ def _report(
         shown = sample_id if isinstance(sample_id, str) else None
         problems.append(PlanProblem(message(int(i)), int(i), shown, column))
     if len(rows) > rows_shown:
-        problems.append(PlanProblem(f"{len(rows)} rows in all break the rule above on {column}", column=column))
+        problems.append(
+            PlanProblem(
+                f"{len(rows)} rows in all break the rule above on {column}", column=column, count=len(rows) - rows_shown
+            )
+        )
 
 
 def _is_text(values: pd.Series) -> np.ndarray:
@@ -357,7 +436,7 @@ def _check_times(plan: pd.DataFrame, report: _Report) -> None:
         report(late, "start_datetime", lambda i: f"start_datetime {start.iloc[i]} is after end_datetime {end.iloc[i]}")
 
 
-def _h3_empty(plan: pd.DataFrame) -> np.ndarray:
+def empty_h3(plan: pd.DataFrame) -> np.ndarray:
     """Rows whose ``h3`` is absent, null or blank (to recompute)."""
     if "h3" not in plan.columns:
         return np.ones(len(plan), dtype=bool)
@@ -377,7 +456,7 @@ def _check_h3(plan: pd.DataFrame, report: _Report) -> None:
     if "h3" not in plan.columns:
         return
     values = plan["h3"]
-    empty = _h3_empty(plan)
+    empty = empty_h3(plan)
     text = _is_text(values) & ~empty
     bad = ~empty & ~text
     bad[text] = ~valid_h3_cells(values[text].astype(str).to_numpy())
@@ -455,7 +534,7 @@ def _check_geometry(plan: pd.DataFrame, report: _Report) -> None:
 
 def _with_h3(plan: gpd.GeoDataFrame, where: str) -> gpd.GeoDataFrame:
     """The plan with ``h3`` recomputed from lon/lat where it is absent or empty, saying so once."""
-    empty = _h3_empty(plan)
+    empty = empty_h3(plan)
     if not empty.any():
         return plan
     import h3
@@ -481,6 +560,12 @@ def _with_h3(plan: gpd.GeoDataFrame, where: str) -> gpd.GeoDataFrame:
         stacklevel=4,
     )
     return plan
+
+
+def _more(problems: list[PlanProblem]) -> str:
+    """`` (N more problem(s) after it)`` for the problems after the first, counting the rows not listed."""
+    n = sum(p.count for p in problems[1:])
+    return f" ({n} more problem(s) after it)" if n else ""
 
 
 def _plain(value: Any) -> Any:

@@ -102,7 +102,8 @@ def command_settings(
     """A stage's settings: its section of ``--config``, then the flags given on the command line, which win.
 
     A config file may not choose alone the environment variable sent as an API
-    key, nor a ``module:callable`` to import (see :func:`geosample._config_file.check_consent`).
+    key, the endpoint it is sent to, a ``module:callable`` to import, nor grant
+    local asset reads (see :func:`geosample._config_file.check_consent`).
     """
     settings = load_config_section(config_path, section) if config_path is not None else {}
     from_file = set(settings)
@@ -116,13 +117,15 @@ def command_settings(
     if config_path is not None:
         from geosample._config_file import check_consent, registered_plugins
 
-        check_consent(
-            settings,
-            from_file,
-            where=f"config file {config_path}",
-            api_key_env=given.get("api_key_env"),
-            registered=registered_plugins(),
-            plugin_keys=("backend", "encoder"),
+        settings.update(
+            check_consent(
+                settings,
+                from_file,
+                where=f"config file {config_path}",
+                api_key_env=given.get("api_key_env"),
+                registered=registered_plugins(),
+                plugin_keys=("backend", "encoder"),
+            )
         )
     return settings
 

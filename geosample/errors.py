@@ -87,3 +87,10 @@ class ObservationWarning(DataQualityWarning):
 
 class CoarseSourceWarning(DataQualityWarning):
     """A label source is coarser than an eighth of the chip: its labels describe the neighbourhood, not the chip."""
+
+
+class ConsentWarning(GeosampleWarning):
+    """A config file asked for something only the command line may fully grant, and got less.
+
+    For instance a loopback caption endpoint chosen by a config file alone: it is used, without the API key.
+    """

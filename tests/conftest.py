@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from untrusted import FakeDNS
 from validation import assert_valid
 
 
@@ -22,6 +24,15 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDNS]:
+    """Name resolution the test controls (see tests/untrusted.py, FakeDNS); hung lookups end with the test."""
+    fake = FakeDNS()
+    monkeypatch.setattr(socket, "getaddrinfo", fake.getaddrinfo)
+    yield fake
+    fake.release()
 
 
 @pytest.fixture(scope="session")

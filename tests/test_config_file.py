@@ -6,14 +6,17 @@ import resource
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
-from untrusted import assert_refused, assert_untouched, run_cli, run_process, tree
+from captions.openai_server import OpenAIServer
+from untrusted import FakeDNS, assert_refused, assert_untouched, run_cli, run_process, tree
 
-from geosample._config_file import MAX_YAML_NODES, check_consent, parse_yaml
-from geosample.errors import UnsafeInputError
+from geosample._config_file import MAX_YAML_NODES, check_consent, is_loopback_url, parse_yaml
+from geosample.errors import ConsentWarning, UnsafeInputError
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "examples"
 ALIAS_BOMB = (
@@ -104,10 +107,88 @@ def test_a_config_cannot_choose_the_key_sent_to_an_endpoint(
     assert_refused(code, err, "api_key_env 'AWS_SECRET_ACCESS_KEY'", "--api-key-env AWS_SECRET_ACCESS_KEY")
     assert seen == [] and "very-secret" not in err
     assert_untouched(tmp_path, before)
-    # Named on the command line too, it is the user's choice: the request goes out with that key.
+    # Named on the command line too, with the endpoint, it is the user's choice: the request goes out with that key.
     code, _, err = run_cli(["caption", tiny_ds, "--config", config, "--api-key-env", "AWS_SECRET_ACCESS_KEY",
-                            "--timeout", "1", "--max-retries", "0", "--no-progress"], capsys)  # fmt: skip
+                            "--endpoint", endpoint, "--timeout", "1", "--max-retries", "0", "--no-progress"],
+                           capsys)  # fmt: skip
     assert code == 2 and seen and b"Bearer very-secret" in seen[0]
+
+
+@pytest.fixture
+def chat_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """An OpenAI-protocol server on loopback that records each request's headers; OPENAI_API_KEY is its key."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-for-strangers")
+    server = OpenAIServer(api_key="sk-not-for-strangers")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _keys(server: OpenAIServer) -> set[str | None]:
+    return {request.headers.get("Authorization") for request in server.requests}
+
+
+def test_a_config_cannot_choose_where_the_key_is_sent(
+    tiny_ds: Path, tmp_path: Path, chat_server: OpenAIServer, dns: FakeDNS, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A remote-looking endpoint (a name that resolves to the loopback server) from a shared config."""
+    dns.add("collector.example", "127.0.0.1")
+    remote = f"http://collector.example:{chat_server.port}/v1"
+    section = {"backend": "openai", "model": "m", "endpoint": remote, "max_retries": 0}
+    config = tmp_path / "shared.yaml"
+    config.write_text(yaml.safe_dump({"out": str(tiny_ds), "caption": section}))
+    before = tree(tmp_path)
+    for command in (["caption", tiny_ds, "--config", config], ["run", config]):
+        code, _, err = run_cli([*command, "--no-progress"], capsys)
+        assert_refused(code, err, f"sets endpoint {remote!r}", f"--endpoint {remote}")
+    assert chat_server.requests == [] and "sk-not" not in err
+    assert_untouched(tmp_path, before)
+    # Confirmed on the command line (run's --endpoint, or caption's, which wins anyway), the key goes there.
+    code, out, err = run_cli(["run", config, "--endpoint", remote, "--no-progress"], capsys)
+    assert code == 0, err
+    assert chat_server.requests and _keys(chat_server) == {"Bearer sk-not-for-strangers"}
+    served = len(chat_server.requests)
+    args = ["caption", tiny_ds, "--config", config, "--endpoint", remote, "--model", "m2", "--overwrite"]
+    code, _, err = run_cli([*args, "--no-progress"], capsys)
+    assert code == 0, err
+    assert len(chat_server.requests) > served and _keys(chat_server) == {"Bearer sk-not-for-strangers"}
+    captions = pd.read_parquet(tiny_ds / "captions.parquet")
+    assert set(captions["model"]) == {"m2"} and set(captions["backend"]) == {"openai"}
+
+
+def test_a_loopback_endpoint_from_a_config_gets_no_key(
+    tiny_ds: Path, tmp_path: Path, chat_server: OpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "local.yaml"
+    config.write_text(yaml.safe_dump({"caption": {"backend": "openai", "model": "m", "endpoint": chat_server.endpoint,
+                                                  "max_retries": 0}}))  # fmt: skip
+    code, _, err = run_cli(["caption", tiny_ds, "--config", config, "--no-progress"], capsys)
+    # The server wants a key, so it refuses: the run says why, and how to send the key.
+    assert_refused(code, err, "HTTP 401", "no API key was sent", "--endpoint")
+    assert f"chose the loopback endpoint {chat_server.endpoint}: no API key is sent" in err
+    assert chat_server.requests and _keys(chat_server) == {None}
+    assert not (tiny_ds / "captions.parquet").exists()
+    code, _, err = run_cli(["caption", tiny_ds, "--config", config, "--endpoint", chat_server.endpoint,
+                            "--no-progress"], capsys)  # fmt: skip
+    assert code == 0, err
+    assert _keys(chat_server) == {None, "Bearer sk-not-for-strangers"}
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("http://localhost:8000/v1", True), ("http://127.0.0.1:9/v1", True), ("http://127.8.9.10/v1", True),
+        ("http://[::1]:8000/v1", True), ("http://LOCALHOST./v1", True),
+        ("https://api.openai.com/v1", False), ("http://localhost.example.com/v1", False),
+        ("http://127.0.0.1.nip.io/v1", False), ("http://127.0.0.1@collector.example/v1", False),
+        ("http://collector.example\\@127.0.0.1/v1", False),  # urllib3 connects to collector.example
+        ("http://collector.example#@127.0.0.1/v1", False), ("http://0.0.0.0:8000/v1", False),
+        ("http://127.1/v1", False), ("http://[::ffff:127.0.0.1]/v1", False), ("file://localhost/x", False),
+    ],
+)  # fmt: skip
+def test_loopback_is_what_is_written(url: str, loopback: bool) -> None:
+    """Loopback by the host as written, read alike by Python's and urllib3's URL parsers (no lookup)."""
+    assert is_loopback_url(url) is loopback
 
 
 def test_a_config_cannot_import_code(tiny_ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -163,3 +244,11 @@ def test_consent_rules() -> None:
         check_consent(settings, {"backend"}, where="c", registered={"template"})
     check_consent(settings, {"backend"}, where="c", allowed_imports=["pkg.mod:Cls"])
     check_consent({"backend": "template"}, {"backend"}, where="c", registered={"template"})
+    local = {"backend": "openai", "endpoint": "http://localhost:8000/v1"}
+    with pytest.warns(ConsentWarning, match="no API key is sent"):
+        assert check_consent(local, {"endpoint"}, where="c") == {"send_key": False}
+    assert check_consent(local, set(), where="c") == {}  # the command line's endpoint: the key goes there
+    with pytest.raises(UnsafeInputError, match="--endpoint http://localhost:8000/v1"):  # a plugin may send its key
+        check_consent({**local, "backend": "pkg.mod:Cls"}, {"endpoint"}, where="c", allowed_imports=["pkg.mod:Cls"])
+    with pytest.raises(UnsafeInputError, match="may not grant it; give --allow-local-assets"):
+        check_consent({"allow_local_assets": True}, {"allow-local-assets"}, where="c")

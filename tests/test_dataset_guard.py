@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import resource
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from untrusted import assert_refused, ignore_sigxfsz, kill_9_at, run_cli, run_process, tree, unprivileged
 
-from geosample._dataset import LOCK_MESSAGE, STALE, dataset_lock, remove_stale
+from geosample._dataset import LOCK_FILE, STALE, dataset_lock, lock_holder, lock_message, remove_stale
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "examples"
 OFFLINE = ["--stac", EXAMPLES / "offline-stac" / "catalog.json", "--collection", "landsat7-demo"]
@@ -39,10 +44,64 @@ STAGES = [
 @pytest.mark.parametrize("stage", STAGES, ids=[s[0] for s in STAGES])
 def test_one_writer_at_a_time(tiny_ds: Path, capsys: pytest.CaptureFixture[str], stage: list[str]) -> None:
     before = tree(tiny_ds)
-    with dataset_lock(tiny_ds):  # as another process's run would hold it
+    with dataset_lock(tiny_ds, "label"):  # as another process's run would hold it
         code, _, err = run_cli([str(a).format(ds=tiny_ds) for a in stage], capsys)
-    assert_refused(code, err, LOCK_MESSAGE.format(ds=tiny_ds))
-    assert tree(tiny_ds) == before
+    assert_refused(code, err, f"another geosample command (geosample label, PID {os.getpid()}, running since ",
+                   f") is writing {tiny_ds}; wait for it to finish or stop it (kill {os.getpid()})")  # fmt: skip
+    assert tree(tiny_ds) == before  # the holder's record went with the lock
+
+
+HOLDER = (
+    "import sys, time\n"
+    "from geosample._dataset import writing\n"
+    "with writing(sys.argv[1], 'fetch'):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(120)\n"
+)
+"""A ``geosample fetch`` stand-in: holds the lock on DS, as fetch does, until it is killed."""
+
+
+def test_the_lock_names_its_holder_and_a_killed_holder_blocks_nobody(
+    tiny_ds: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tiny_ds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        record = json.loads((tiny_ds / LOCK_FILE).read_text())
+        assert record["pid"] == holder.pid and record["command"] == "fetch"
+        code, _, err = run_cli(["caption", tiny_ds, "--no-progress"], capsys)
+        assert_refused(code, err, f"(geosample fetch, PID {holder.pid}, running since {record['started']})",
+                       f"(kill {holder.pid})")  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.returncode == -signal.SIGKILL
+    assert json.loads((tiny_ds / LOCK_FILE).read_text())["pid"] == holder.pid  # the killed run's record stays ...
+    folder = os.open(tiny_ds, os.O_RDONLY)  # ... and is not believed while a holder that left no record has the lock
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, err = run_cli(["caption", tiny_ds, "--no-progress"], capsys)
+        assert_refused(code, err, "(plan, fetch, label, caption, evaluate or export)")
+        assert str(holder.pid) not in err
+    finally:
+        os.close(folder)
+    code, _, err = run_cli(["caption", tiny_ds, "--no-progress", "-q"], capsys)  # a dead holder blocks nobody
+    assert code == 0, err
+    assert not (tiny_ds / LOCK_FILE).exists()
+
+
+def test_a_record_of_a_reused_pid_is_not_believed(tmp_path: Path) -> None:
+    """The PID of a killed holder may belong to another process later: its start time tells them apart."""
+    record = tmp_path / LOCK_FILE
+    with dataset_lock(tmp_path, "export"):
+        mine = json.loads(record.read_text())
+        assert lock_holder(tmp_path)["pid"] == os.getpid()
+        for changed in ({"pid_start": "1"}, {"pid": 2**22 + 7}, {"command": "rm -rf /"}, {"host": 5}):
+            record.write_text(json.dumps({**mine, **changed}))
+            assert lock_holder(tmp_path) is None, changed
+        record.write_text("{not json")
+        assert lock_holder(tmp_path) is None
+        assert lock_message(tmp_path).startswith("another geosample command (plan, fetch, label")
 
 
 PARTIAL_PARQUET = (

@@ -10,7 +10,7 @@ import requests
 import urllib3
 import yaml
 from stac.hostile_server import HostileStac
-from untrusted import assert_refused, run_cli
+from untrusted import FakeDNS, assert_refused, run_cli, tree
 
 from geosample._http import DeadlineAdapter, deadline_pool_manager
 
@@ -74,3 +74,27 @@ def test_header_and_body_drips_are_cut_by_both_clients(tmp_path: Path) -> None:
             with pytest.raises(requests.exceptions.RequestException, match="deadline of 0.5 s"):
                 session.get(f"{server.url}{path}")
         assert server.hits() == {"/body": 3, "/headers": 3}  # urllib3 once, requests twice (one retry)
+
+
+def test_name_resolution_counts_against_the_deadline(
+    tiny_ds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, dns: FakeDNS
+) -> None:
+    """A resolver that never answers: every client gives up at its deadline while the lookups still hang."""
+    dns.hang("slow.example")
+    before = tree(tiny_ds)
+    with pytest.raises(urllib3.exceptions.ConnectTimeoutError, match="resolving slow.example timed out"):
+        deadline_pool_manager(0.3, retries=False).request("GET", "http://slow.example:9/")
+    session = requests.Session()
+    session.mount("http://", DeadlineAdapter(0.3, read_retries=1, max_retries=0, backoff=0.01))
+    with pytest.raises(requests.exceptions.ConnectTimeout, match="resolving slow.example timed out"):
+        session.get("http://slow.example:9/")
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    args = ["caption", tiny_ds, "--backend", "openai", "--endpoint", "http://slow.example:9/v1", "--model", "m"]
+    code, _, err = run_cli([*args, "--timeout", "0.3", "--max-retries", "0", "--no-progress"], capsys)
+    assert_refused(code, err, "cannot reach the caption endpoint http://slow.example:9/v1", "timed out")
+    config = _fetch_config(tmp_path, timeout=0.3, retries=0)
+    code, _, err = run_cli(["fetch", tiny_ds, "--stac", "http://slow.example:9/", "--collection", "c",
+                            "--config", config], capsys)  # fmt: skip
+    assert_refused(code, err, "cannot reach --stac http://slow.example:9/", "resolving slow.example timed out")
+    assert dns.waiting >= 4 and not dns.released  # each gave up while its lookup still hung
+    assert tree(tiny_ds) == before

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,3 +115,42 @@ def unprivileged() -> Callable[[], None] | None:
 def ignore_sigxfsz() -> None:
     """In a child: exceeding RLIMIT_FSIZE gives EFBIG ("File too large") instead of killing the process."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+class FakeDNS:
+    """Names resolved in this process as a test says: to a loopback address, or never (a resolver that hangs).
+
+    ``dns.add("attacker.example", "127.0.0.1")`` makes a remote-looking host that is a loopback server;
+    ``dns.hang("slow.example")`` makes every lookup of it block until the test ends (:meth:`release`).
+    Other names resolve as usual. Installed by the ``dns`` fixture (tests/conftest.py).
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.hung: set[str] = set()
+        self.waiting = 0
+        self._released = threading.Event()
+        self._real = socket.getaddrinfo
+
+    def add(self, name: str, address: str) -> None:
+        self.names[name] = address
+
+    def hang(self, name: str) -> None:
+        self.hung.add(name)
+
+    def release(self) -> None:
+        """Let hung lookups fail (at the end of the test), so their threads end."""
+        self._released.set()
+
+    @property
+    def released(self) -> bool:
+        """Whether hung lookups were let go (or gave up after a minute)."""
+        return self._released.is_set()
+
+    def getaddrinfo(self, host: object, port: object, *args: object, **kwargs: object) -> list:
+        if host in self.hung:
+            self.waiting += 1
+            if not self._released.wait(60):  # a client that waits for the resolver fails on the message, not a hang
+                self._released.set()
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return self._real(self.names.get(host, host), port, *args, **kwargs)

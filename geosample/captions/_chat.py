@@ -69,7 +69,7 @@ class ChatClient:
     def __init__(
         self,
         endpoint: str,
-        api_key: str,
+        api_key: str | None,
         *,
         timeout: float = 120.0,
         max_retries: int = 6,
@@ -79,8 +79,10 @@ class ChatClient:
         max_backoff: float = 60.0,
     ) -> None:
         self.url = f"{endpoint.rstrip('/')}/chat/completions"
-        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        self._secret = api_key
+        self._headers = {"Content-Type": "application/json"}
+        if api_key is not None:  # None: no key at all (a keyless server, or an endpoint the user did not confirm)
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._secret = api_key or ""
         self.max_retries = max_retries
         self.retry_base = retry_base
         self.max_backoff = max_backoff
@@ -163,6 +165,12 @@ class ChatClient:
         self._stopped.wait(delay)
 
     def _refusal(self, status: int, data: bytes) -> str:
+        if status in (401, 403) and not self._secret:
+            return (
+                f"the caption endpoint {self.url} refused the request (HTTP {status}); no API key was sent to it "
+                "(a config file chose this endpoint, or send_key is false): give --endpoint with its URL on the "
+                "command line to send the key"
+            )
         if status in (401, 403):
             return (
                 f"the caption endpoint {self.url} refused the API key (HTTP {status}); "

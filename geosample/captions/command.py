@@ -28,7 +28,11 @@ from geosample.cli import CONTEXT, command_settings, config_option, progress_opt
     default=None,
     help="Also caption what changed between paired samples (events, revisits).  [default: change]",
 )
-@click.option("--endpoint", help="Base URL of an OpenAI-compatible API (openai).  [default: https://api.openai.com/v1]")
+@click.option(
+    "--endpoint",
+    help="Base URL of an OpenAI-compatible API (openai); the API key goes only to one named here (a --config's "
+    "needs this confirmation).  [default: https://api.openai.com/v1]",
+)
 @click.option("--model", help="Model name for the API (openai), e.g. gpt-4o-mini.")
 @click.option("--api-key-env", help="Environment variable holding the API key (openai).  [default: OPENAI_API_KEY]")
 @click.option("--concurrency", type=int, help="Requests in flight at once (openai).  [default: 4]")

@@ -48,6 +48,9 @@ class CaptionConfig:
     """Model name sent to the API (``openai``)."""
     api_key_env: str | None = None
     """Name of the environment variable holding the API key (``openai``; default ``OPENAI_API_KEY``)."""
+    send_key: bool = True
+    """Send the API key (``openai``). False for a keyless server; forced false when a config file chose a
+    loopback endpoint that the command line did not confirm (see :mod:`geosample._config_file`)."""
     concurrency: int | None = None
     """Requests in flight at once (``openai``; default 4)."""
     rpm: int | None = None
@@ -81,6 +84,8 @@ class CaptionConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} {value!r} must be a share between 0 and 1")
         if not isinstance(self.semantic, bool):
             raise ConfigError(f"semantic must be true or false (--semantic), not {self.semantic!r}")
+        if not isinstance(self.send_key, bool):
+            raise ConfigError(f"send_key must be true or false, not {self.send_key!r}")
         if self.concurrency is not None:
             _check_int(self.concurrency, "--concurrency", 1, 256)
         if self.rpm is not None:
@@ -115,7 +120,7 @@ class CaptionConfig:
         for name in ("n", "seed", "limit", "batch_size", "concurrency", "rpm", "max_retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name.replace('_', '-')}" if name != "n" else "-n")
-        for flag in ("change", "semantic"):
+        for flag in ("change", "semantic", "send_key"):
             if isinstance(kwargs.get(flag), str):
                 text = kwargs[flag].strip().lower()
                 kwargs[flag] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(
@@ -154,6 +159,8 @@ class CaptionConfig:
         options = {name: getattr(self, name) for name in BACKEND_OPTIONS}
         if options["focus"] is not None:
             options["focus"] = list(options["focus"])
+        if not self.send_key:  # only then: a backend without the option is not bothered by it
+            options["send_key"] = False
         return {name: value for name, value in options.items() if value is not None}
 
     def to_dict(self) -> dict[str, Any]:

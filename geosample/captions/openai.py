@@ -8,7 +8,9 @@ asks for strict JSON (``response_format`` with the schema in ``prompts/openai-v2
 ``DS/.cache/captions/`` keyed by the image hash, facts, prompt hash, model,
 ``n`` and seed, so a re-run sends nothing. Requests run on ``concurrency``
 threads, at most ``rpm`` per minute, with the retries of :mod:`._chat`.
-The key comes from an environment variable and is never logged or written.
+The key comes from an environment variable and is never logged or written;
+with ``send_key=False`` none is read or sent (a keyless local server, or a
+loopback endpoint a config file chose, see :mod:`geosample._config_file`).
 Pairs of a site (change captions) go the same way with both images, the
 earlier first, and the change prompt ``prompts/openai-change-v1.md``.
 """
@@ -145,6 +147,7 @@ class OpenAICaptioner:
         endpoint: str | None = None,
         *,
         api_key_env: str | None = None,
+        send_key: bool = True,
         concurrency: int | None = None,
         rpm: int | None = None,
         timeout: float | None = None,
@@ -161,8 +164,8 @@ class OpenAICaptioner:
                 "the openai backend needs --model NAME (e.g. gpt-4o-mini, or the model your server serves)"
             )
         variable = api_key_env or DEFAULT_KEY_ENV
-        key = os.environ.get(variable, "").strip()
-        if not key:
+        key = os.environ.get(variable, "").strip() if send_key else None
+        if send_key and not key:
             raise ConfigError(
                 f"no API key for the openai backend: set the environment variable {variable}"
                 + ("" if api_key_env else " (or name another one with --api-key-env VAR)")

@@ -16,6 +16,7 @@ from geosample.pipeline.run import STAGES, StageResult
 @click.option("--overwrite", is_flag=True, help="Let plan and label replace files made with other settings.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars.  [default: when on a terminal]")
 @click.option("--api-key-env", help="Confirm the caption section's api_key_env (a config may not choose it alone).")
+@click.option("--endpoint", help="The caption endpoint, over the config's: the API key goes only to one named here.")
 @click.option(
     "--allow-import", "allow_imports", multiple=True, metavar="MODULE:CALLABLE",
     help="Let the config's caption backend or evaluate encoder be this import path (repeatable).",
@@ -23,7 +24,7 @@ from geosample.pipeline.run import STAGES, StageResult
 @click.option("--allow-local-assets", is_flag=True, help="Let fetch and label read local files the catalogue names.")
 def run(
     config: Path, until: str | None, overwrite: bool, progress: bool | None, api_key_env: str | None,
-    allow_imports: tuple[str, ...], allow_local_assets: bool,
+    endpoint: str | None, allow_imports: tuple[str, ...], allow_local_assets: bool,
 ) -> None:  # fmt: skip
     """Build a dataset from one config: plan, fetch, label, caption (and evaluate), resuming where it stopped."""
     from geosample.pipeline.run import run as run_pipeline
@@ -34,5 +35,5 @@ def run(
 
     run_pipeline(
         config, until=until, overwrite=overwrite, progress=progress, report=show, api_key_env=api_key_env,
-        allow_imports=allow_imports, allow_local_assets=allow_local_assets,
+        endpoint=endpoint, allow_imports=allow_imports, allow_local_assets=allow_local_assets,
     )  # fmt: skip

@@ -81,6 +81,7 @@ def run(
     progress: bool | None = None,
     report: Callable[[StageResult], None] | None = None,
     api_key_env: str | None = None,
+    endpoint: str | None = None,
     allow_imports: Iterable[str] = (),
     allow_local_assets: bool = False,
 ) -> list[StageResult]:
@@ -94,6 +95,9 @@ def run(
         report: Called with each stage's result as it finishes (the CLI prints them).
         api_key_env: Confirms the ``api_key_env`` of the caption section (a config file may not
             choose alone which variable is sent to the endpoint).
+        endpoint: The caption endpoint (``--endpoint``), over the caption section's: the API key is sent
+            only to an endpoint the command line names (or the default); a loopback endpoint of the
+            config file alone gets no key, any other one is refused.
         allow_imports: ``module:callable`` paths the caption ``backend`` or evaluate ``encoder``
             may name (a config file alone may name only installed plugins).
         allow_local_assets: Let fetch and label read local asset paths named by the catalogue.
@@ -108,11 +112,12 @@ def run(
     base = config_path.parent
     last = STAGES.index(until) if until else len(STAGES) - 1
     wanted = [s for s in STAGES[: last + 1]]
+    forced = _check_consent(config_path, sections, api_key_env, endpoint, allow_imports)
+    if "caption" in sections:  # the command line's choices win over the file's
+        given = {"api_key_env": api_key_env, "endpoint": endpoint, **forced}
+        sections["caption"] = {**sections["caption"], **{k: v for k, v in given.items() if v is not None}}
     # Every section is checked, whatever --until says: a typo in a later one fails now, not after hours.
     configs = {stage: _stage_config(stage, sections[stage], base) for stage in STAGES if stage in sections}
-    _check_consent(config_path, sections, api_key_env, allow_imports)
-    if api_key_env and "caption" in configs:
-        configs["caption"] = dataclasses.replace(configs["caption"], api_key_env=api_key_env)
     if "plan" not in configs and not (ds / PLAN_FILE).exists():
         raise ConfigError(f"config file {config_path} has no 'plan:' section and {ds} holds no plan yet; add one")
     results = []
@@ -132,19 +137,31 @@ def run(
 
 
 def _check_consent(
-    path: Path, sections: dict[str, dict[str, Any]], api_key_env: str | None, allow_imports: Iterable[str]
-) -> None:
-    """Refuse an API-key variable or an import path that only the config file asks for."""
-    from geosample._config_file import check_consent, registered_plugins
+    path: Path, sections: dict[str, dict[str, Any]], api_key_env: str | None, endpoint: str | None,
+    allow_imports: Iterable[str],
+) -> dict[str, Any]:  # fmt: skip
+    """Refuse what only the config file asks for (a key variable, an endpoint, an import path, a consent).
+
+    Returns the caption settings to force (``send_key`` false for an unconfirmed loopback endpoint).
+    """
+    from geosample._config_file import COMMAND_LINE_ONLY, check_consent, registered_plugins
 
     registered = registered_plugins()
-    for stage, key in (("caption", "backend"), ("evaluate", "encoder")):
-        if stage in sections:
-            section = sections[stage]
-            check_consent(
-                section, set(section), where=f"config file {path}, section {stage}", api_key_env=api_key_env,
-                allowed_imports=allow_imports, registered=registered, plugin_keys=(key,),
-            )  # fmt: skip
+    forced: dict[str, Any] = {}
+    for stage, section in sections.items():
+        where = f"config file {path}, section {stage}"
+        key = {"caption": "backend", "evaluate": "encoder"}.get(stage)
+        if key is None:  # no key, endpoint or import here: only the consents a file may not give
+            check_consent({k: v for k, v in section.items() if k in COMMAND_LINE_ONLY}, section, where=where)
+            continue
+        from_file = set(section) - ({"endpoint"} if stage == "caption" and endpoint else set())
+        found = check_consent(
+            section, from_file, where=where, api_key_env=api_key_env, allowed_imports=allow_imports,
+            registered=registered, plugin_keys=(key,),
+        )  # fmt: skip
+        if stage == "caption":
+            forced = found
+    return forced
 
 
 def _stage_config(stage: str, section: dict[str, Any], base: Path) -> Any:

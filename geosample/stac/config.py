@@ -12,6 +12,8 @@ from rasterio.enums import Resampling
 from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
+LOCAL_ASSETS = "allow_local_assets"
+"""The key of ``--allow-local-assets`` in the fetch section of ``DS/geosample.yaml`` (never in a FetchConfig)."""
 SortOrder = Literal["cloud", "time"]
 SIGNERS = ("planetary-computer", "none")
 RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode")
@@ -150,6 +152,25 @@ class FetchConfig:
         out["collection"] = list(self.collection)
         out["assets"] = list(self.assets) if self.assets is not None else None
         return out
+
+
+def local_assets_consent(given: FetchConfig, recorded: Mapping[str, Any], flag: bool) -> bool:
+    """Whether this fetch may read local asset paths anywhere (``--allow-local-assets``).
+
+    Only the command line grants it (a config file cannot: :mod:`geosample._config_file`); a fetch that
+    grants it records ``allow_local_assets: true`` in the fetch section of ``DS/geosample.yaml``, and a
+    fetch that resumes it (no ``--stac``, ``--collection`` or ``--preset``: the recorded source) keeps it.
+    A fetch that names its source again grants it again or not at all.
+    """
+    if flag:
+        return True
+    resumed = given.stac is None and not given.collection and given.preset is None
+    return resumed and recorded.get(LOCAL_ASSETS) is True
+
+
+def local_assets_record(allowed: bool) -> dict[str, bool]:
+    """What the fetch section records of the consent: ``allow_local_assets: true``, or nothing."""
+    return {LOCAL_ASSETS: True} if allowed else {}
 
 
 def _as_tuple(value: object, flag: str) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ from geosample.stac._work import (
     run_task,
 )
 from geosample.stac.client import ApiSource, StacSource, check_collections, open_source
-from geosample.stac.config import FetchConfig
+from geosample.stac.config import FetchConfig, local_assets_consent, local_assets_record
 from geosample.stac.grid import chip_grid, nice_resolution
 from geosample.stac.journal import COLUMNS, Manifest
 from geosample.stac.observe import ObservationPlan, mask_kind, observation_plan
@@ -151,6 +151,7 @@ def fetch(
     if missing:
         raise DatasetError(f"{ds}/plan.parquet lacks columns {missing}; re-run 'geosample plan'")
     recorded = read_config(ds).get("fetch") or {}
+    allow_local_assets = local_assets_consent(cfg, recorded, allow_local_assets)  # a resumed fetch keeps it
     cfg = _resolve_config(cfg, recorded)
     for name in cfg.collection:  # collection ids become folder names
         check_name(name, "--collection")
@@ -177,7 +178,7 @@ def fetch(
             runs.append(run)
             skipped += n_skipped
         # Everything is checked: from here on the dataset is written.
-        write_section(ds, "fetch", _section(cfg, recorded, runs))
+        write_section(ds, "fetch", _section(cfg, recorded, runs, policy.allow_local))
         chips_dir = ds / CHIPS_DIR
         chips_dir.mkdir(exist_ok=True)
         for stale in chips_dir.rglob(".*.tmp"):
@@ -192,7 +193,7 @@ def fetch(
             manifest.close()
         runner.complete_catalog(runs, table)
         catalog.write_catalog(ds, table, {name: source.collection_info(name) for name in cfg.collection})
-        write_section(ds, "fetch", _section(cfg, read_config(ds).get("fetch") or recorded, runs))
+        write_section(ds, "fetch", _section(cfg, read_config(ds).get("fetch") or recorded, runs, policy.allow_local))
     elapsed = time.perf_counter() - started
     done = sum(counts.values())
     summary = {**counts, "skipped": skipped, "seconds": round(elapsed, 3), "chips_per_s": done / max(elapsed, 1e-9)}
@@ -387,14 +388,16 @@ def _check_consistent(ds: Path, name: str, cfg: FetchConfig, before: Mapping[str
         )
 
 
-def _section(cfg: FetchConfig, recorded: Mapping[str, Any], runs: Sequence[_Collection]) -> dict[str, Any]:
+def _section(
+    cfg: FetchConfig, recorded: Mapping[str, Any], runs: Sequence[_Collection], allow_local: bool = False
+) -> dict[str, Any]:
     collections = dict(recorded.get("collections") or {})
     for run in runs:
         if run.options.assets:
             collections[run.name] = _settings(run)
     values = cfg.to_dict()
     values.pop("retry_failed")
-    return {**values, "collections": collections, "geosample_version": __version__}
+    return {**values, "collections": collections, **local_assets_record(allow_local), "geosample_version": __version__}
 
 
 def _warn_unobservable(runs: Sequence[_Collection], counts: Mapping[str, int]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from geosample._paths import is_inside
 from geosample.validate._schemas import TDML_BASE, describe, validator
 from geosample.validate.tables import sha256_of
 
@@ -169,7 +170,9 @@ def _bundled_problems(path: Path, doc: dict[str, Any], hashes: dict[Path, str]) 
         if kind == "cr:FileObject":
             url = entry.get("contentUrl")
             local = folder / str(url) if isinstance(url, str) and "://" not in url else None
-            if local is not None and not local.is_file():
+            if local is not None and not is_inside(folder, local):
+                yield f"distribution {uid!r}: contentUrl {url!r} lies outside the Croissant file's folder"
+            elif local is not None and not local.is_file():
                 yield f"distribution {uid!r}: contentUrl {url!r} does not exist"
             elif local is not None and entry.get("sha256") and sha256_of(local, hashes) != entry["sha256"]:
                 yield f"distribution {uid!r}: {url} does not match its sha256"

@@ -9,7 +9,8 @@ pystac's ``SELF_CONTAINED``), relative ``root``/``parent``/``child``/
 ``item``/``collection`` links must lead to files, every object's ``root``
 must be the folder's ``catalog.json``, and following ``child`` and ``item``
 links from it must reach every STAC object in the folder. Relative asset
-hrefs must lead to files, with the sha256 of ``file:checksum`` when given.
+hrefs must lead to files inside the dataset folder (one outside is reported,
+never read), with the sha256 of ``file:checksum`` when given.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from geosample._paths import is_inside
 from geosample.validate._schemas import bundled_urls, describe, stac_core_url, validator
 from geosample.validate.tables import sha256_of
 
@@ -126,6 +128,9 @@ def _assets(path: Path, document: dict[str, Any], ds: Path, report: Report, hash
         if not isinstance(href, str) or _is_url(href):
             continue
         target = path.parent / posixpath.normpath(href) if not Path(href).is_absolute() else Path(href)
+        if not is_inside(ds, target):  # never read: a dataset's assets are its own files
+            report(_rel(path, ds), f"asset {key!r} points at {href!r}, outside the dataset folder")
+            continue
         if not target.is_file():
             report(_rel(path, ds), f"asset {key!r} points at {href!r}, which does not exist")
             continue

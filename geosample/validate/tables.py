@@ -4,23 +4,30 @@ Required columns must be there with their type; the optional columns that
 other stages add (``inclusion_prob``, ``nodata_fraction``, ``evidence``, ...)
 are type-checked when present; any other column is left alone, so a newer
 stage's additions never fail an older validator. Row checks cover what the
-stages rely on: unique keys, samples the plan knows, finite coordinates,
-shares in [0, 1], JSON that parses, and every ``ok`` chip's file and sha256.
+stages rely on: unique keys, samples the plan knows, shares in [0, 1], JSON
+that parses, and every ``ok`` chip's file and sha256. The plan tables (plan,
+samples, reserve) are checked row by row by the one plan validator every stage
+uses (:func:`geosample._plan_checks.plan_problems`), and ``chips.parquet``'s
+ids and paths by the manifest rules every stage applies
+(:func:`geosample._plan_checks.chip_table_problems`); here they are listed, all
+of them, instead of stopping at the first.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from geosample._paths import in_folder
+from geosample._plan_checks import chip_file_faults, chip_table_problems, empty_h3, file_sha256, plan_problems
 
 __all__ = ["TABLES", "TableSpec", "check_tables", "sha256_of"]
 
@@ -37,6 +44,7 @@ PLAN_OPTIONAL = {
 }  # fmt: skip
 CHIP_STATUS = ("ok", "no_item", "failed", "cloudy", "nodata")
 CHANGE_SHARES = ("water_gain", "water_loss", "vegetation_loss", "vegetation_gain", "burned", "snow_ice_change")
+PLAN_TABLES = ("plan.parquet", "samples.parquet", "reserve.parquet")
 
 
 class TableSpec:
@@ -113,11 +121,12 @@ def check_tables(ds: Path, report: Report, hashes: dict[Path, str]) -> dict[str,
         if table is None:
             continue
         checked[spec.name] = len(table)
-        if spec.name in ("plan.parquet", "samples.parquet", "reserve.parquet"):
+        if spec.name in PLAN_TABLES:
             _check_plan(ds, spec.name, schema, table, report)
-            ids = set(table["sample_id"].astype(str))
+            ids = set(table["sample_id"].dropna().astype(str))
             known = ids if known is None else known | ids
-        _check_key(spec, table, report)
+        else:  # the plan validator checks the plan tables' key
+            _check_key(spec, table, report)
         if known is not None and spec.name in ("chips.parquet", "labels.parquet", "captions.parquet"):
             strangers = sorted(set(table["sample_id"].dropna().astype(str)) - known)
             if strangers:
@@ -190,6 +199,7 @@ def _few(values: pd.Series | list[Any], what: str) -> str:
 
 
 def _check_plan(ds: Path, name: str, schema: pa.Schema, table: pd.DataFrame, report: Report) -> None:
+    """The GeoParquet metadata, then every row problem of the plan validator, and what only validate checks."""
     from geosample.validate._schemas import GEOPARQUET_URL, validator
 
     geo = (schema.metadata or {}).get(b"geo")
@@ -202,24 +212,16 @@ def _check_plan(ds: Path, name: str, schema: pa.Schema, table: pd.DataFrame, rep
             errors = ["not JSON"]
         for error in errors[:3]:
             report(name, f"GeoParquet metadata is invalid: {getattr(error, 'message', error)}")
-    lon, lat = table["lon"].to_numpy(dtype=float), table["lat"].to_numpy(dtype=float)
-    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
-    if bad.any():
-        report(name, _few(table.loc[bad, "sample_id"], "samples have no finite lon/lat in range"))
-    size = table["chip_size_m"].to_numpy(dtype=float)
-    if (bad := ~(np.isfinite(size) & (size > 0))).any():
-        report(name, _few(table.loc[bad, "sample_id"], "samples have a chip_size_m that is not a positive number"))
-    import h3
-
-    invalid = [s for s, c in zip(table["sample_id"], table["h3"], strict=True) if not h3.is_valid_cell(str(c))]
-    if invalid:
-        report(name, _few(invalid, "samples have an h3 value that is not an H3 cell"))
+    plan = _with_geometry(name, table, report)
+    for problem in plan_problems(plan):
+        report(name, f"{problem}; fix the plan or make a new one with 'geosample plan'")
+    if (missing := int(empty_h3(plan).sum())) and "h3" in plan:
+        report(name, f"{missing} row(s) have no h3 cell (every stage recomputes it from lon/lat, with a warning); "
+                     "re-write the plan with 'geosample plan' to store it")  # fmt: skip
     if "inclusion_prob" in table:
         p = table["inclusion_prob"].to_numpy(dtype=float)
         if (bad := ~((p > 0) & (p <= 1))).any():
             report(name, _few(table.loc[bad, "sample_id"], "samples have an inclusion_prob outside (0, 1]"))
-    if (table["end_datetime"] < table["start_datetime"]).any():
-        report(name, "some samples end before they start (end_datetime < start_datetime)")
     balance = ds / "report" / "balance.json"
     if name == "plan.parquet" and balance.is_file():
         try:
@@ -232,46 +234,49 @@ def _check_plan(ds: Path, name: str, schema: pa.Schema, table: pd.DataFrame, rep
                 report(name, f"has no column {dim}, a stratification dimension of report/balance.json")
 
 
+def _with_geometry(name: str, table: pd.DataFrame, report: Report) -> pd.DataFrame:
+    """The table as a GeoDataFrame (its WKB footprints read), so the plan validator checks them too."""
+    import geopandas as gpd
+
+    if "geometry" not in table:
+        return table
+    try:
+        geometry = gpd.GeoSeries.from_wkb(table["geometry"], crs="EPSG:4326")
+    except Exception:  # noqa: BLE001 - any decoder failure: not WKB
+        report(name, "column geometry does not hold WKB footprints; re-write it with 'geosample plan'")
+        return table.drop(columns="geometry")
+    return gpd.GeoDataFrame(table.drop(columns="geometry"), geometry=geometry)
+
+
 def sha256_of(path: Path, cache: dict[Path, str]) -> str:
     """The file's sha256 hex digest, computed once per run."""
     key = path.resolve()
     if key not in cache:
-        digest = hashlib.sha256()
-        with open(key, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        cache[key] = digest.hexdigest()
+        cache[key] = file_sha256(key)
     return cache[key]
 
 
-def _inside(ds: Path, rel: Any) -> Path | None:
-    """``DS/rel`` when ``rel`` is a relative path that stays inside DS."""
-    if not isinstance(rel, str) or not rel:
-        return None
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in rel:
-        return None
-    return ds / pure
+_FAULT_FIXES = {
+    "is missing": "(listed in chips.parquet); run 'geosample fetch {ds}' again to restore it",
+    "does not match its sha256 in chips.parquet": "(the file changed after fetch); "
+    "run 'geosample fetch {ds}' again to re-fetch it",
+}
+"""What follows a chip file's fault in its line (the others: run fetch again)."""
 
 
 def _check_chips(ds: Path, name: str, table: pd.DataFrame, report: Report, hashes: dict[Path, str]) -> None:
     unknown = sorted(set(table["status"].dropna()) - set(CHIP_STATUS))
     if unknown:
         report(name, f"unknown status {unknown[0]!r}; a chip's status is one of {', '.join(CHIP_STATUS)}")
+    fix = f"the manifest is damaged or was made elsewhere: delete it and run 'geosample fetch {ds}' again"
+    for problem in chip_table_problems(ds, table):
+        report(name, f"{problem}; {fix}")
     ok = table[table["status"] == "ok"]
-    for row in ok.itertuples(index=False):
-        where = _inside(ds, row.path)
-        if where is None:
-            report(name, f"chip of {row.sample_id} has path {row.path!r}, not a relative path inside the dataset")
-            continue
-        if not where.is_file():
-            report(row.path, f"is missing (listed in {name}); run 'geosample fetch {ds}' again to restore it")
-            continue
-        if not isinstance(row.sha256, str) or len(row.sha256) != 64:
-            report(row.path, f"has no sha256 in {name}; run 'geosample fetch {ds}' again")
-        elif sha256_of(where, hashes) != row.sha256:
-            report(row.path, f"does not match its sha256 in {name} (the file changed after fetch); "
-                             f"run 'geosample fetch {ds}' again to re-fetch it")  # fmt: skip
+    faults = chip_file_faults(ds, ok, digest=lambda path: sha256_of(path, hashes))
+    for path, fault in zip(ok["path"], faults, strict=True):
+        if fault is not None and not fault.startswith("lies outside"):  # listed above, and never read
+            fix = _FAULT_FIXES.get(fault, "in chips.parquet; run 'geosample fetch {ds}' again")
+            report(str(path), f"{fault} {fix.format(ds=ds)}")
     for column in ("observed", "observed_quadrants"):
         if column in table:
             _check_json_shares(name, table, column, report, nested=column == "observed_quadrants")
@@ -300,7 +305,7 @@ def _check_change(ds: Path, name: str, table: pd.DataFrame, report: Report, hash
         report(name, f"unknown kind {odd[0]!r}; a pair is an event or a revisit")
     for column in (*CHANGE_SHARES, "valid_fraction"):
         _check_shares(name, table, column, report)
-    gone = [m for m in table["mask"].dropna() if (p := _inside(ds, m)) is None or not p.is_file()]
+    gone = [m for m in table["mask"].dropna() if not in_folder(ds, m, "change") or not (ds / m).is_file()]
     if gone:
         report(name, _few(gone, "change masks are missing or outside the dataset"))
 

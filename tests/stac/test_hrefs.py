@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from stac.conftest import ANDROS
 from stac.hostile_server import HostileStac
 from untrusted import assert_refused, assert_untouched, run_cli, tree
@@ -79,6 +80,38 @@ def test_label_refuses_local_hrefs_from_an_api(
                                 "esa-worldcover", "--no-progress"], capsys)  # fmt: skip
         assert_refused(code, err, "is a local file, named by a remote catalogue", "--allow-local-assets")
         assert_untouched(tmp_path, before)
+
+
+def test_allow_local_assets_is_kept_for_a_resumed_fetch_and_never_granted_by_a_config(
+    andros_ds: Path, tmp_path: Path, secret: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with HostileStac(items=[_item(str(secret))], folder=tmp_path) as server:
+        source = ["--stac", server.url, "--collection", "hostile"]
+        settings = ["--assets", "data", "--resolution", "300", "--no-progress"]
+        # A config file cannot grant it, for fetch or run: refused before anything is read or written.
+        config = tmp_path / "shared.yaml"
+        section = {"stac": server.url, "collection": "hostile", "assets": "data", "allow_local_assets": True}
+        config.write_text(yaml.safe_dump({"out": str(andros_ds), "fetch": section}))
+        before = tree(tmp_path)
+        for command in (["fetch", andros_ds, "--config", config, "--no-progress"], ["run", config, "--no-progress"]):
+            code, _, err = run_cli(command, capsys)
+            assert_refused(code, err, "sets allow_local_assets: a config file may not grant it",
+                           "give --allow-local-assets on the command line")  # fmt: skip
+        assert_untouched(tmp_path, before)
+        # Given on the command line, it is recorded with the source it was given for ...
+        code, _, err = run_cli(["fetch", andros_ds, *source, *settings, "--limit", "1", "--allow-local-assets"],
+                               capsys)  # fmt: skip
+        assert code == 0, err
+        assert yaml.safe_load((andros_ds / "geosample.yaml").read_text())["fetch"]["allow_local_assets"] is True
+        # ... and a fetch that resumes (no --stac, --collection or --preset) keeps it: the rest is fetched.
+        code, _, err = run_cli(["fetch", andros_ds, "--no-progress"], capsys)
+        assert code == 0, err
+        chips = pd.read_parquet(andros_ds / "chips.parquet")
+        assert (chips["status"] == "ok").all() and len(chips) == len(ANDROS)
+        assert yaml.safe_load((andros_ds / "geosample.yaml").read_text())["fetch"]["allow_local_assets"] is True
+        # Naming the source again without the flag does not inherit it.
+        code, _, err = run_cli(["fetch", andros_ds, *source, *settings, "--overwrite"], capsys)
+        assert_refused(code, err, "is a local file, named by a remote catalogue", "--allow-local-assets")
 
 
 @pytest.mark.parametrize(

@@ -214,3 +214,63 @@ def test_not_a_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     (tmp_path / "empty").mkdir()
     code, out, _ = run_main(["validate", tmp_path / "empty"], capsys)
     assert code == 2 and out.startswith("plan.parquet: missing")
+
+
+def test_every_plan_problem_is_listed_as_every_stage_sees_it(tiny_ds: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate lists what the one plan validator finds, all of it; a stage stops at the first and counts the rest."""
+    import geopandas as gpd
+
+    plan = gpd.read_parquet(tiny_ds / "plan.parquet")
+    ids = plan["sample_id"].tolist()
+    plan.loc[0, "lon"] = float("nan")
+    plan.loc[1, "sample_id"] = "../escaped"
+    plan.loc[2, "chip_size_m"] = -5.0
+    plan.loc[2, "h3"] = "not-a-cell"
+    plan.to_parquet(tiny_ds / "plan.parquet")
+    lines = _problems(tiny_ds, capsys)
+    fix = "; fix the plan or make a new one with 'geosample plan'"
+    assert sorted(lines) == sorted([
+        "plan.parquet: row 1 (sample_id '../escaped'): sample_id contains a path separator; sample_ids must be "
+        f"1 to 128 characters from A-Z a-z 0-9 . _ - +, starting with a letter or digit{fix}",
+        f"plan.parquet: row 0 (sample_id '{ids[0]}'): lon nan is not a finite number{fix}",
+        f"plan.parquet: row 2 (sample_id '{ids[2]}'): chip_size_m -5 is outside 1..1e+06 m{fix}",
+        f"plan.parquet: row 2 (sample_id '{ids[2]}'): h3 'not-a-cell' is not a valid H3 cell (leave it empty to "
+        f"recompute it){fix}",
+    ])  # fmt: skip
+    code, _, err = run_main(["caption", tiny_ds, "--no-progress"], capsys)
+    first = next(line for line in lines if "row 1" in line).removeprefix("plan.parquet: ").removesuffix(fix)
+    assert code == 2 and f"{tiny_ds / 'plan.parquet'}: {first} (3 more problem(s) after it){fix}" in err, err
+
+
+def test_every_unsafe_manifest_row_is_listed(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """validate lists every unsafe row of chips.parquet (reading none of those files); a stage stops at the first."""
+    chips = pq.read_table(demo / "chips.parquet").to_pandas()
+    chips.loc[0, "path"] = "/home/me/.ssh/id_rsa"
+    chips.loc[1, "path"] = "chips/../../secret.tif"
+    chips.loc[2, "preview"] = "chips/../x.png"
+    chips.loc[3, "collection"] = "../up"
+    chips.to_parquet(demo / "chips.parquet", index=False)
+    lines = _problems(demo, capsys)
+    fix = f"; the manifest is damaged or was made elsewhere: delete it and run 'geosample fetch {demo}' again"
+    assert sorted(line for line in lines if line.startswith("chips.parquet:")) == sorted(
+        f"chips.parquet: row {row} (sample_id '{chips['sample_id'].iloc[row]}'): {what}{fix}"
+        for row, what in [
+            (3, "collection '../up' contains a path separator"),
+            (0, "path '/home/me/.ssh/id_rsa' is not a file under chips/"),
+            (1, "path 'chips/../../secret.tif' is not a file under chips/"),
+            (2, "preview 'chips/../x.png' is not a file under chips/"),
+        ]
+    )
+    assert not [line for line in lines if line.startswith(("/home", "chips/.."))]  # no file check on those
+    code, _, err = run_main(["export", demo, "-f", "parquet"], capsys)
+    assert code == 2 and "row 3: collection '../up'" in err and "(3 more problem(s) after it)" in err, err
+
+
+def test_an_asset_outside_the_dataset_is_reported_not_read(demo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    item = next((demo / "stac" / "landsat7-demo").glob("89*.json"))
+    document = json.loads(item.read_text())
+    key = next(iter(document["assets"]))
+    document["assets"][key]["href"] = "/etc/hostname"
+    item.write_text(json.dumps(document))
+    rel = item.relative_to(demo).as_posix()
+    assert _problems(demo, capsys) == [f"{rel}: asset {key!r} points at '/etc/hostname', outside the dataset folder"]
