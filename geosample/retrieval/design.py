@@ -186,16 +186,21 @@ def estimate(
     parts = []
     for mask in domains:
         t_mask = mask[text_image]
-        units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
         n_img = int(mask.sum())
-        stacked = np.hstack(
-            [_per_unit(iv[mask], w, inverse[:n_img], len(units)) for w in (np.ones(n_img), w_image[mask])]
-            + [
-                _per_unit(tv[t_mask], w, inverse[n_img:], len(units))
-                for w in (np.ones(int(t_mask.sum())), w_text[t_mask])
-            ]
-        )
-        parts.append((units, stacked, n_img, int(t_mask.sum())))
+        i_values, i_weight, t_values, t_weight = iv[mask], w_image[mask], tv[t_mask], w_text[t_mask]
+
+        def sums(i_unit: np.ndarray | None, t_unit: np.ndarray | None, n_units: int) -> np.ndarray:
+            return np.hstack(
+                [_per_unit(i_values, w, i_unit, n_units) for w in (None, i_weight)]
+                + [_per_unit(t_values, w, t_unit, n_units) for w in (None, t_weight)]
+            )
+
+        per_unit = None
+        if replicates > 0:  # sums per bootstrap unit, which the replicates reweight
+            units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
+            per_unit = (units, sums(inverse[:n_img], inverse[n_img:], len(units)))
+        # The point estimates from the totals, the same with or without a bootstrap.
+        parts.append((per_unit, sums(None, None, 1)[0], n_img, int(t_mask.sum())))
     n_i, n_t = iv.shape[1], tv.shape[1]
 
     def split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +223,13 @@ def estimate(
     boot: list[list[np.ndarray]] = [[] for _ in parts]
     if replicates > 0:
         for factors in _replicate_factors(design, replicates, seed):
-            for d, (units, stacked, _, _) in enumerate(parts):
+            for d, (per_unit, _, _, _) in enumerate(parts):
+                units, stacked = per_unit
                 boot[d].append(factors[:, units] @ stacked)
     names = columns + (["mR"] if has_mr else [])
     results = []
-    for d, (_, stacked, n_img, n_txt) in enumerate(parts):
-        unweighted, weighted = split(stacked.sum(axis=0))
+    for d, (_, totals, n_img, n_txt) in enumerate(parts):
+        unweighted, weighted = split(totals)
         reps_u = reps_w = None
         if boot[d]:
             reps_u, reps_w = split(np.concatenate(boot[d]))
@@ -231,10 +237,18 @@ def estimate(
     return results
 
 
-def _per_unit(values: np.ndarray, weight: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    """(n_units, 2·columns): Σ w·y and Σ w over each unit's queries, leaving out NaN values."""
+def _per_unit(values: np.ndarray, weight: np.ndarray | None, unit: np.ndarray | None, n_units: int) -> np.ndarray:
+    """(n_units, 2·columns): Σ w·y and Σ w over each unit's queries, leaving out NaN values.
+
+    ``weight`` None: every query weighs 1; ``unit`` None: one unit, the total.
+    """
     ok = ~np.isnan(values)
-    contributions = np.hstack([np.where(ok, values * weight[:, None], 0.0), ok * weight[:, None]])
+    if weight is None:
+        contributions = np.hstack([np.where(ok, values, 0.0), ok.astype(np.float64)])
+    else:
+        contributions = np.hstack([np.where(ok, values * weight[:, None], 0.0), ok * weight[:, None]])
+    if unit is None:
+        return contributions.sum(axis=0, keepdims=True)
     out = np.zeros((n_units, contributions.shape[1]))
     if len(unit):
         order = np.argsort(unit, kind="stable")

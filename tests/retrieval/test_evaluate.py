@@ -153,8 +153,10 @@ def test_split_from_labels(noisy: EvalData) -> None:
     keep = np.isin(noisy.samples, labels.loc[labels["split"] == "test", "sample_id"])
     assert_matches(result.metrics, expected_metrics(noisy, keep))
     assert result.metrics["split"] == "test" and result.metrics["n_images"] == 8
-    with pytest.raises(ConfigError, match="--split 'val' has no samples .* splits there: test, train"):
-        evaluate(noisy.ds, **npy_settings(noisy, split="val"))
+    # "val" and STAC's "validate" both mean the validation split, which this labels column does not have.
+    for name in ("val", "validate", "validation"):
+        with pytest.raises(ConfigError, match="--split 'validation' has no samples .* splits there: test, train"):
+            evaluate(noisy.ds, **npy_settings(noisy, split=name))
 
 
 def test_split_asked_for_but_absent(noisy: EvalData) -> None:
