@@ -187,20 +187,13 @@ def estimate(
     for mask in domains:
         t_mask = mask[text_image]
         n_img = int(mask.sum())
-        i_values, i_weight, t_values, t_weight = iv[mask], w_image[mask], tv[t_mask], w_text[t_mask]
-
-        def sums(i_unit: np.ndarray | None, t_unit: np.ndarray | None, n_units: int) -> np.ndarray:
-            return np.hstack(
-                [_per_unit(i_values, w, i_unit, n_units) for w in (None, i_weight)]
-                + [_per_unit(t_values, w, t_unit, n_units) for w in (None, t_weight)]
-            )
-
+        queries = (iv[mask], w_image[mask], tv[t_mask], w_text[t_mask])
         per_unit = None
         if replicates > 0:  # sums per bootstrap unit, which the replicates reweight
             units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
-            per_unit = (units, sums(inverse[:n_img], inverse[n_img:], len(units)))
+            per_unit = (units, _sums(*queries, inverse[:n_img], inverse[n_img:], len(units)))
         # The point estimates from the totals, the same with or without a bootstrap.
-        parts.append((per_unit, sums(None, None, 1)[0], n_img, int(t_mask.sum())))
+        parts.append((per_unit, _sums(*queries, None, None, 1)[0], n_img, int(t_mask.sum())))
     n_i, n_t = iv.shape[1], tv.shape[1]
 
     def split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,6 +228,22 @@ def estimate(
             reps_u, reps_w = split(np.concatenate(boot[d]))
         results.append(Estimates(names, n_img, n_txt, unweighted, weighted, reps_u, reps_w))
     return results
+
+
+def _sums(
+    i_values: np.ndarray,
+    i_weight: np.ndarray,
+    t_values: np.ndarray,
+    t_weight: np.ndarray,
+    i_unit: np.ndarray | None,
+    t_unit: np.ndarray | None,
+    n_units: int,
+) -> np.ndarray:
+    """(n_units, 4·(image + text columns)): unweighted then weighted sums of the image, then the text queries."""
+    return np.hstack(
+        [_per_unit(i_values, w, i_unit, n_units) for w in (None, i_weight)]
+        + [_per_unit(t_values, w, t_unit, n_units) for w in (None, t_weight)]
+    )
 
 
 def _per_unit(values: np.ndarray, weight: np.ndarray | None, unit: np.ndarray | None, n_units: int) -> np.ndarray:
