@@ -12,13 +12,22 @@ totals on target when strata are too small to split (a stratum of one cell).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from geosample.errors import ConfigError, DatasetError
 
-__all__ = ["DEFAULT_SPLIT_RES", "SPLITS", "h3_parents", "parse_fractions", "split_cells", "split_samples"]
+__all__ = [
+    "DEFAULT_SPLIT_RES",
+    "SPLITS",
+    "dataset_splits",
+    "h3_parents",
+    "parse_fractions",
+    "split_cells",
+    "split_samples",
+]
 
 SPLITS = ("train", "validate", "test")
 """Split names, as the STAC ``ml-aoi`` extension spells them."""
@@ -134,3 +143,33 @@ def split_samples(
     cell_stratum = counts.drop_duplicates("cell").set_index("cell")["stratum"].reindex(range(cells.size)).to_numpy()
     choice = split_cells(cell_stratum, size, fractions, np.random.default_rng(seed))
     return pd.Series(np.asarray(SPLITS, dtype=object)[choice[cell_of_sample]], index=samples.index, name="split")
+
+
+def dataset_splits(ds: str | Path) -> pd.Series:
+    """The split of every sample of dataset ``ds`` as ``geosample export`` deals it, indexed by ``sample_id``.
+
+    With the split settings (fractions, resolution, seed) of the last export recorded in the dataset's
+    ``geosample.yaml``, or export's defaults when none is; values are :data:`SPLITS`. For evaluate and
+    finetune, so that they see the very samples an export puts in each split: the one place outside
+    :func:`geosample.export.export` that computes a dataset's splits.
+    """
+    import dataclasses
+    import json
+
+    from geosample._dataset import read_config, read_plan
+    from geosample.export._content import BALANCE_FILE, DatasetContent
+    from geosample.export._export import ExportConfig, resolve_split_res
+
+    ds = Path(ds)
+    config = read_config(ds)
+    known = {f.name for f in dataclasses.fields(ExportConfig)} - {"format"}
+    recorded = [v for v in (config.get("export") or {}).values() if isinstance(v, dict) and "split" in v]
+    cfg = ExportConfig.from_mapping({k: v for k, v in (recorded[-1] if recorded else {}).items() if k in known})
+    plan = read_plan(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    balance_path = ds / BALANCE_FILE
+    balance = json.loads(balance_path.read_text(encoding="utf-8")) if balance_path.is_file() else None
+    # Only the plan and its recorded resolutions decide the splits; the other stages' tables are not read.
+    content = DatasetContent(ds=ds, plan=plan, dimensions=(), labels=None, chips=None, captions=None,
+                             change_captions=None, taxonomy=None, balance=balance, config=config)  # fmt: skip
+    split = split_samples(plan, cfg.split, res=resolve_split_res(content, cfg.split_res), seed=cfg.seed)
+    return pd.Series(split.to_numpy(), index=pd.Index(plan["sample_id"], name="sample_id"), name="split")

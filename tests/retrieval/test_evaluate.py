@@ -159,9 +159,26 @@ def test_split_from_labels(noisy: EvalData) -> None:
             evaluate(noisy.ds, **npy_settings(noisy, split=name))
 
 
-def test_split_asked_for_but_absent(noisy: EvalData) -> None:
-    with pytest.raises(ConfigError, match="has no split column"):
-        evaluate(noisy.ds, **npy_settings(noisy, split="test"))
+def test_split_equals_the_exported_split(noisy: EvalData) -> None:
+    """Without a split column, --split takes the samples a real `geosample export` puts in that split."""
+    from geosample.cli import main
+
+    # Settings other than the defaults, so that evaluate must read the ones the export recorded.
+    main(["export", str(noisy.ds), "--format", "parquet", "--split", "0.4,0.3,0.3", "--seed", "3", "-q"])
+    files = sorted((noisy.ds / "export" / "parquet").rglob("*.parquet"))
+    exported = pd.concat([pd.read_parquet(f, columns=["sample_id", "split"]) for f in files])
+    for ours, theirs in (("test", "test"), ("validation", "validate"), ("val", "validate"), ("train", "train")):
+        want = sorted(exported.loc[exported["split"] == theirs, "sample_id"])
+        assert want, theirs
+        result = evaluate(noisy.ds, write=False, bootstrap=0, **npy_settings(noisy, split=ours))
+        assert sorted(result.images["sample_id"]) == want, ours
+        keep = np.isin(noisy.samples, want)
+        assert_matches(result.metrics, expected_metrics(noisy, keep))
+
+
+def test_unknown_split_name_is_an_error(noisy: EvalData) -> None:
+    with pytest.raises(ConfigError, match="--split 'holdout' has no samples .* splits there: test, train, validation"):
+        evaluate(noisy.ds, **npy_settings(noisy, split="holdout"))
     assert not (noisy.ds / "eval").exists()
 
 
