@@ -88,6 +88,9 @@ def finetune(
     if isinstance(encoder, str):  # a registered name or module:Class, as the settings give it
         settings, encoder = {**settings, "encoder": encoder}, None
     cfg = config if config is not None else FinetuneConfig.from_mapping(settings)
+    if encoder is not None:  # the run is named and recorded after the instance, not the default setting
+        name = str(getattr(encoder, "name", type(encoder).__name__))
+        cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, encoder=name))
     ds = Path(ds)
     folder = ds / FINETUNE_DIR / cfg.run_name
     if folder.exists() and not cfg.overwrite:

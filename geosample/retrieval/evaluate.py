@@ -88,6 +88,8 @@ def evaluate(
     inputs = read_inputs(ds, cfg)
     started = time.perf_counter()
     model = encoder if encoder is not None else get_encoder(cfg.encoder, cfg)
+    if encoder is not None:  # recorded under the instance's own name, not the default setting's
+        cfg = dataclasses.replace(cfg, encoder=str(getattr(model, "name", type(model).__name__)))
     if cfg.adapter is not None:
         from geosample.finetune.adapter import AdaptedEncoder
 

@@ -265,6 +265,8 @@ def test_encoder_instance_and_class_names(noisy: EvalData) -> None:
     want = expected_metrics(noisy)
     assert result.metrics["zero_shot"]["l1"] == pytest.approx(want["zero_shot"]["l1"])
     assert result.metrics["text_to_image"]["R@5"] == pytest.approx(want["text_to_image"]["R@5"])
+    evaluate(noisy.ds, config=config, encoder=encoder, classes=classes)  # written: recorded by its name
+    assert yaml.safe_load((noisy.ds / "geosample.yaml").read_text())["evaluate"]["encoder"] == "arrays"
 
 
 def test_plot_is_deterministic(noisy: EvalData) -> None:
