@@ -24,7 +24,9 @@ stratified design's (Rao & Wu 1988; R survey's ``subbootstrap``). Strata
 with a single evaluated unit are pooled into one (collapsed strata), so
 that they still carry variance. The same replicates give the
 unweighted (per-sample mean) and weighted intervals; they are drawn from
-``seed`` in fixed chunks, so a run is reproducible.
+``seed`` in fixed chunks, so a run is reproducible. A domain (a stratum
+value) with a single evaluated site gets no interval: every replicate would
+give that site's own value, an interval of zero width.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ def estimate(
         per_unit = None
         if replicates > 0:  # sums per bootstrap unit, which the replicates reweight
             units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
-            per_unit = (units, _sums(*queries, inverse[:n_img], inverse[n_img:], len(units)))
+            if len(units) > 1:  # one site alone gives a zero-width interval that claims a precision it lacks
+                per_unit = (units, _sums(*queries, inverse[:n_img], inverse[n_img:], len(units)))
         # The point estimates from the totals, the same with or without a bootstrap.
         parts.append((per_unit, _sums(*queries, None, None, 1)[0], n_img, int(t_mask.sum())))
     n_i, n_t = iv.shape[1], tv.shape[1]
@@ -223,8 +226,9 @@ def estimate(
     if replicates > 0:
         for factors in _replicate_factors(design, replicates, seed):
             for d, (per_unit, _, _, _) in enumerate(parts):
-                units, stacked = per_unit
-                boot[d].append(factors[:, units] @ stacked)
+                if per_unit is not None:
+                    units, stacked = per_unit
+                    boot[d].append(factors[:, units] @ stacked)
     names = columns + (["mR"] if has_mr else [])
     results = []
     for d, (_, totals, n_img, n_txt) in enumerate(parts):
