@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -86,16 +87,22 @@ def score(i2t: np.ndarray, t2i: np.ndarray, folder: Path) -> dict[str, float]:
     return out
 
 
-def evaluator_scores(found: Any, images: np.ndarray, texts: np.ndarray, folder: Path, bootstrap: int) -> dict:
-    """What `geosample evaluate` computes after the search: tie-aware R@K (expected), mAP/WMAP, weighted means, CIs."""
+def read_labels(folder: Path) -> tuple[Any, np.ndarray]:
+    """The label lists per level (as evaluate reads them from labels.parquet) and each caption's image."""
     import pandas as pd
 
+    labels = pd.DataFrame({lv: json.loads((folder / f"labels_{lv}.json").read_text()) for lv in LEVEL_CODES})
+    return labels, np.load(folder / "text_image.npy")
+
+
+def evaluator_scores(found: Any, images: np.ndarray, texts: np.ndarray, inputs: tuple[Any, np.ndarray],
+                     bootstrap: int) -> dict:  # fmt: skip
+    """What `geosample evaluate` computes after the search: tie-aware R@K (expected), mAP/WMAP, weighted means, CIs."""
     from geosample.retrieval import EvaluateConfig
     from geosample.retrieval.design import Design, estimate
     from geosample.retrieval.evaluate import score_queries
 
-    text_image = np.load(folder / "text_image.npy")
-    labels = pd.DataFrame({lv: json.loads((folder / f"labels_{lv}.json").read_text()) for lv in LEVEL_CODES})
+    labels, text_image = inputs
     cfg = EvaluateConfig(k=(1, 5, 10), levels=tuple(LEVEL_CODES), bootstrap=bootstrap)
     image_scores, text_scores, _ = score_queries(images, texts, labels, found, text_image, cfg)
     n = len(images)
@@ -120,10 +127,21 @@ def blas_info() -> list[str]:
     ]
 
 
+def torch_blas() -> str:
+    """torch's own BLAS (MKL on x86 wheels, statically linked, so threadpoolctl does not list it) and its threads."""
+    import torch
+
+    config = torch.__config__.show()
+    blas = next((line.split("=", 1)[1].strip(" ,") for line in config.split() if line.startswith("BLAS_INFO=")), "?")
+    version = re.search(r"Math Kernel Library Version ([\w.]+)", config)
+    return f"torch {torch.__version__}: {blas}{' ' + version.group(1) if version else ''} ×{torch.get_num_threads()}"
+
+
 def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
     """One case, in this (fresh) process: load, then time the work."""
     images = np.load(folder / "images.npy")
     texts = np.load(folder / "texts.npy")
+    labels = read_labels(folder)  # inputs, read before the clock starts like the embeddings
     result: dict[str, Any] = {"case": case, "n": len(images), "m": len(texts), "d": images.shape[1]}
     # Every import and start-up outside the timed region: geosample, FAISS, torch (and CUDA's context).
     import geosample.retrieval.evaluate  # noqa: F401
@@ -138,6 +156,8 @@ def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
     if "gpu" in case:
         (torch.ones((64, 64), device="cuda") @ torch.ones((64, 64), device="cuda")).sum().item()
     result["blas"] = blas_info()
+    if "torch" in case or "gpu" in case:
+        result["blas"] += [torch_blas()]
     started, cpu = time.perf_counter(), time.process_time()
     if case == "gemm":
         # The floor: one float32 GEMM of the similarity matrix into a buffer already in memory, then
@@ -168,7 +188,7 @@ def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
         result["search_wall"] = time.perf_counter() - started
         bootstrap = 1000 if case == "geosample-bootstrap" else 0
         # Everything evaluate computes: R@K (ties expected), mAP/WMAP, weighted means (and the bootstrap).
-        result["evaluator"] = evaluator_scores(found, images, texts, folder, bootstrap)
+        result["evaluator"] = evaluator_scores(found, images, texts, labels, bootstrap)
         result["wall"] = time.perf_counter() - started
         result["evaluator_wall"] = result["wall"] - result["search_wall"]
         result["cpu"] = time.process_time() - cpu
@@ -194,7 +214,7 @@ def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
         )
         found = Neighbours(s_idx, s_val, b_idx, b_val, "cpu") if swap else Neighbours(b_idx, b_val, s_idx, s_val, "cpu")
         result["search_wall"] = time.perf_counter() - started
-        result["evaluator"] = evaluator_scores(found, images, texts, folder, 0)
+        result["evaluator"] = evaluator_scores(found, images, texts, labels, 0)
         result["wall"] = time.perf_counter() - started
         result["cpu"] = time.process_time() - cpu
         result["metrics"] = score(found.image_to_text[:, :K], found.text_to_image[:, :K], folder)
@@ -253,6 +273,7 @@ def run_case(case: str, folder: Path, memory_cap: int) -> dict[str, Any]:
 
         result["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 1e6
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["load"] = os.getloadavg()[0]
     return result
 
 
@@ -330,7 +351,7 @@ def print_table(label: str, rows: list[dict[str, Any]]) -> None:
     faiss = next((r["wall"] for r in rows if r["case"] == "faiss" and "wall" in r), None)
     print(f"\n{label} (1-min load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'case':<16} {'wall s':>8} {'search s':>9} {'× GEMM':>7} {'× FAISS':>8} {'CPU s':>7} {'CPU × GEMM':>10} "
-          f"{'peak RSS MB':>12}  notes")  # fmt: skip
+          f"{'peak RSS MB':>12} {'load':>5}  notes")  # fmt: skip
     for r in rows:
         if "error" in r:
             print(f"{r['case']:<16} error: {r['error']}")
@@ -352,7 +373,7 @@ def print_table(label: str, rows: list[dict[str, Any]]) -> None:
         x_cpu = f"{r['cpu'] / base['cpu']:.2f}" if base and "cpu" in base else "–"
         search = f"{r['search_wall']:.2f}" if "search_wall" in r else "–"
         print(f"{r['case']:<16} {r['wall']:>8.2f} {search:>9} {x_gemm:>7} {x_faiss:>8} {r['cpu']:>7.2f} {x_cpu:>10} "
-              f"{r['peak_rss_mb']:>12.0f}  {'; '.join(notes)}")  # fmt: skip
+              f"{r['peak_rss_mb']:>12.0f} {r.get('load', float('nan')):>5.1f}  {'; '.join(notes)}")  # fmt: skip
     print("× GEMM: against `gemm` (numpy) or, for the torch cases, `torch-gemm`; BLAS per case:")
     for blas in sorted({b for r in rows for b in r.get("blas", [])}):
         print(f"  {blas}  ({', '.join(r['case'] for r in rows if blas in r.get('blas', []))})")

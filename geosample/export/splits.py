@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import h3
@@ -64,6 +65,7 @@ from geosample.sampling.spacing import PROJECTION_MARGIN, chord, distance_m, foo
 __all__ = [
     "ML_AOI_SPLITS",
     "check_settings",
+    "dataset_splits",
     "SPLITS",
     "Splits",
     "h3_parents",
@@ -386,6 +388,28 @@ def split_samples(
 ) -> pd.Series:
     """The split of every sample (``None`` where dropped for the buffer); :func:`make_splits` without the report."""
     return make_splits(samples, fractions, block_km=block_km, res=res, buffer_m=buffer_m, seed=seed).split
+
+
+def dataset_splits(ds: str | Path) -> pd.Series:
+    """The split of every sample of dataset ``ds`` as ``geosample export`` deals it, indexed by ``sample_id``.
+
+    With the split settings (fractions, block size or resolution, buffer, seed) of the last export
+    recorded in the dataset's ``geosample.yaml``, or export's defaults when none is; values are
+    :data:`SPLITS`, ``None`` for a sample whose site an export drops for the buffer. For evaluate and
+    finetune, so that they see the very samples an export puts in each split: the one place outside
+    :func:`geosample.export.export` that computes a dataset's splits.
+    """
+    from geosample._dataset import read_config, read_plan
+    from geosample.export._export import ExportConfig
+
+    config = read_config(ds)
+    known = {f.name for f in dataclasses.fields(ExportConfig)} - {"format"}
+    recorded = [v for v in (config.get("export") or {}).values() if isinstance(v, dict) and "split" in v]
+    cfg = ExportConfig.from_mapping({k: v for k, v in (recorded[-1] if recorded else {}).items() if k in known})
+    plan = read_plan(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    split = split_samples(plan, cfg.split, block_km=cfg.split_block_km, res=cfg.split_res,
+                          buffer_m=cfg.split_buffer_m, seed=cfg.seed)  # fmt: skip
+    return pd.Series(split.to_numpy(), index=pd.Index(plan["sample_id"], name="sample_id"), name="split")
 
 
 def check_settings(block_km: float | None, res: int | None, buffer_m: float | None) -> None:

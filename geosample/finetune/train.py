@@ -88,6 +88,9 @@ def finetune(
     if isinstance(encoder, str):  # a registered name or module:Class, as the settings give it
         settings, encoder = {**settings, "encoder": encoder}, None
     cfg = config if config is not None else FinetuneConfig.from_mapping(settings)
+    if encoder is not None:  # the run is named and recorded after the instance, not the default setting
+        name = str(getattr(encoder, "name", type(encoder).__name__))
+        cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, encoder=name))
     ds = Path(ds)
     folder = ds / FINETUNE_DIR / cfg.run_name
     if folder.exists() and not cfg.overwrite:
@@ -170,10 +173,28 @@ def train_adapter(
     """Train a :class:`PairAdapter`; return it (best validation epoch's weights, on the CPU), the losses, that epoch."""
     import torch
 
-    from geosample.finetune.adapter import PairAdapter
     from geosample.retrieval.search import resolve_device
 
     device = resolve_device(cfg.evaluate.device)
+    if device == "cpu":
+        # Small matrices: each op is over before more threads pay for themselves, and on a busy machine
+        # waiting threads cost far more than they compute (measured 10× slower with 2 threads under load).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _train(pairs, cfg, device)
+        finally:
+            torch.set_num_threads(threads)
+    return _train(pairs, cfg, device)
+
+
+def _train(
+    pairs: Mapping[str, tuple[np.ndarray, list[np.ndarray]]], cfg: FinetuneConfig, device: str
+) -> tuple[Any, pd.DataFrame, int]:
+    import torch
+
+    from geosample.finetune.adapter import PairAdapter
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_images, train_texts = pairs["train"]

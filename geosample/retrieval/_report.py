@@ -130,11 +130,13 @@ def _worst_strata(result: dict[str, Any]) -> list[str]:
         ordered = sorted(values.items(), key=lambda item: _order(item[1]))
         for value, s in ordered[:WORST]:
             w = s["weighted"]
+            # A stratum value of one site has no interval (metrics.json: ci95 null); say so rather than print none.
+            alone = " [one site]" if result.get("ci95") and not s.get("ci95") else ""
             lines.append(
                 f"{dim:<{w_dim}}  {value[:32]:<{w_val}}  {s['n_images']:>6}  {s['n_texts']:>8}  "
-                f"{_with_ci(w['image_to_text'].get(key), _ci(s, 'weighted', ['image_to_text', key])):>{cell}}  "
-                f"{_with_ci(w['text_to_image'].get(key), _ci(s, 'weighted', ['text_to_image', key])):>{cell}}  "
-                f"{_with_ci(w['mR'], _ci(s, 'weighted', ['mR'])):>{cell}}"
+                f"{_with_ci(w['image_to_text'].get(key), _ci(s, 'weighted', ['image_to_text', key])) + alone:>{cell}}  "
+                f"{_with_ci(w['text_to_image'].get(key), _ci(s, 'weighted', ['text_to_image', key])) + alone:>{cell}}  "
+                f"{_with_ci(w['mR'], _ci(s, 'weighted', ['mR'])) + alone:>{cell}}"
             )
         if len(ordered) > WORST:
             lines.append(f"{dim:<{w_dim}}  … {len(ordered) - WORST} more values (DS/eval/metrics.json has all)")

@@ -22,20 +22,14 @@ MR_CUTOFFS = (1, 5, 10)
 
 def label_bits(lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Bitsets (n, words) of the codes in each row's list, and each row's number of distinct codes."""
-    exploded = lists.explode()
-    present = exploded.notna() & (exploded.astype(str) != "")
-    rows = np.repeat(np.arange(len(lists)), lists.map(_length).to_numpy())[present.to_numpy()]
+    exploded = lists.reset_index(drop=True).explode()  # one row per code, indexed by its list's position
+    present = (exploded.notna() & (exploded.astype(str) != "")).to_numpy()
+    rows = exploded.index.to_numpy()[present]
     codes, _ = pd.factorize(exploded[present].astype(str))
     words = max(1, -(-(int(codes.max()) + 1 if codes.size else 0) // 64))
     bits = np.zeros((len(lists), words), dtype=np.uint64)
     np.bitwise_or.at(bits, (rows, codes // 64), np.left_shift(np.uint64(1), (codes % 64).astype(np.uint64)))
     return bits, metrics.popcount(bits).sum(axis=1, dtype=np.int64)
-
-
-def _length(value: Any) -> int:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return 1  # explode() keeps one (NaN) row for a missing list
-    return max(len(value), 1)
 
 
 def retrieval_scores(
@@ -57,10 +51,10 @@ def retrieval_scores(
         columns[f"R@{k}"] = recall[k] if recall is not None and k in recall else metrics.recall_at(first, k)
     for level in query_bits:
         shared = metrics.shared_labels(query_bits[level], item_bits[level], ranking[:, : max(cutoffs)])
-        for k in cutoffs:
-            columns[f"mAP@{k}/{level}"] = metrics.average_precision(shared, k)
-            columns[f"WMAP@{k}/{level}"] = metrics.weighted_average_precision(shared, k)
-            columns[f"WMAP@{k}_norm/{level}"] = metrics.weighted_average_precision(shared, k, label_counts[level])
+        for k, (ap, wap, wap_norm) in metrics.precision_at_cutoffs(shared, cutoffs, label_counts[level]).items():
+            columns[f"mAP@{k}/{level}"] = ap
+            columns[f"WMAP@{k}/{level}"] = wap
+            columns[f"WMAP@{k}_norm/{level}"] = wap_norm
     return pd.DataFrame(columns)
 
 

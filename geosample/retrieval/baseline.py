@@ -31,13 +31,14 @@ finetune``'s adapter learns to align.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import importlib.util
 import json
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,9 +183,26 @@ class BaselineEncoder:
             from geosample.retrieval._open_clip import _offline
 
             module = importlib.import_module(MINILM)
-            with _offline():
+            with _offline(), _quiet_transformers():
                 self._minilm = module.load_model(device="cpu")
         return np.asarray(self._minilm.encode(texts, batch_size=64, show_progress_bar=False), dtype=np.float64)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" progress bar from transformers while the model loads (restored after)."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # sentence-transformers without transformers' logging helpers: nothing to quieten
+        yield
+        return
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def _terms(text: str) -> list[str]:

@@ -24,7 +24,9 @@ stratified design's (Rao & Wu 1988; R survey's ``subbootstrap``). Strata
 with a single evaluated unit are pooled into one (collapsed strata), so
 that they still carry variance. The same replicates give the
 unweighted (per-sample mean) and weighted intervals; they are drawn from
-``seed`` in fixed chunks, so a run is reproducible.
+``seed`` in fixed chunks, so a run is reproducible. A domain (a stratum
+value) with a single evaluated site gets no interval: every replicate would
+give that site's own value, an interval of zero width.
 """
 
 from __future__ import annotations
@@ -142,9 +144,15 @@ class Estimates:
         if reps is None:
             return None
         tail = (1 - LEVEL) / 2 * 100
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: metrics no query defines
-            return np.nanpercentile(reps, [tail, 100 - tail], axis=0)
+        out = np.full((2, reps.shape[1]), np.nan)
+        gaps = np.isnan(reps).any(axis=0)
+        # Columns without NaN at once (nanpercentile works column by column and costs far more).
+        out[:, ~gaps] = np.percentile(reps[:, ~gaps], [tail, 100 - tail], axis=0)
+        if gaps.any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: metrics no query defines
+                out[:, gaps] = np.nanpercentile(reps[:, gaps], [tail, 100 - tail], axis=0)
+        return out
 
     def as_dicts(self) -> dict[str, dict[str, object]]:
         """``{"unweighted": {column: value}, "weighted": ..., "ci_unweighted": {column: [lo, hi]}, ...}``."""
@@ -186,16 +194,15 @@ def estimate(
     parts = []
     for mask in domains:
         t_mask = mask[text_image]
-        units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
         n_img = int(mask.sum())
-        stacked = np.hstack(
-            [_per_unit(iv[mask], w, inverse[:n_img], len(units)) for w in (np.ones(n_img), w_image[mask])]
-            + [
-                _per_unit(tv[t_mask], w, inverse[n_img:], len(units))
-                for w in (np.ones(int(t_mask.sum())), w_text[t_mask])
-            ]
-        )
-        parts.append((units, stacked, n_img, int(t_mask.sum())))
+        queries = (iv[mask], w_image[mask], tv[t_mask], w_text[t_mask])
+        per_unit = None
+        if replicates > 0:  # sums per bootstrap unit, which the replicates reweight
+            units, inverse = np.unique(np.concatenate([design.unit[mask], text_unit[t_mask]]), return_inverse=True)
+            if len(units) > 1:  # one site alone gives a zero-width interval that claims a precision it lacks
+                per_unit = (units, _sums(*queries, inverse[:n_img], inverse[n_img:], len(units)))
+        # The point estimates from the totals, the same with or without a bootstrap.
+        parts.append((per_unit, _sums(*queries, None, None, 1)[0], n_img, int(t_mask.sum())))
     n_i, n_t = iv.shape[1], tv.shape[1]
 
     def split(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,12 +225,14 @@ def estimate(
     boot: list[list[np.ndarray]] = [[] for _ in parts]
     if replicates > 0:
         for factors in _replicate_factors(design, replicates, seed):
-            for d, (units, stacked, _, _) in enumerate(parts):
-                boot[d].append(factors[:, units] @ stacked)
+            for d, (per_unit, _, _, _) in enumerate(parts):
+                if per_unit is not None:
+                    units, stacked = per_unit
+                    boot[d].append(factors[:, units] @ stacked)
     names = columns + (["mR"] if has_mr else [])
     results = []
-    for d, (_, stacked, n_img, n_txt) in enumerate(parts):
-        unweighted, weighted = split(stacked.sum(axis=0))
+    for d, (_, totals, n_img, n_txt) in enumerate(parts):
+        unweighted, weighted = split(totals)
         reps_u = reps_w = None
         if boot[d]:
             reps_u, reps_w = split(np.concatenate(boot[d]))
@@ -231,10 +240,34 @@ def estimate(
     return results
 
 
-def _per_unit(values: np.ndarray, weight: np.ndarray, unit: np.ndarray, n_units: int) -> np.ndarray:
-    """(n_units, 2·columns): Σ w·y and Σ w over each unit's queries, leaving out NaN values."""
+def _sums(
+    i_values: np.ndarray,
+    i_weight: np.ndarray,
+    t_values: np.ndarray,
+    t_weight: np.ndarray,
+    i_unit: np.ndarray | None,
+    t_unit: np.ndarray | None,
+    n_units: int,
+) -> np.ndarray:
+    """(n_units, 4·(image + text columns)): unweighted then weighted sums of the image, then the text queries."""
+    return np.hstack(
+        [_per_unit(i_values, w, i_unit, n_units) for w in (None, i_weight)]
+        + [_per_unit(t_values, w, t_unit, n_units) for w in (None, t_weight)]
+    )
+
+
+def _per_unit(values: np.ndarray, weight: np.ndarray | None, unit: np.ndarray | None, n_units: int) -> np.ndarray:
+    """(n_units, 2·columns): Σ w·y and Σ w over each unit's queries, leaving out NaN values.
+
+    ``weight`` None: every query weighs 1; ``unit`` None: one unit, the total.
+    """
     ok = ~np.isnan(values)
-    contributions = np.hstack([np.where(ok, values * weight[:, None], 0.0), ok * weight[:, None]])
+    if weight is None:
+        contributions = np.hstack([np.where(ok, values, 0.0), ok.astype(np.float64)])
+    else:
+        contributions = np.hstack([np.where(ok, values * weight[:, None], 0.0), ok * weight[:, None]])
+    if unit is None:
+        return contributions.sum(axis=0, keepdims=True)
     out = np.zeros((n_units, contributions.shape[1]))
     if len(unit):
         order = np.argsort(unit, kind="stable")

@@ -88,6 +88,8 @@ def evaluate(
     inputs = read_inputs(ds, cfg)
     started = time.perf_counter()
     model = encoder if encoder is not None else get_encoder(cfg.encoder, cfg)
+    if encoder is not None:  # recorded under the instance's own name, not the default setting's
+        cfg = dataclasses.replace(cfg, encoder=str(getattr(model, "name", type(model).__name__)))
     if cfg.adapter is not None:
         from geosample.finetune.adapter import AdaptedEncoder
 
@@ -215,10 +217,15 @@ def score_queries(
         "image_to_text": (nb.image_to_text, nb.image_to_text_scores, own_caption, images, texts, (text_image, caption)),
         "text_to_image": (nb.text_to_image, nb.text_to_image_scores, own_image, texts, images, (caption, text_image)),
     }
+    # The CUDA matmul rounds its inputs to fp16 (the default there) or bf16; the CPU computes in fp32.
+    precision = "fp32" if nb.device == "cpu" else ("fp16" if cfg.precision == "auto" else cfg.precision)
+    rounding = ties.rounding_bound(images.shape[1], precision)
     frames, reports = {}, {}
     for direction, (ranking, scores, relevant, queries, items, pairs) in directions.items():
         first = metrics.first_hit(ranking, relevant)
-        found = ties.first_hit_ties(ranking, scores, relevant, queries, items, pairs, memory_cap=cfg.memory_cap)
+        found = ties.first_hit_ties(
+            ranking, scores, relevant, queries, items, pairs, memory_cap=cfg.memory_cap, rounding=rounding
+        )
         reports[direction] = ties.report(scores, found, sorted({*cfg.k, *_scoring.MR_CUTOFFS}), len(items))
         recall = None
         if cfg.ties != "index":

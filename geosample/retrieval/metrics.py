@@ -9,6 +9,8 @@ best first. Labels are bitsets: row ``i`` of a (n, words) uint64 array has bit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -96,6 +98,33 @@ def weighted_average_precision(shared: np.ndarray, k: int, label_counts: np.ndar
     rel = r > 0
     n_rel = rel.sum(axis=1)
     return np.divide((acg * rel).sum(axis=1), n_rel, out=np.zeros(len(r)), where=n_rel > 0)
+
+
+def precision_at_cutoffs(
+    shared: np.ndarray, cutoffs: Sequence[int], label_counts: np.ndarray
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """AP@k, WAP@k and normalised WAP@k per query for every k in ``cutoffs``, from one pass over the ranks.
+
+    The same values as :func:`average_precision` and
+    :func:`weighted_average_precision` (up to rounding): both are ratios of
+    prefix sums over ranks, so one cumulative sum serves every cut-off, and
+    dividing each r_j by the query's label count divides WAP@k by it.
+    """
+    depth = max(cutoffs)
+    rel = shared[:, :depth] > 0
+    ranks = np.arange(1, rel.shape[1] + 1)
+    hits = np.cumsum(rel, axis=1)
+    ap_sum = np.cumsum(np.where(rel, hits / ranks, 0.0), axis=1)
+    wap_sum = np.cumsum(np.where(rel, np.cumsum(shared[:, :depth], axis=1) / ranks, 0.0), axis=1)
+    counts = label_counts.astype(np.float64)
+    out = {}
+    for k in cutoffs:
+        j = min(k, rel.shape[1]) - 1
+        n_rel = hits[:, j]
+        ap = np.divide(ap_sum[:, j], n_rel, out=np.zeros(len(rel)), where=n_rel > 0)
+        wap = np.divide(wap_sum[:, j], n_rel, out=np.zeros(len(rel)), where=n_rel > 0)
+        out[k] = (ap, wap, np.divide(wap, counts, out=np.zeros(len(rel)), where=counts > 0))
+    return out
 
 
 def zero_shot_hits(ranking: np.ndarray, truth: np.ndarray, k: int) -> np.ndarray:

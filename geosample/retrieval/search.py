@@ -9,13 +9,15 @@ full N×M matrix, is in memory.
 
 Backends: numpy (float32 BLAS) on the CPU when torch is absent or when asked
 for ``cpu``; torch on ``cuda`` (fp16 or bf16 matmul with float32 scores).
-torch is imported only when a CUDA device is requested or found.
+torch is imported only when a CUDA device is requested or may be present (a GPU driver is).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
+import sys
 
 import numpy as np
 
@@ -55,8 +57,8 @@ def resolve_device(device: str = "auto") -> str:
         return "cpu"
     has_torch = importlib.util.find_spec("torch") is not None
     if device == "auto":
-        if not has_torch:
-            return "cpu"
+        if not has_torch or not gpu_driver_present():
+            return "cpu"  # without a GPU driver torch cannot see one: importing it (seconds) would tell nothing
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -70,6 +72,20 @@ def resolve_device(device: str = "auto") -> str:
     if index >= torch.cuda.device_count():
         raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return device
+
+
+def gpu_driver_present() -> bool:
+    """Whether a CUDA (or ROCm) driver may be present: False only where none can be (no driver files).
+
+    Linux exposes the NVIDIA driver as /proc/driver/nvidia and /dev/nvidiactl, ROCm as /dev/kfd, WSL2's
+    GPU as /dev/dxg; macOS has no CUDA. Elsewhere torch is asked.
+    """
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        markers = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+        return any(os.path.exists(marker) for marker in markers)
+    return True
 
 
 def search(

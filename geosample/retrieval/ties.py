@@ -25,10 +25,12 @@ here); :attr:`TieReport.boundary` counts the queries whose top-k cut-off
 falls inside a run of equal scores, i.e. whose mAP@k/WMAP@k could change.
 
 a, t and g are read from the top-``depth`` ranking when the tie group ends
-inside it; a query whose group reaches the end of the ranking, or whose
-relevant items are unranked but score within rounding of the last ranked
-item, has its whole row of scores recomputed in one float32 product, so t
-and g are exact counts over all items, not only the ranked ones.
+inside it; a query whose group starts before the ranking's last place and
+reaches it, or whose relevant items are unranked but score within rounding
+(:func:`rounding_bound`) of a run of equal scores at the ranking's end, has
+its whole row of scores recomputed in one float32 product, so t and g are
+exact counts over all items, not only the ranked ones. Every R@K with
+K < depth is then exact (``evaluate`` ranks to one past the largest K).
 """
 
 from __future__ import annotations
@@ -43,6 +45,19 @@ from geosample.errors import ConfigError
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
+def rounding_bound(dim: int, precision: str = "fp32") -> float:
+    """How far a similarity computed by the search can be from the exact dot product of the same unit vectors.
+
+    A float32 dot product of ``dim`` terms, summed in any order (FMA or not), is
+    within γ_dim·Σ|a_i·b_i| ≤ dim·u (u = 2⁻²⁴) of the exact value for unit
+    vectors; twice that, plus 1e-6 for the vectors' own rounding, is returned.
+    fp16 and bf16 inputs (the CUDA matmul) first round each vector element to
+    2⁻¹¹ or 2⁻⁸ relative, which adds twice that much.
+    """
+    extra = {"fp16": 2.0**-10, "bf16": 2.0**-7}.get(precision, 0.0)
+    return dim * FLOAT32_EPS + 1e-6 + extra
+
+
 @dataclasses.dataclass(frozen=True)
 class FirstHitTies:
     """Per query of one direction: items above the best relevant score, items tied with it, relevant among those."""
@@ -50,9 +65,14 @@ class FirstHitTies:
     above: np.ndarray
     """a: items with a strictly higher score (``depth`` or more when the relevant items are not ranked)."""
     tied: np.ndarray
-    """t: items (relevant or not) with exactly the best relevant score."""
+    """t: items (relevant or not) with exactly the best relevant score.
+
+    Exact over all items wherever a < depth − 1; a query whose best relevant score is first reached at
+    the ranking's last place (or later) has t and g counted among the ranked items only, since no
+    R@K with K < depth depends on them (K − a ≤ 0 slots left for the tie group).
+    """
     relevant: np.ndarray
-    """g: relevant items with exactly that score (at least 1)."""
+    """g: relevant items with exactly that score (at least 1 where one is ranked)."""
     recomputed: int
     """Queries whose whole score row was recomputed to count their ties."""
 
@@ -86,6 +106,7 @@ def first_hit_ties(
     pairs: tuple[np.ndarray, np.ndarray],
     *,
     memory_cap: int,
+    rounding: float | None = None,
 ) -> FirstHitTies:
     """a, t and g of every query of one direction.
 
@@ -97,6 +118,8 @@ def first_hit_ties(
         items: (m, d) the item vectors.
         pairs: (query index, item index) of every relevant pair.
         memory_cap: Bytes for recomputed rows, at a time.
+        rounding: The largest difference between a score as the search computed it and the exact
+            dot product of the same vectors (default :func:`rounding_bound` for float32).
     """
     n, depth = ranking.shape
     m = items.shape[0]
@@ -107,30 +130,37 @@ def first_hit_ties(
     at_best = scores == best
     tied = np.where(has, at_best.sum(axis=1), 0).astype(np.int64)
     rel_tied = np.where(has, (at_best & relevant).sum(axis=1), 0).astype(np.int64)
-    # The tie group may continue past the ranking: the last ranked item scores s* too.
-    redo = has & at_best[:, -1] & (depth < m)
+    # The tie group may continue past the ranking: the last ranked item scores s* too. Only a group that
+    # starts before the last place matters (a < depth - 1): else every R@K with K < depth is 0 whatever t is.
+    redo = has & at_best[:, -1] & (above < depth - 1) & (depth < m)
     pair_query, pair_item = pairs
-    if depth < m and not has.all():
-        # Unranked relevant items can tie only with the last ranked score: find those within rounding of it.
-        unranked = ~has[pair_query]
-        q, i = pair_query[unranked], pair_item[unranked]
+    if 1 < depth < m:
+        # Unranked relevant items can tie only with the last ranked score, and matter only where that score
+        # ties with the one before it: find those within rounding of it.
+        tolerance = rounding_bound(queries.shape[1]) if rounding is None else rounding
+        open_end = ~has & (scores[:, -2] == scores[:, -1])
+        q, i = pair_query[open_end[pair_query]], pair_item[open_end[pair_query]]
         pair_score = np.einsum("ij,ij->i", queries[q].astype(np.float64), items[i].astype(np.float64))
-        tolerance = 1e-5 + 4 * queries.shape[1] * FLOAT32_EPS
         redo[q[pair_score >= scores[q, -1].astype(np.float64) - tolerance]] = True
     rows = np.flatnonzero(redo)
     if rows.size:
         order = np.argsort(pair_query, kind="stable")
         starts = np.searchsorted(pair_query[order], np.arange(n + 1))
+        rows = rows[starts[rows + 1] > starts[rows]]  # (a query with a relevant score has a relevant pair)
         step = max(1, memory_cap // (4 * m * 4))
-        for start in range(0, rows.size, step):
-            chunk = rows[start : start + step]
+        for first_row in range(0, rows.size, step):
+            chunk = rows[first_row : first_row + step]
             full = queries[chunk] @ items.T
-            for row, q in zip(full, chunk, strict=True):
-                mine = pair_item[order[starts[q] : starts[q + 1]]]
-                s = row[mine].max()
-                above[q] = int((row > s).sum())
-                tied[q] = int((row == s).sum())
-                rel_tied[q] = int((row[mine] == s).sum())
+            # Every relevant pair of the chunk's queries: its row in `full` and its item (each query has one).
+            lengths = starts[chunk + 1] - starts[chunk]
+            local = np.repeat(np.arange(chunk.size), lengths)
+            segment = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            at = np.arange(local.size) - np.repeat(segment, lengths) + np.repeat(starts[chunk], lengths)
+            pair_scores = full[local, pair_item[order[at]]]
+            best_score = np.maximum.reduceat(pair_scores, segment)
+            above[chunk] = np.count_nonzero(full > best_score[:, None], axis=1)
+            tied[chunk] = np.count_nonzero(full == best_score[:, None], axis=1)
+            rel_tied[chunk] = np.add.reduceat((pair_scores == best_score[local]).astype(np.int64), segment)
     return FirstHitTies(above, tied, rel_tied, int(rows.size))
 
 

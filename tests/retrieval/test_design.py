@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -82,8 +83,11 @@ def test_weighted_estimates_equal_an_independent_horvitz_thompson_sum(
         want = sum(image[s] / prob[s] for s in mine["sample_id"]) / float((1 / prob).sum())
         assert part["weighted"]["image_to_text"]["R@1"] == pytest.approx(want, abs=1e-12)
         assert part["n_images"] == len(mine)
-        low, high = part["ci95"]["weighted"]["image_to_text"]["R@1"]
-        assert low <= high
+        if mine["site_id"].nunique() > 1:
+            low, high = part["ci95"]["weighted"]["image_to_text"]["R@1"]
+            assert low <= high
+        else:  # one site: no interval
+            assert part["ci95"] is None
     written = json.loads(json.dumps(metrics))
     assert set(written["ci95"]) == {"unweighted", "weighted"}
     assert set(written["weighted"]) == {"image_to_text", "text_to_image", "mR", "zero_shot"}
@@ -102,6 +106,8 @@ def test_bootstrap_is_seeded_and_can_be_skipped(weighted: tuple[EvalData, pd.Dat
 
 def test_plan_without_inclusion_probs_falls_back_to_equal_weights(planned_ds: Path) -> None:
     data = build_eval_dataset(planned_ds, seed=5, noise=2.0)
+    plan = gpd.read_parquet(data.ds / "plan.parquet")
+    plan.drop(columns="inclusion_prob").to_parquet(data.ds / "plan.parquet")  # a plan from before the column
     files = {"image_embeddings": str(data.files["image_parquet"]), "text_embeddings": str(data.files["text_parquet"])}
     with pytest.warns(DataQualityWarning, match="no inclusion_prob column.*re-run 'geosample plan'"):
         metrics = evaluate(data.ds, write=False, bootstrap=0, **files).metrics
@@ -142,3 +148,18 @@ def test_bootstrap_intervals_cover_the_population_mean() -> None:
         low, high = est.interval(weighted=True)[:, 0]
         covered += low <= truth <= high
     assert covered / draws >= 0.90
+
+
+def test_a_domain_of_one_site_has_no_interval() -> None:
+    """One site's replicates all give its own value: no interval rather than one of zero width."""
+    samples = pd.DataFrame({"sample_id": list("abcde"), "site_id": list("aabcd"), "stratum": list("xxxyy")})
+    design = Design.of(samples.assign(inclusion_prob=0.5))
+    images = pd.DataFrame({"R@1": [1.0, 0.0, 1.0, 0.0, 1.0]})
+    texts = pd.DataFrame({"R@1": [1.0, 0.0, 0.0, 1.0, 1.0]})
+    one_site = np.array([True, True, False, False, False])  # samples a and b: site a
+    two_sites = np.array([False, False, True, True, False])
+    whole, alone, pair = estimate(design, images, texts, np.arange(5), [np.ones(5, bool), one_site, two_sites],
+                                  replicates=50, seed=0)  # fmt: skip
+    assert whole.replicates_weighted is not None and pair.replicates_weighted is not None
+    assert alone.replicates_weighted is None and alone.interval(weighted=True) is None
+    assert alone.weighted.tolist()[:2] == [0.5, 0.5]  # the estimate itself is still given

@@ -153,13 +153,33 @@ def test_split_from_labels(noisy: EvalData) -> None:
     keep = np.isin(noisy.samples, labels.loc[labels["split"] == "test", "sample_id"])
     assert_matches(result.metrics, expected_metrics(noisy, keep))
     assert result.metrics["split"] == "test" and result.metrics["n_images"] == 8
-    with pytest.raises(ConfigError, match="--split 'val' has no samples .* splits there: test, train"):
-        evaluate(noisy.ds, **npy_settings(noisy, split="val"))
+    # "val" and STAC's "validate" both mean the validation split, which this labels column does not have.
+    for name in ("val", "validate", "validation"):
+        with pytest.raises(ConfigError, match="--split 'validation' has no samples .* splits there: test, train"):
+            evaluate(noisy.ds, **npy_settings(noisy, split=name))
 
 
-def test_split_asked_for_but_absent(noisy: EvalData) -> None:
-    with pytest.raises(ConfigError, match="has no split column"):
-        evaluate(noisy.ds, **npy_settings(noisy, split="test"))
+def test_split_equals_the_exported_split(noisy: EvalData) -> None:
+    """Without a split column, --split takes the samples a real `geosample export` puts in that split."""
+    from geosample.cli import main
+
+    # Settings other than the defaults, so that evaluate must read the ones the export recorded.
+    main(["export", str(noisy.ds), "--format", "parquet", "--split", "0.4,0.3,0.3", "--seed", "3", "-q"])
+    files = sorted((noisy.ds / "export" / "parquet").rglob("*.parquet"))
+    exported = pd.concat([pd.read_parquet(f, columns=["sample_id", "split"]) for f in files])
+    exported["split"] = exported["split"].replace({"validate": "validation"})  # older exports spelt it so
+    for ours, theirs in (("test", "test"), ("validation", "validation"), ("val", "validation"), ("train", "train")):
+        want = sorted(exported.loc[exported["split"] == theirs, "sample_id"])
+        assert want, theirs
+        result = evaluate(noisy.ds, write=False, bootstrap=0, **npy_settings(noisy, split=ours))
+        assert sorted(result.images["sample_id"]) == want, ours
+        keep = np.isin(noisy.samples, want)
+        assert_matches(result.metrics, expected_metrics(noisy, keep))
+
+
+def test_unknown_split_name_is_an_error(noisy: EvalData) -> None:
+    with pytest.raises(ConfigError, match="--split 'holdout' has no samples .* splits there: test, train, validation"):
+        evaluate(noisy.ds, **npy_settings(noisy, split="holdout"))
     assert not (noisy.ds / "eval").exists()
 
 
@@ -246,6 +266,8 @@ def test_encoder_instance_and_class_names(noisy: EvalData) -> None:
     want = expected_metrics(noisy)
     assert result.metrics["zero_shot"]["l1"] == pytest.approx(want["zero_shot"]["l1"])
     assert result.metrics["text_to_image"]["R@5"] == pytest.approx(want["text_to_image"]["R@5"])
+    evaluate(noisy.ds, config=config, encoder=encoder, classes=classes)  # written: recorded by its name
+    assert yaml.safe_load((noisy.ds / "geosample.yaml").read_text())["evaluate"]["encoder"] == "arrays"
 
 
 def test_plot_is_deterministic(noisy: EvalData) -> None:
