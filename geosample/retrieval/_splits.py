@@ -20,7 +20,7 @@ def dataset_splits(ds: Path) -> pd.Series:
     """The split (``train``, ``validation``, ``test``) of every sample of ``ds``, indexed by ``sample_id``."""
     import json
 
-    from geosample._dataset import read_config, read_plan
+    from geosample._dataset import read_config, read_samples
     from geosample.export import ExportConfig
     from geosample.export._content import BALANCE_FILE, DatasetContent
     from geosample.export._export import resolve_split_res
@@ -30,7 +30,7 @@ def dataset_splits(ds: Path) -> pd.Series:
     recorded = config.get("export") or {}
     settings = next((v for v in recorded.values() if isinstance(v, dict) and "split" in v), {})
     cfg = ExportConfig.from_mapping({k: settings[k] for k in ("split", "split_res", "seed") if k in settings})
-    plan = read_plan(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    plan = read_samples(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
     balance_path = Path(ds) / BALANCE_FILE
     balance = json.loads(balance_path.read_text(encoding="utf-8")) if balance_path.is_file() else None
     # Only the plan and its recorded resolutions matter to the split; the other stages' tables are not read.

@@ -67,6 +67,9 @@ class FetchConfig:
     """Reject a chip whose measured cloud fraction (0–1) is above this, and try the next candidate item."""
     min_valid: float | None = None
     """Reject a chip whose share of valid pixels (0–1) is below this, and try the next candidate item."""
+    substitute: bool | None = None
+    """Replace a failed site by the next unused reserve site of its stratum and time bin (see
+    :mod:`geosample.stac.substitute`); ``None``: when the plan has reserves (``DS/reserve.parquet``)."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -138,7 +141,7 @@ class FetchConfig:
         for name in ("workers", "limit", "retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name}")
-        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed", "observe"):
+        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed", "observe", "substitute"):
             if name in kwargs and not isinstance(kwargs[name], bool):
                 raise ConfigError(f"{name} must be true or false, not {kwargs[name]!r}")
         for name in ("stac", "sort", "sign", "dask_scheduler", "preset", "resampling"):
