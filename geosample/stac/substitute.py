@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["FAILED", "Step", "Substitutes", "unit_table", "write_achieved"]
+__all__ = ["FAILED", "Step", "Substitutes", "Units", "write_achieved"]
 
 FAILED = ("no_item", "failed", "cloudy", "nodata")
 """Chip statuses that make a site fail (and a reserve take its place)."""
@@ -75,49 +75,73 @@ def member_key(samples: pd.DataFrame) -> pd.Series:
     return pd.Series(size, index=samples.index).astype(str) + "|" + phase + "|" + revisit
 
 
-def unit_table(samples: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per site (the unit of substitution), indexed by ``site_id``.
+class Units:
+    """The sites of a plan-like table (the unit of substitution) and their samples.
 
-    Columns: ``stratum``, ``time_bin`` (of the site's earliest window), ``mid`` (that window's middle,
-    ns), ``group`` (the pool key: the stratum, or event and stratum), ``reserve_rank``, ``lon``, ``lat``,
-    ``members`` (the site's sample ids, sorted) and ``keys`` (member key → sample id).
+    ``table`` is indexed by ``site_id``, with ``stratum``, ``time_bin`` (of the site's earliest window),
+    ``mid`` (that window's middle, ns), ``group`` (the pool a reserve is taken from: the stratum, or the
+    event and stratum), ``event``, ``reserve_rank``, ``lon`` and ``lat``; ``members`` holds each site's
+    sample ids (sorted) and ``keys`` their :func:`member_key`, in the same order.
     """
-    columns = ["stratum", "time_bin", "mid", "group", "reserve_rank", "lon", "lat", "members", "keys"]
-    if samples is None or len(samples) == 0:
-        return pd.DataFrame(columns=columns, index=pd.Index([], name="site_id"))
-    frame = pd.DataFrame(
-        {
-            "sample_id": samples["sample_id"].astype(str).to_numpy(),
-            "site_id": (samples["site_id"] if "site_id" in samples else samples["sample_id"]).astype(str).to_numpy(),
-            "stratum": samples["stratum"].astype(str).to_numpy() if "stratum" in samples else "",
-            "time_bin": samples["time_bin"].astype(str).to_numpy() if "time_bin" in samples else "",
-            "key": member_key(samples).to_numpy(),
-            "lon": samples["lon"].to_numpy(dtype=float),
-            "lat": samples["lat"].to_numpy(dtype=float),
-            "rank": samples["reserve_rank"].to_numpy() if "reserve_rank" in samples else 0,
-            "event": samples["event_id"].astype(str).to_numpy() if "event_id" in samples else "",
-        }
-    )
-    start = pd.to_datetime(samples["start_datetime"], utc=True).dt.tz_convert(None)
-    end = pd.to_datetime(samples["end_datetime"], utc=True).dt.tz_convert(None)
-    frame["start"] = start.to_numpy().astype("datetime64[ns]").astype(np.int64)
-    frame["mid"] = (start + (end - start) / 2).to_numpy().astype("datetime64[ns]").astype(np.int64)
-    frame = frame.sort_values(["site_id", "start", "sample_id"], kind="stable")
-    first = frame.groupby("site_id", sort=True).first()
-    units = pd.DataFrame(index=first.index)
-    units["stratum"] = first["stratum"]
-    units["time_bin"] = first["time_bin"]
-    units["mid"] = first["mid"]
-    units["group"] = np.where(first["event"] != "", first["event"] + "\x1f" + first["stratum"], first["stratum"])
-    units["reserve_rank"] = first["rank"].astype(np.int64)
-    units["lon"], units["lat"] = first["lon"], first["lat"]
-    ordered = frame.sort_values(["site_id", "sample_id"], kind="stable")
-    units["members"] = ordered.groupby("site_id", sort=True)["sample_id"].agg(tuple)
-    units["keys"] = ordered.groupby("site_id", sort=True)[["key", "sample_id"]].apply(
-        lambda g: dict(zip(g["key"], g["sample_id"], strict=True))
-    )
-    units["event"] = first["event"]
-    return units
+
+    def __init__(self, samples: pd.DataFrame | None) -> None:
+        columns = ["stratum", "time_bin", "mid", "group", "event", "reserve_rank", "lon", "lat"]
+        self.members: dict[str, tuple[str, ...]] = {}
+        self.keys: dict[str, tuple[str, ...]] = {}
+        self.group: dict[str, str] = {}
+        self.time_bin: dict[str, str] = {}
+        self.mid: dict[str, int] = {}
+        self.rank: dict[str, int] = {}
+        if samples is None or len(samples) == 0:
+            self.table = pd.DataFrame(columns=columns, index=pd.Index([], name="site_id"))
+            return
+        n = len(samples)
+
+        def text(column: str) -> np.ndarray:
+            return samples[column].astype(str).to_numpy() if column in samples else np.full(n, "", dtype=object)
+
+        start = pd.to_datetime(samples["start_datetime"], utc=True).dt.tz_convert(None)
+        end = pd.to_datetime(samples["end_datetime"], utc=True).dt.tz_convert(None)
+        frame = pd.DataFrame(
+            {
+                "sample_id": samples["sample_id"].astype(str).to_numpy(),
+                "site_id": text("site_id") if "site_id" in samples else samples["sample_id"].astype(str).to_numpy(),
+                "stratum": text("stratum"),
+                "time_bin": text("time_bin"),
+                "event": text("event_id"),
+                "key": member_key(samples).to_numpy(),
+                "lon": samples["lon"].to_numpy(dtype=float),
+                "lat": samples["lat"].to_numpy(dtype=float),
+                "reserve_rank": samples["reserve_rank"].to_numpy(dtype=np.int64) if "reserve_rank" in samples else 0,
+                "start": start.to_numpy().astype("datetime64[ns]").astype(np.int64),
+                "mid": (start + (end - start) / 2).to_numpy().astype("datetime64[ns]").astype(np.int64),
+            }
+        )
+        first = frame.sort_values(["site_id", "start", "sample_id"], kind="stable").drop_duplicates("site_id")
+        table = first.set_index("site_id")[["stratum", "time_bin", "mid", "event", "reserve_rank", "lon", "lat"]]
+        table.insert(3, "group", np.where(table["event"] != "", table["event"] + "\x1f" + table["stratum"],
+                                          table["stratum"]))  # fmt: skip
+        self.table = table.sort_index()
+        ordered = frame.sort_values(["site_id", "sample_id"], kind="stable")
+        sites = _objects(ordered["site_id"])
+        bounds = np.r_[0, np.flatnonzero(sites[1:] != sites[:-1]) + 1, len(sites)]
+        ids, keys = _objects(ordered["sample_id"]).tolist(), _objects(ordered["key"]).tolist()
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            self.members[sites[a]] = tuple(ids[a:b])
+            self.keys[sites[a]] = tuple(keys[a:b])
+        index = _objects(self.table.index)
+        self.group = dict(zip(index, _objects(self.table["group"]), strict=True))
+        self.time_bin = dict(zip(index, _objects(self.table["time_bin"]), strict=True))
+        self.mid = dict(zip(index, self.table["mid"].tolist(), strict=True))
+        self.rank = dict(zip(index, self.table["reserve_rank"].tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def index(self) -> pd.Index:
+        """The site ids."""
+        return self.table.index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,17 +151,17 @@ class Step:
     fetch: list[str]
     """Reserve sites to fetch (new substitutes and ones a killed run left unfinished), in ``site_id`` order."""
     replaces: dict[str, str]
-    """Reserve sample id → the plan sample it stands in for, for every substitute assigned so far."""
+    """Reserve sample id → the plan sample it stands in for, for every substitute to fetch or recorded."""
 
 
 @dataclasses.dataclass
 class _State:
-    plan: pd.Series
+    plan: dict[str, str]
     """Plan site → ``ok``, ``pending`` (a chip missing) or the reason of its first failed chip."""
-    reserve: pd.Series
+    reserve: dict[str, str]
     """Reserve site → the same."""
     substitutes: dict[str, list[str]]
-    """Plan site → its reserve sites, in the order they were assigned (by reserve rank within bins)."""
+    """Plan site → its reserve sites, by rank."""
     replaced_by: dict[str, str]
     """Reserve site → the plan site it replaces."""
     replaces: dict[str, str]
@@ -153,6 +177,12 @@ class _State:
     def generation(self, site: str) -> int:
         """How many of the site's substitutes failed."""
         return sum(self.reserve.get(s) not in (OK, PENDING) for s in self.substitutes.get(site, ()))
+
+    def substitute_ok(self, site: str) -> str | None:
+        """The plan site's substitute that got all its chips, if any (and the site itself did not)."""
+        if self.plan.get(site) == OK:
+            return None  # the site got its chips after all (--retry-failed, --overwrite): no substitute needed
+        return next((sub for sub in self.substitutes.get(site, ()) if self.reserve.get(sub) == OK), None)
 
 
 class Substitutes:
@@ -175,17 +205,15 @@ class Substitutes:
         self.plan_rows = plan
         self.reserve_rows = reserve
         self.collections = list(dict.fromkeys(collections))
-        self.plan = unit_table(plan)
-        self.reserve = unit_table(reserve)
-        self.site_of = {sid: site for site, members in self.plan["members"].items() for sid in members}
-        self.site_of.update({sid: site for site, members in self.reserve["members"].items() for sid in members})
+        self.plan = Units(plan)
+        self.reserve = Units(reserve)
+        self.site_of = {sid: site for site, members in self.plan.members.items() for sid in members}
+        self.site_of.update({sid: site for site, members in self.reserve.members.items() for sid in members})
         chosen = set(map(str, selected)) if selected is not None else None
         self.selected = [
-            site
-            for site, members in self.plan["members"].items()
-            if chosen is None or any(m in chosen for m in members)
+            site for site, members in self.plan.members.items() if chosen is None or any(m in chosen for m in members)
         ]
-        mids = pd.concat([self.plan[["time_bin", "mid"]], self.reserve[["time_bin", "mid"]]])
+        mids = pd.concat([self.plan.table[["time_bin", "mid"]], self.reserve.table[["time_bin", "mid"]]])
         self.bin_mid = mids.groupby("time_bin")["mid"].median().to_dict() if len(mids) else {}
 
     @property
@@ -195,22 +223,23 @@ class Substitutes:
 
     # ------------------------------------------------------------------------------------------ state
 
-    def _status(self, units: pd.DataFrame, chips: pd.DataFrame) -> pd.Series:
+    def _status(self, units: Units, chips: pd.DataFrame) -> dict[str, str]:
         """Each unit's status: ``ok``, ``pending``, or its first failed chip's reason (by sample, collection)."""
-        if units.empty:
-            return pd.Series(dtype=object)
-        members = units["members"].explode()
-        expected = pd.DataFrame({"site_id": members.index, "sample_id": members.to_numpy()})
+        if not len(units):
+            return {}
+        sites = np.repeat(np.array(list(units.members), dtype=object), [len(m) for m in units.members.values()])
+        samples = [m for members in units.members.values() for m in members]
+        expected = pd.DataFrame({"site_id": sites, "sample_id": samples})
         expected = expected.merge(pd.DataFrame({"collection": self.collections}), how="cross")
         got = chips[["sample_id", "collection", "status"]].drop_duplicates(["sample_id", "collection"], keep="last")
         joined = expected.merge(got, on=["sample_id", "collection"], how="left", sort=False)
         status = joined["status"].fillna(PENDING).astype(str)
-        joined["status"] = status
-        out = pd.Series(PENDING, index=units.index, dtype=object)
-        out[(status == OK).groupby(joined["site_id"]).all()] = OK
-        failed = joined[status.isin(FAILED)].sort_values(["site_id", "sample_id", "collection"], kind="stable")
-        first = failed.groupby("site_id")["status"].first()
-        out[first.index] = first.to_numpy()
+        out = dict.fromkeys(units.members, PENDING)
+        all_ok = (status == OK).groupby(joined["site_id"]).all()
+        out.update(dict.fromkeys(all_ok.index[all_ok.to_numpy()], OK))
+        failed = joined.assign(status=status)[status.isin(FAILED)]
+        first = failed.sort_values(["site_id", "sample_id", "collection"], kind="stable").drop_duplicates("site_id")
+        out.update(zip(_objects(first["site_id"]), _objects(first["status"]), strict=True))
         return out
 
     def state(self, chips: pd.DataFrame) -> _State:
@@ -221,21 +250,24 @@ class Substitutes:
         replaces: dict[str, str] = {}
         replaced_by: dict[str, str] = {}
         if len(chips) and len(self.reserve):
-            marked = chips[chips["replaces"].notna() & chips["sample_id"].isin(self.site_of)]
-            for sample, original in zip(marked["sample_id"].astype(str), marked["replaces"].astype(str), strict=True):
+            marked = chips[chips["replaces"].notna()]
+            marked = marked[_member(marked["sample_id"], self.site_of)]
+            pairs = zip(_objects(marked["sample_id"]), _objects(marked["replaces"]), strict=True)
+            for sample, original in pairs:
                 site, target = self.site_of.get(sample), self.site_of.get(original)
-                if site in self.reserve.index and target in self.plan.index:
+                if site in self.reserve.members and target in self.plan.members:
                     replaces[sample] = original
                     replaced_by.setdefault(site, target)
+        rank = self.reserve.rank
         substitutes: dict[str, list[str]] = {}
-        for site in sorted(replaced_by, key=lambda s: (self.reserve.at[s, "reserve_rank"], s)):
+        for site in sorted(replaced_by, key=lambda s: (rank[s], s)):
             substitutes.setdefault(replaced_by[site], []).append(site)
         return _State(plan, reserve, substitutes, replaced_by, replaces)
 
     def replaced(self, chips: pd.DataFrame) -> set[str]:
         """Plan sample ids of sites that have a substitute that has not failed (``--retry-failed`` leaves them)."""
         state = self.state(chips)
-        return {m for site in state.substitutes if state.live(site) for m in self.plan.at[site, "members"]}
+        return {m for site in state.substitutes if state.live(site) for m in self.plan.members[site]}
 
     # ------------------------------------------------------------------------------------------ stepping
 
@@ -252,33 +284,35 @@ class Substitutes:
         fetch = []
         pending_gen = []
         for site in self.selected:
-            sub = state.live(site)
+            sub = state.live(site) if state.plan[site] != OK else None  # a site that got its chips needs none
             if sub is not None and (state.reserve[sub] == PENDING or refetch):
                 fetch.append(sub)
                 pending_gen.append(state.generation(site))
         new: dict[str, str] = {}
         if assign and self.has_reserve:
-            used = set(state.replaced_by)
-            pools = self._pools(used)
+            pools = self._pools(set(state.replaced_by))
             needs = [
                 s for s in self.selected
-                if state.plan[s] not in (OK, PENDING) and state.live(s) is None and pools.get(self.plan.at[s, "group"])
+                if state.plan[s] not in (OK, PENDING) and state.live(s) is None and pools.get(self.plan.group[s])
             ]  # fmt: skip
             generations = [state.generation(s) for s in needs] + pending_gen
             if generations:
                 lowest = min(generations)
                 new = self._assign([s for s in needs if state.generation(s) == lowest], pools)
-        for reserve_site, plan_site in new.items():
-            fetch.append(reserve_site)
-            for key, sample in self.reserve.at[reserve_site, "keys"].items():
-                targets = self.plan.at[plan_site, "keys"]
-                replaces[sample] = targets.get(key, self.plan.at[plan_site, "members"][0])
+        fetch += list(new)
+        # Every sample of a site to fetch names its counterpart (a killed run may have recorded only some).
+        assigned = {**state.replaced_by, **new}
+        for reserve_site in fetch:
+            plan_site = assigned[reserve_site]
+            targets = dict(zip(self.plan.keys[plan_site], self.plan.members[plan_site], strict=True))
+            for key, sample in zip(self.reserve.keys[reserve_site], self.reserve.members[reserve_site], strict=True):
+                replaces.setdefault(sample, targets.get(key, self.plan.members[plan_site][0]))
         return Step(sorted(set(fetch)), replaces)
 
     def _pools(self, used: set[str]) -> dict[str, dict[str, deque[str]]]:
         """Unused reserve sites per group and time bin, in rank order."""
         pools: dict[str, dict[str, deque[str]]] = {}
-        free = self.reserve[~self.reserve.index.isin(list(used))]
+        free = self.reserve.table[~_member(self.reserve.index, used)]
         free = free.assign(site=free.index).sort_values(["group", "time_bin", "reserve_rank", "site"], kind="stable")
         for group, time_bin, site in zip(free["group"], free["time_bin"], free["site"], strict=True):
             pools.setdefault(group, {}).setdefault(time_bin, deque()).append(site)
@@ -289,15 +323,14 @@ class Substitutes:
         out: dict[str, str] = {}
         rest = []
         for site in sites:
-            group, time_bin = self.plan.at[site, "group"], self.plan.at[site, "time_bin"]
-            queue = pools.get(group, {}).get(time_bin)
+            queue = pools.get(self.plan.group[site], {}).get(self.plan.time_bin[site])
             if queue:
                 out[queue.popleft()] = site
             else:
                 rest.append(site)
         for site in rest:
-            group, time_bin = self.plan.at[site, "group"], self.plan.at[site, "time_bin"]
-            here = self.bin_mid.get(time_bin, self.plan.at[site, "mid"])
+            group = self.plan.group[site]
+            here = self.bin_mid.get(self.plan.time_bin[site], self.plan.mid[site])
             bins = [b for b, q in pools.get(group, {}).items() if q]
             if not bins:
                 continue
@@ -307,9 +340,10 @@ class Substitutes:
 
     def samples_of(self, sites: Iterable[str]) -> pd.DataFrame:
         """The reserve rows of these sites."""
-        members = {m for s in sites for m in self.reserve.at[s, "members"]}
-        assert self.reserve_rows is not None
-        rows = self.reserve_rows[self.reserve_rows["sample_id"].astype(str).isin(members)]
+        if self.reserve_rows is None:
+            raise ValueError("no reserve")
+        members = {m for s in sites for m in self.reserve.members[s]}
+        rows = self.reserve_rows[_member(self.reserve_rows["sample_id"], members)]
         return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
     # ------------------------------------------------------------------------------------------ the result
@@ -318,104 +352,99 @@ class Substitutes:
         """The achieved samples (plan columns plus ``replaces``) and the ``achieved`` report of ``balance.json``."""
         state = self.state(chips)
         ok_plan = [s for s in self.plan.index if state.plan[s] == OK]
-        used: dict[str, str] = {}  # plan site -> its ok substitute
-        for site, subs in state.substitutes.items():
-            if state.plan.get(site) == OK:
-                continue  # the site got its chips after all (--retry-failed, --overwrite): no substitute needed
-            for sub in subs:
-                if state.reserve.get(sub) == OK:
-                    used[site] = sub
-                    break
-        members = {m for s in ok_plan for m in self.plan.at[s, "members"]}
-        rows = self.plan_rows[self.plan_rows["sample_id"].astype(str).isin(members)].copy()
+        used = {site: sub for site in state.substitutes if (sub := state.substitute_ok(site)) is not None}
+        members = {m for s in ok_plan for m in self.plan.members[s]}
+        rows = self.plan_rows[_member(self.plan_rows["sample_id"], members)].copy()
         rows["replaces"] = pd.Series([None] * len(rows), index=rows.index, dtype=object)
         parts = [rows]
         if used and self.reserve_rows is not None:
-            sub_members = {m for s in used.values() for m in self.reserve.at[s, "members"]}
-            extra = self.reserve_rows[self.reserve_rows["sample_id"].astype(str).isin(sub_members)].copy()
+            sub_members = {m for s in used.values() for m in self.reserve.members[s]}
+            extra = self.reserve_rows[_member(self.reserve_rows["sample_id"], sub_members)].copy()
             extra = extra.drop(columns=["reserve_rank"], errors="ignore")
-            extra["replaces"] = extra["sample_id"].astype(str).map(state.replaces).astype(object)
+            extra["replaces"] = extra["sample_id"].astype(str).map(self._counterparts(used)).astype(object)
             parts.append(extra)
         samples = pd.concat(parts, ignore_index=True) if len(parts) > 1 else rows
         samples = samples.sort_values("sample_id", kind="stable").reset_index(drop=True)
-        achieved_sites = set(ok_plan) | set(used.values())
-        samples = self._reweight(samples, achieved_sites)
-        return samples, self._report(state, ok_plan, used)
+        samples = self._reweight(samples, set(ok_plan) | set(used.values()))
+        return samples, self._report(state, set(ok_plan), used)
+
+    def _counterparts(self, used: dict[str, str]) -> dict[str, str]:
+        """Reserve sample → the plan sample it replaces, for the substitutes in ``used`` (plan → reserve site)."""
+        out = {}
+        for plan_site, reserve_site in used.items():
+            targets = dict(zip(self.plan.keys[plan_site], self.plan.members[plan_site], strict=True))
+            for key, sample in zip(self.reserve.keys[reserve_site], self.reserve.members[reserve_site], strict=True):
+                out[sample] = targets.get(key, self.plan.members[plan_site][0])
+        return out
 
     def _reweight(self, samples: pd.DataFrame, achieved_sites: set[str]) -> pd.DataFrame:
         """``inclusion_prob`` times achieved over planned sites of its group (stratum, or event and stratum)."""
         if "inclusion_prob" not in samples or samples.empty:
             return samples
-        planned = self.plan.groupby("group").size()
-        all_units = pd.concat([self.plan[["group"]], self.reserve[["group"]]])
-        got = all_units[all_units.index.isin(list(achieved_sites))].groupby("group").size()
-        ratio = (got / planned).reindex(planned.index).fillna(0.0)
-        group = all_units["group"]
-        group = group[~group.index.duplicated()]
+        planned = self.plan.table.groupby("group").size()
+        group = {**self.reserve.group, **self.plan.group}
+        got = pd.Series([group[s] for s in achieved_sites], dtype=object).value_counts()
+        ratio = (got.reindex(planned.index, fill_value=0) / planned).to_dict()
         sites = samples["site_id"].astype(str) if "site_id" in samples else samples["sample_id"].astype(str)
-        factor = sites.map(group).map(ratio).fillna(1.0).to_numpy(dtype=float)
+        factor = np.array([ratio.get(group.get(s), 1.0) for s in sites], dtype=float)
         samples = samples.copy()
         samples["inclusion_prob"] = np.clip(samples["inclusion_prob"].to_numpy(dtype=float) * factor, 0.0, 1.0)
         return samples
 
-    def _report(self, state: _State, ok_plan: list[str], used: dict[str, str]) -> dict[str, Any]:
+    def _report(self, state: _State, ok: set[str], used: dict[str, str]) -> dict[str, Any]:
         """Per stratum and time bin: target, planned_ok, substituted, shortfall, not_fetched and reasons."""
-        ok = set(ok_plan)
+        units = self.plan.table[["stratum", "time_bin", "group", "event"]].copy()
+        status = units.index.map(state.plan).to_numpy(dtype=object)
+        live = np.array([state.live(s) is not None for s in units.index], dtype=bool)
         free = self._pools(set(state.replaced_by))
-        cells: dict[tuple[str, str], dict[str, Any]] = {}
-        lost_sites = []
-        for site, unit in self.plan.iterrows():
-            cell = cells.setdefault((unit["stratum"], unit["time_bin"]), _cell())
-            cell["target"] += 1
-            status = state.plan[site]
-            if site in ok:
-                cell["planned_ok"] += 1
-            elif site in used:
-                cell["substituted"] += 1
-                if self.reserve.at[used[site], "time_bin"] != unit["time_bin"]:
-                    cell["substituted_from_other_bins"] += 1
-            elif status == PENDING:
-                cell["not_fetched"] += 1
-            else:
-                cell["shortfall"] += 1
-                if state.live(site) is None and not free.get(unit["group"]):
-                    cell["no_reserve_left"] += 1
-                    lost_sites.append(site)
-            if status not in (OK, PENDING):
-                cell["reasons"][status] += 1
-            for sub in state.substitutes.get(site, ()):
-                if state.reserve.get(sub) not in (OK, PENDING):
-                    cell["reserve_reasons"][state.reserve[sub]] += 1
-        rows = [{"stratum": s, "time_bin": b, **_plain(c)} for (s, b), c in sorted(cells.items())]
-        strata = {}
-        for row in rows:
-            agg = strata.setdefault(row["stratum"], _cell())
-            for key, value in row.items():
-                if isinstance(value, dict):
-                    agg[key].update(value)
-                elif key not in ("stratum", "time_bin"):
-                    agg[key] += value
-        reserve_total = self.reserve.groupby("stratum").size()
-        reserve_used = self.reserve[self.reserve.index.isin(list(state.replaced_by))].groupby("stratum").size()
+        in_ok = _member(units.index, ok)
+        in_used = _member(units.index, used) & ~in_ok
+        failed = ~in_ok & ~in_used & (status != PENDING) & (status != OK)
+        units["target"] = 1
+        units["planned_ok"] = in_ok.astype(int)
+        units["substituted"] = in_used.astype(int)
+        other = [self.reserve.time_bin[used[s]] != b if s in used else False
+                 for s, b in zip(units.index, units["time_bin"], strict=True)]  # fmt: skip
+        units["substituted_from_other_bins"] = (in_used & np.array(other, dtype=bool)).astype(int)
+        units["shortfall"] = failed.astype(int)
+        lost = failed & ~live & ~units["group"].map(lambda g: bool(free.get(g))).to_numpy(dtype=bool)
+        units["no_reserve_left"] = lost.astype(int)
+        units["not_fetched"] = (~in_ok & ~in_used & (status == PENDING)).astype(int)
+        units["reason"] = np.where((status != OK) & (status != PENDING), status, None)
+        counts = ["target", "planned_ok", "substituted", "substituted_from_other_bins", "shortfall", "no_reserve_left",
+                  "not_fetched"]  # fmt: skip
+        tried = [(site, state.reserve[sub]) for site, subs in state.substitutes.items() for sub in subs
+                 if state.reserve.get(sub) not in (OK, PENDING)]  # fmt: skip
+        dead = pd.DataFrame(tried, columns=["site", "reason"]).join(units[["stratum", "time_bin"]], on="site")
+        reasons = _nested(units, ["stratum", "time_bin"])
+        reserve_reasons = _nested(dead, ["stratum", "time_bin"])
+        cells = units.groupby(["stratum", "time_bin"], sort=True)[counts].sum()
+        rows = [
+            {"stratum": stratum, "time_bin": time_bin, **{k: int(v) for k, v in cell.items()},
+             "reasons": reasons.get(key, {}), "reserve_reasons": reserve_reasons.get(key, {})}
+            for key, cell in cells.iterrows()
+            for stratum, time_bin in [key]
+        ]  # fmt: skip
+        reserve_total = self.reserve.table.groupby("stratum").size()
+        taken = self.reserve.table[_member(self.reserve.index, state.replaced_by)].groupby("stratum").size()
+        by_stratum = units.groupby("stratum", sort=True)[counts].sum()
+        reasons = _nested(units, ["stratum"])
+        reserve_reasons = _nested(dead, ["stratum"])
         per_stratum = []
-        for stratum, agg in sorted(strata.items()):
-            row = {"stratum": stratum, **_plain(agg)}
+        for stratum, cell in by_stratum.iterrows():
+            row = {"stratum": stratum, **{k: int(v) for k, v in cell.items()}, "reasons": reasons.get(stratum, {}),
+                   "reserve_reasons": reserve_reasons.get(stratum, {})}  # fmt: skip
             row["achieved"] = row["planned_ok"] + row["substituted"]
             row["reserves"] = int(reserve_total.get(stratum, 0))
-            row["reserves_used"] = int(reserve_used.get(stratum, 0))
+            row["reserves_used"] = int(taken.get(stratum, 0))
             per_stratum.append(row)
-        totals = _cell()
-        for agg in strata.values():
-            for key, value in agg.items():
-                if isinstance(value, Counter):
-                    totals[key].update(value)
-                else:
-                    totals[key] += value
-        summary = _plain(totals)
+        summary = {k: int(units[k].sum()) for k in counts}
         summary["achieved"] = summary["planned_ok"] + summary["substituted"]
         summary["strata_short"] = sum(r["shortfall"] > 0 for r in per_stratum)
         summary["reserves"] = int(len(self.reserve))
         summary["reserves_used"] = int(len(state.replaced_by))
+        summary["reasons"] = _counts(units["reason"])
+        summary["reserve_reasons"] = _counts(dead["reason"])
         report: dict[str, Any] = {
             "unit": "site",
             "collections": self.collections,
@@ -423,30 +452,25 @@ class Substitutes:
             "strata": per_stratum,
             "cells": rows,
         }
-        events = self.plan["event"]
-        if (events != "").any():
-            report["events"] = self._events(ok, used, lost_sites)
+        if (units["event"] != "").any():
+            per = units.assign(achieved=units["planned_ok"] + units["substituted"], lost=units["no_reserve_left"])
+            per = per.groupby("event")[["target", "achieved", "lost"]].sum()
+            lost_entirely = per.index[(per["achieved"] == 0) & (per["lost"] > 0)]
+            report["events"] = {
+                "per_event": {str(e): {k: int(v) for k, v in r.items()} for e, r in per.iterrows()},
+                "lost_entirely": sorted(map(str, lost_entirely)),
+            }
         return report
-
-    def _events(self, ok: set[str], used: dict[str, str], lost: list[str]) -> dict[str, Any]:
-        per: dict[str, dict[str, int]] = {}
-        for site, event in self.plan["event"].items():
-            row = per.setdefault(str(event), {"target": 0, "achieved": 0, "lost": 0})
-            row["target"] += 1
-            row["achieved"] += int(site in ok or site in used)
-            row["lost"] += int(site in lost)
-        return {"per_event": per, "lost_entirely": sorted(e for e, r in per.items() if r["target"] and not r["achieved"]
-                                                          and r["lost"])}  # fmt: skip
 
     def failed_sites(self, chips: pd.DataFrame) -> pd.DataFrame:
         """Every plan or reserve site that failed: ``site_id``, ``lon``, ``lat``, ``stratum``, ``reason``, ``kind``."""
         state = self.state(chips)
         parts = []
         for kind, units, status in (("plan", self.plan, state.plan), ("reserve", self.reserve, state.reserve)):
-            bad = status[~status.isin([OK, PENDING])]
-            if len(bad):
-                sub = units.loc[bad.index, ["lon", "lat", "stratum", "time_bin"]].copy()
-                sub["reason"] = bad.to_numpy()
+            bad = {site: s for site, s in status.items() if s not in (OK, PENDING)}
+            if bad:
+                sub = units.table.loc[list(bad), ["lon", "lat", "stratum", "time_bin"]].copy()
+                sub["reason"] = list(bad.values())
                 sub["kind"] = kind
                 parts.append(sub)
         if not parts:
@@ -454,13 +478,36 @@ class Substitutes:
         return pd.concat(parts).rename_axis("site_id").reset_index()
 
 
-def _cell() -> dict[str, Any]:
-    return {"target": 0, "planned_ok": 0, "substituted": 0, "substituted_from_other_bins": 0, "shortfall": 0,
-            "no_reserve_left": 0, "not_fetched": 0, "reasons": Counter(), "reserve_reasons": Counter()}  # fmt: skip
+def _member(values: Iterable[Any], wanted: Iterable[Any]) -> np.ndarray:
+    """Whether each value is in ``wanted`` (a set or dict), as a boolean array (faster than Arrow's isin here)."""
+    wanted = wanted if isinstance(wanted, set | dict | frozenset) else set(wanted)
+    values = _objects(values)
+    return np.fromiter((v in wanted for v in values), dtype=bool, count=len(values))
 
 
-def _plain(cell: dict[str, Any]) -> dict[str, Any]:
-    return {k: dict(sorted(v.items())) if isinstance(v, Counter | dict) else int(v) for k, v in cell.items()}
+def _objects(values: Iterable[Any]) -> np.ndarray:
+    """Values as a NumPy object array (iterating one is far faster than iterating Arrow strings)."""
+    if isinstance(values, pd.Series | pd.Index):
+        return values.to_numpy(dtype=object)
+    return np.asarray(list(values), dtype=object)
+
+
+def _nested(frame: pd.DataFrame, keys: list[str]) -> dict[Any, dict[str, int]]:
+    """``reason`` counts per group of ``keys`` (a tuple key for several), reasons sorted."""
+    if frame.empty or frame["reason"].isna().all():
+        return {}
+    sizes = frame.dropna(subset=["reason"]).groupby([*keys, "reason"], sort=True).size()
+    out: dict[Any, dict[str, int]] = {}
+    for index, count in sizes.items():
+        key = index[0] if len(keys) == 1 else tuple(index[:-1])
+        out.setdefault(key, {})[str(index[-1])] = int(count)
+    return out
+
+
+def _counts(values: pd.Series) -> dict[str, int]:
+    """How often each (non-null) value occurs, by value."""
+    counts = values.dropna().astype(str).value_counts()
+    return {str(k): int(v) for k, v in sorted(counts.items())}
 
 
 BALANCE_FILE = "report/balance.json"
