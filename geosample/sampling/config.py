@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from geosample._coerce import as_float
 from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
@@ -165,7 +166,7 @@ class PlanConfig:
             if name in kwargs:
                 kwargs[name] = _as_float(kwargs[name], f"--{name.replace('_', '-')}")
         if "reserve" in kwargs:
-            kwargs["reserve"] = _as_number(kwargs["reserve"], "--reserve")
+            kwargs["reserve"] = as_float(kwargs["reserve"], "--reserve")
         if "events" in kwargs:
             kwargs["events"] = str(kwargs["events"])
         if "strata" not in kwargs and "events" in kwargs:
@@ -227,15 +228,6 @@ def _as_float(value: object, flag: str) -> float:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ConfigError(f"{flag} must be a number of metres, not {value!r}") from None
-
-
-def _as_number(value: object, flag: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be a number, not {value!r}")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be a number, not {value!r}") from None
 
 
 def _as_date(value: object, flag: str) -> dt.date:

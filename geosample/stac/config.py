@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from rasterio.enums import Resampling
 
+from geosample._coerce import as_float as _as_float
 from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
@@ -185,12 +186,3 @@ def _as_tuple(value: object, flag: str) -> tuple[str, ...]:
             out.extend(_as_tuple(str(item), flag))
         return tuple(out)
     raise ConfigError(f"{flag} expects a list or a comma-separated string, not {value!r}")
-
-
-def _as_float(value: object, flag: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be a number, not {value!r}")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be a number, not {value!r}") from None
