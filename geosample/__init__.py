@@ -45,6 +45,8 @@ _LAZY = {
     "ExportConfig": "geosample.export",
     "stats": "geosample.export.stats",
     "run": "geosample.pipeline.run",
+    "read_samples": "geosample._dataset",
+    "read_reserve": "geosample._dataset",
 }
 # Packages that are themselves the stage's callable (geosample.export(ds, format=...)).
 _LAZY_MODULES = {"export": "geosample.export"}

@@ -1,4 +1,4 @@
-"""The dataset folder: atomic writes, geosample.yaml's sections, the checked plan, and the writing guard.
+"""The dataset folder: atomic writes, geosample.yaml's sections, the checked plan and samples, and the writing guard.
 
 Every stage that writes ``DS`` runs under :func:`writing`: one writer at a
 time (an advisory lock), its own stale staging files from killed runs
@@ -32,6 +32,11 @@ PLAN_FILE = "plan.parquet"
 CHIPS_FILE = "chips.parquet"
 LABELS_FILE = "labels.parquet"
 CAPTIONS_FILE = "captions.parquet"
+RESERVE_FILE = "reserve.parquet"
+"""The plan's reserve sites (``geosample plan --reserve``), which fetch substitutes for failed samples."""
+SAMPLES_FILE = "samples.parquet"
+"""The achieved sample set, written by fetch: the plan's rows that got their chips, and the reserves that replaced
+the others (:func:`read_samples`)."""
 
 
 @contextlib.contextmanager
@@ -100,6 +105,86 @@ def read_plan(ds: str | Path) -> gpd.GeoDataFrame:
     return check_plan(plan, str(path))
 
 
+def read_reserve(ds: str | Path) -> gpd.GeoDataFrame | None:
+    """``DS/reserve.parquet`` checked like the plan (None when the plan has no reserves).
+
+    Raises:
+        DatasetError: The file cannot be read, or a reserve id is also a plan id (the file belongs to another plan).
+    """
+    import geopandas as gpd
+
+    from geosample._plan_checks import check_plan
+
+    path = Path(ds) / RESERVE_FILE
+    if not path.exists():
+        return None
+    try:
+        reserve = gpd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
+        raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run 'geosample plan'") from None
+    if "reserve_rank" not in reserve.columns:
+        raise DatasetError(f"{path} has no column reserve_rank; re-run 'geosample plan' to draw the reserves again")
+    clash = set(reserve["sample_id"].astype(str)) & _ids(Path(ds) / PLAN_FILE)
+    if clash:
+        raise DatasetError(
+            f"{path} shares {len(clash)} sample id(s) with plan.parquet (e.g. {sorted(clash)[0]}): it belongs to "
+            "another plan; re-run 'geosample plan' to draw the reserves again"
+        )
+    return check_plan(reserve, str(path))
+
+
+def read_samples(ds: str | Path) -> gpd.GeoDataFrame:
+    """The dataset's samples: ``DS/samples.parquet`` when fetch has written it, else the plan; checked like the plan.
+
+    ``samples.parquet`` is the achieved sample set: the plan's rows whose chips arrived, and the reserve sites
+    fetch substituted for the others (their ``replaces`` names the plan sample they stand in for). Stages that
+    work on the dataset's samples (label, caption, evaluate, export, stats) read them here; code that needs the
+    plan itself (fetch) reads :func:`read_plan`.
+
+    Raises:
+        DatasetError: There is no plan; or ``samples.parquet`` cannot be read, holds no sample, or names samples
+            that neither the plan nor its reserves have (it was made for another plan).
+    """
+    import geopandas as gpd
+
+    from geosample._plan_checks import check_plan
+
+    ds = Path(ds)
+    path = ds / SAMPLES_FILE
+    if not path.exists():
+        return read_plan(ds)
+    if not (ds / PLAN_FILE).exists():
+        raise DatasetError(f"{ds} has {SAMPLES_FILE} but no {PLAN_FILE}; run 'geosample plan -o {ds}' first")
+    try:
+        samples = gpd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run 'geosample fetch {ds}'") from None
+    if len(samples) == 0:
+        raise DatasetError(
+            f"{path} holds no samples: no site of the plan got its chips (see 'achieved' in report/balance.json); "
+            f"run 'geosample fetch {ds} --retry-failed', or fetch from another --stac"
+        )
+    strangers = set(samples["sample_id"].astype(str)) - _ids(ds / PLAN_FILE) - _ids(ds / RESERVE_FILE)
+    if strangers:
+        raise DatasetError(
+            f"{path} names {len(strangers)} sample(s) that neither plan.parquet nor reserve.parquet has "
+            f"(e.g. {sorted(strangers)[0]}): it was made for another plan; re-run 'geosample fetch {ds}'"
+        )
+    return check_plan(samples, str(path))
+
+
+def _ids(path: Path) -> set[str]:
+    """The ``sample_id`` values of a plan-like Parquet file (empty when there is none or it cannot be read)."""
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return set()
+    try:
+        return {str(v) for v in pq.read_table(path, columns=["sample_id"]).column(0).to_pylist()}
+    except Exception:  # noqa: BLE001 - the reader of that file reports what is wrong with it
+        return set()
+
+
 def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
     """A stage's Parquet table in ``DS`` (plain pandas), or None if that stage has not run.
 
@@ -132,7 +217,13 @@ COMMON_STALE = (f".{CONFIG_FILE}.*.tmp",)
 """Staging names any writing stage may leave (the ``geosample.yaml`` rewrite)."""
 STALE = {
     "plan": (".plan-*", f".{PLAN_FILE}.*.tmp"),
-    "fetch": (f".{CHIPS_FILE}.*.tmp", "chips/**/.*.tmp", "stac/**/.*.json.tmp"),
+    "fetch": (
+        f".{CHIPS_FILE}.*.tmp",
+        f".{SAMPLES_FILE}.*.tmp",
+        "report/.balance.json.*.tmp",
+        "chips/**/.*.tmp",
+        "stac/**/.*.json.tmp",
+    ),
     "label": (".label-*", f".{LABELS_FILE}.*.tmp", "stac/.labels-old-*"),
     "caption": (f".{CAPTIONS_FILE}.*.tmp", "report/.captions.json.*.tmp", ".cache/captions/**/.*.tmp"),
     "evaluate": (".eval-*",),

@@ -69,6 +69,10 @@ class CapacityWarning(GeosampleWarning):
     """A stratum could not hold its share; the remainder went to the others."""
 
 
+class ShortfallWarning(GeosampleWarning):
+    """Failed samples that no reserve site could replace: some strata of the dataset fall short of the plan."""
+
+
 class GeometryRepairWarning(GeosampleWarning):
     """An input geometry was invalid and was repaired with ``make_valid``."""
 

@@ -37,13 +37,42 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDNS]:
 
 @pytest.fixture(scope="session")
 def _small_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One small real plan (24 sites in central Europe), made once per test session."""
+    """One small real plan (24 sites in central Europe), made once per test session.
+
+    Without reserve sites: the tests built on it check what fetch and the later stages do with the plan's own
+    samples (tests/stac/test_substitute.py checks the reserves and the substitution).
+    """
     from geosample import PlanConfig, plan
 
     ds = tmp_path_factory.mktemp("plan") / "DS"
-    cfg = PlanConfig.from_mapping({"samples": 24, "aoi": "bbox:5,40,25,55", "seed": 1})
+    cfg = PlanConfig.from_mapping({"samples": 24, "aoi": "bbox:5,40,25,55", "seed": 1, "reserve": 0})
     plan(ds, config=cfg, progress=False)
     assert_valid(ds)  # every dataset the session builds passes `geosample validate`
+    return ds
+
+
+RESERVE_PLAN = {"samples": 24, "aoi": "bbox:5,40,25,55", "seed": 1, "strata": "climate", "start": "2021-01-01",
+                "end": "2022-12-31", "chip_size": 640, "reserve": 1.0}  # fmt: skip
+"""The plan with reserves the tests share: 4 climate strata (B, C, D, E) of 6 sites over two year bins, 640 m
+chips, one reserve site per planned site (more where a stratum and bin are small)."""
+
+
+@pytest.fixture(scope="session")
+def _reserve_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:data:`RESERVE_PLAN`, planned once per session."""
+    from geosample import PlanConfig, plan
+
+    ds = tmp_path_factory.mktemp("reserve") / "DS"
+    plan(ds, config=PlanConfig.from_mapping(RESERVE_PLAN), progress=False)
+    assert_valid(ds)
+    return ds
+
+
+@pytest.fixture
+def reserve_ds(_reserve_plan: Path, tmp_path: Path) -> Path:
+    """A private copy of the planned dataset with reserves."""
+    ds = tmp_path / "DS"
+    shutil.copytree(_reserve_plan, ds)
     return ds
 
 

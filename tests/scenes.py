@@ -210,3 +210,44 @@ def static_catalog(root: Path, items: Sequence[Mapping[str, Any]], collection: s
                          {"rel": "child", "href": f"./{collection}/collection.json"}]}  # fmt: skip
     (root / "catalog.json").write_text(json.dumps(catalog))
     return root / "catalog.json"
+
+
+FATES = ("clear", "hole", "cloudy_meta", "cloudy_pixels", "nodata")
+"""What an archive holds for a sample: a clear item, nothing (a hole), an item whose ``eo:cloud_cover`` says 95 %
+(``fetch --max-cloud`` drops it), an item that says 5 % but whose pixels are mostly cloud (``--max-chip-cloud``
+rejects the chip), or one whose chip is mostly nodata (``--min-valid`` rejects it)."""
+
+
+def archive_with_holes(
+    samples: Any, folder: Path, base_url: str, fate: Any, *, resolution: float = 20.0, collection: str = "scenes"
+) -> list[dict[str, Any]]:
+    """Items for every sample of ``samples`` (plan and reserve rows) as ``fate(row)`` (one of :data:`FATES`) says.
+
+    Each item is one Sentinel-2-like scene on the sample's chip grid at ``resolution``, dated in the middle of
+    the sample's window; a ``hole`` gets no item.
+    """
+    import pandas as pd
+
+    from geosample.stac.grid import chip_grid
+
+    items = []
+    for row in samples.itertuples(index=False):
+        what = fate(row)
+        assert what in FATES, what
+        if what == "hole":
+            continue
+        grid = chip_grid(row.lon, row.lat, int(row.epsg), float(row.chip_size_m), resolution)
+        size = grid.width
+        start = pd.Timestamp(row.start_datetime)
+        when = (start + (pd.Timestamp(row.end_datetime) - start) / 2).to_pydatetime()
+        cloud = (0.5, 0.5, 0.45) if what == "cloudy_pixels" else None
+        nodata = None
+        if what == "nodata":
+            nodata = np.zeros((size, size), dtype=bool)
+            nodata[:, : int(size * 0.75)] = True
+        scene = Scene(
+            f"{row.sample_id}-item", quadrant_scene(size, cloud=cloud), when,
+            cloud_cover=95.0 if what == "cloudy_meta" else 5.0, nodata=nodata,
+        )  # fmt: skip
+        items += serve_scenes(folder, base_url, grid, [scene], collection=collection)
+    return items

@@ -1,6 +1,6 @@
 """Make an offline STAC catalog of synthetic imagery and land cover for any plan (demo and test fixture).
 
-For every sample of ``DS/plan.parquet`` it paints a scene of surfaces (trees,
+For every sample of ``DS/plan.parquet`` (and of ``reserve.parquet``) it paints a scene of surfaces (trees,
 grass, crops, built-up land, water; snow where the site is cold) in the
 sample's UTM zone, covering its chip with a margin, and serves it three ways:
 
@@ -46,6 +46,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyproj
 import rasterio
 import rasterio.warp
@@ -272,13 +273,18 @@ def _item(rec: Mapping[str, Any]) -> Any:
 
 
 def build(ds: Path, out: Path) -> Path:
-    """Write the COGs and a self-contained static catalog for ``ds``'s plan into ``out``; return catalog.json."""
+    """Write the COGs and a self-contained static catalog for ``ds``'s plan (and reserve) into ``out``.
+
+    Returns the path of ``catalog.json``.
+    """
     import pystac
     import shapely
     from pystac.extensions.eo import Band, EOExtension
     from pystac.extensions.projection import ProjectionExtension
 
     samples = gpd.read_parquet(ds / "plan.parquet")
+    if (ds / "reserve.parquet").exists():  # the plan's reserve sites, which fetch substitutes for failed ones
+        samples = pd.concat([samples, gpd.read_parquet(ds / "reserve.parquet")], ignore_index=True)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     data.mkdir(exist_ok=True)

@@ -34,7 +34,7 @@ from geosample._dataset import (
     CAPTIONS_FILE,
     LABELS_FILE,
     atomic_path,
-    read_plan,
+    read_samples,
     read_table,
     write_section,
     writes_dataset,
@@ -113,7 +113,7 @@ def caption(
     """
     cfg = config if config is not None else CaptionConfig.from_mapping(settings)
     ds = Path(ds)
-    plan = read_plan(ds)
+    plan = read_samples(ds)
     captioner = get_captioner(
         backend if backend is not None else cfg.backend, **cfg.backend_options(), cache_dir=ds / CACHE_DIR
     )
@@ -542,7 +542,7 @@ def refresh_report(ds: str | Path, table: pd.DataFrame, cfg: CaptionConfig) -> d
     wants_semantic = cfg.semantic and "semantic" not in report.get("quality", {})
     if report.get("quality") and not wants_semantic:
         return report
-    plan = read_plan(ds)
+    plan = read_samples(ds)
     labels = read_table(ds, LABELS_FILE, hint=f"geosample label {ds}")
     taxonomy = load_labels_taxonomy(ds, sorted(labels["taxonomy"].dropna().unique())) if labels is not None else None
     scene = table[table["kind"] == SCENE].reset_index(drop=True)

@@ -1,4 +1,4 @@
-"""What a dataset folder holds: the plan and whichever later stages have run, checked to agree."""
+"""What a dataset folder holds: its samples and whichever later stages have run, checked to agree."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from geosample._dataset import CAPTIONS_FILE, CHIPS_FILE, LABELS_FILE, read_config, read_plan, read_table
+from geosample._dataset import (
+    CAPTIONS_FILE,
+    CHIPS_FILE,
+    LABELS_FILE,
+    read_config,
+    read_reserve,
+    read_samples,
+    read_table,
+)
 from geosample.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -32,7 +40,8 @@ class DatasetContent:
 
     ds: Path
     plan: gpd.GeoDataFrame
-    """``plan.parquet``, sorted by ``sample_id``."""
+    """The dataset's samples (:func:`geosample._dataset.read_samples`: the achieved ``samples.parquet`` after
+    fetch, else ``plan.parquet``), sorted by ``sample_id``."""
     dimensions: tuple[str, ...]
     """The plan's stratification dimensions (columns of ``plan``)."""
     labels: pd.DataFrame | None
@@ -91,16 +100,21 @@ class DatasetContent:
 def load_content(ds: str | Path) -> DatasetContent:
     """Read every stage's table of ``DS`` and check that they describe the plan's samples.
 
+    The tables are kept to the dataset's samples: rows of plan samples that fetch could not get (and
+    replaced by reserve sites) stay in their files but out of the content.
+
     Raises:
         DatasetError: There is no plan, a table cannot be read or lacks its
             columns, names samples the plan does not have, or a chip file is gone.
     """
     ds = Path(ds)
-    plan = read_plan(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
+    plan = read_samples(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)
     config = read_config(ds)
-    known = set(plan["sample_id"])
-    labels = _checked(ds, LABELS_FILE, "geosample label", _LABEL_COLUMNS, known)
-    chips = _checked(ds, CHIPS_FILE, "geosample fetch", _CHIP_COLUMNS, known)
+    reserve = read_reserve(ds)
+    known = set(plan["sample_id"]) | _plan_ids(ds) | (set(reserve["sample_id"]) if reserve is not None else set())
+    mine = set(plan["sample_id"])
+    labels = _mine(_checked(ds, LABELS_FILE, "geosample label", _LABEL_COLUMNS, known), mine)
+    chips = _mine(_checked(ds, CHIPS_FILE, "geosample fetch", _CHIP_COLUMNS, known), mine)
     if chips is not None:
         chips = chips[chips["status"] == "ok"].sort_values(["sample_id", "collection"], kind="stable")
         chips = chips.reset_index(drop=True)
@@ -110,7 +124,7 @@ def load_content(ds: str | Path) -> DatasetContent:
                 f"{len(gone)} chip file(s) listed in {ds / CHIPS_FILE} are missing, e.g. {ds / gone[0]}; "
                 f"run 'geosample fetch {ds}' again to restore them"
             )
-    captions = _checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known)
+    captions = _mine(_checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known), mine)
     if captions is not None:
         if "kind" in captions:  # a sample's own captions; change captions of before/after pairs go separately
             change = captions[captions["kind"] == "change"].reset_index(drop=True)
@@ -134,6 +148,20 @@ def load_content(ds: str | Path) -> DatasetContent:
         balance=balance,
         config=config,
     )
+
+
+def _plan_ids(ds: Path) -> set[str]:
+    """The plan's own sample ids (the content's samples may be the achieved set, a subset with reserves)."""
+    import pyarrow.parquet as pq
+
+    return {str(v) for v in pq.read_table(ds / "plan.parquet", columns=["sample_id"]).column(0).to_pylist()}
+
+
+def _mine(table: pd.DataFrame | None, samples: set[str]) -> pd.DataFrame | None:
+    """The rows of the dataset's samples."""
+    if table is None:
+        return None
+    return table[table["sample_id"].isin(samples)].reset_index(drop=True)
 
 
 def _checked(ds: Path, name: str, command: str, columns: tuple[str, ...], known: set[str]) -> pd.DataFrame | None:

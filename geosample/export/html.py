@@ -23,6 +23,7 @@ import pandas as pd
 from geosample._dataset import atomic_path
 from geosample._gpkg import qualitative_colors
 from geosample.captions.report_html import caption_quality_section
+from geosample.export._achieved import achieved_section
 from geosample.export._content import DatasetContent
 from geosample.export._leakage import leakage_section
 from geosample.export._preview import render_png, thumbnail
@@ -311,6 +312,7 @@ SECTIONS: list[Section] = [
     _missing_section,
     _map_section,
     _tables_section,
+    achieved_section,  # "Planned vs achieved" and the map of failed sites (geosample/export/_achieved.py)
     _leakage_section,
     _caption_quality_section,
     _plots_section,

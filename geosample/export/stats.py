@@ -1,7 +1,8 @@
 """``geosample stats``: the dataset's balance and content at a glance.
 
-Counts per stratum, dimension value and time bin (from the plan, with the
-plan's targets), chips per collection, label distribution per taxonomy level,
+Counts per stratum, dimension value and time bin (from the dataset's samples,
+with the plan's targets; planned vs achieved sites and the failed ones after
+fetch, see :mod:`geosample.export._achieved`), chips per collection, label distribution per taxonomy level,
 caption statistics, and spatial uniformity: sites per H3 resolution-2 cell
 and each site's great-circle distance to its nearest neighbour (with the
 Clark–Evans ratio when the plan recorded its area). Written to
@@ -22,6 +23,7 @@ import pandas as pd
 
 from geosample import __version__
 from geosample._dataset import atomic_path
+from geosample.export._achieved import achieved_stats, achieved_text, write_failure_map
 from geosample.export._content import DatasetContent, load_content
 from geosample.export.fidelity import fidelity_stats, fidelity_text
 from geosample.export.splits import h3_parents
@@ -58,6 +60,7 @@ def stats(ds: str | Path, *, gallery: int = 24, write: bool = True) -> dict[str,
         from geosample.export.html import write_index_html
 
         report["plots"] = write_plots(content, report, content.ds / "report")
+        write_failure_map(content, report)  # report/achieved_map.png, for the "Planned vs achieved" section
         with atomic_path(content.ds / STATS_FILE) as tmp:
             tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         write_index_html(content, report, content.ds / "report" / "index.html", gallery=gallery)
@@ -88,6 +91,7 @@ def compute_stats(content: DatasetContent) -> dict[str, Any]:
         "captions": _captions(content),
         "spatial": _spatial(content, sites),
         "fidelity": fidelity_stats(content),
+        "achieved": achieved_stats(content),
         "plots": [],
     }
 
@@ -367,6 +371,7 @@ def summary_text(report: dict[str, Any]) -> str:
         + (f"; Clark–Evans R {ratio:.2f}" if ratio is not None else "")
     )
     lines += fidelity_text(report)
+    lines += achieved_text(report)
     if report["missing"]:
         lines.append("not in the dataset yet: " + "; ".join(report["missing"]))
     return "\n".join(lines)

@@ -232,11 +232,11 @@ def prepare_change(ds: str | Path, plan: pd.DataFrame) -> PreparedChange | None:
 
 
 def change(ds: str | Path, plan: pd.DataFrame | None = None) -> pd.DataFrame | None:
-    """Measure and write ``DS/change.parquet`` and ``DS/change/`` for the plan's pairs (None without pairs or chips)."""
-    from geosample._dataset import read_plan
+    """Measure and write ``DS/change.parquet`` and ``DS/change/`` for the pairs of the samples (None without any)."""
+    from geosample._dataset import read_samples
 
     ds = Path(ds)
-    prepared = prepare_change(ds, read_plan(ds) if plan is None else plan)
+    prepared = prepare_change(ds, read_samples(ds) if plan is None else plan)
     if prepared is None:
         return None
     try:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from geosample import __version__
-from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_plan, write_section, writes_dataset
+from geosample._dataset import LABELS_FILE, atomic_path, read_config, read_samples, write_section, writes_dataset
 from geosample.errors import CoarseSourceWarning, DataQualityWarning, DatasetError, SourceError
 from geosample.labels.config import LabelConfig
 from geosample.labels.fractions import REGIONS
@@ -160,7 +160,7 @@ def label(
     from geosample.labels.change import prepare_change
 
     ds = Path(ds)
-    samples = read_plan(ds)
+    samples = read_samples(ds)  # the achieved samples after fetch, else the plan
     _check_rerun(ds, cfg, overwrite)
     taxonomy = load_taxonomy(cfg.taxonomy)
     if cfg.preset is not None:

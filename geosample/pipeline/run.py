@@ -226,10 +226,24 @@ def _run_label(
 ) -> tuple[str, str]:
     from geosample.labels.label import label
 
-    if (ds / LABELS_FILE).exists() and _same_settings(ds, "label", cfg.to_dict(), ignore={"workers"}):
+    if (
+        (ds / LABELS_FILE).exists()
+        and _same_settings(ds, "label", cfg.to_dict(), ignore={"workers"})
+        and _labels_cover_samples(ds)
+    ):
         return "up to date", f"{ds / LABELS_FILE}"
     table = label(ds, cfg, overwrite=overwrite, progress=progress, allow_local_assets=allow_local_assets)
     return "ran", f"{len(table)} samples labelled"
+
+
+def _labels_cover_samples(ds: Path) -> bool:
+    """Whether every sample of the dataset has labels (fetch may have replaced failed samples by reserves)."""
+    import pyarrow.parquet as pq
+
+    from geosample._dataset import read_samples
+
+    labelled = {str(v) for v in pq.read_table(ds / LABELS_FILE, columns=["sample_id"]).column(0).to_pylist()}
+    return set(read_samples(ds)["sample_id"].astype(str)) <= labelled
 
 
 def _run_caption(ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None) -> tuple[str, str]:

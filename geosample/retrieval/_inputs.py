@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geosample._dataset import CAPTIONS_FILE, CHIPS_FILE, LABELS_FILE, read_config, read_plan, read_table
+from geosample._dataset import CAPTIONS_FILE, CHIPS_FILE, LABELS_FILE, read_config, read_samples, read_table
 from geosample.errors import ConfigError, DataQualityWarning, DatasetError
 from geosample.retrieval.config import EvaluateConfig
 from geosample.retrieval.encoders import Embeddings
@@ -43,7 +43,7 @@ class Inputs:
 
 def read_inputs(ds: Path, cfg: EvaluateConfig) -> Inputs:
     """Read and check everything the evaluation needs from ``DS``; nothing is written."""
-    plan = pd.DataFrame(read_plan(ds).drop(columns="geometry", errors="ignore"))
+    plan = pd.DataFrame(read_samples(ds).drop(columns="geometry", errors="ignore"))  # the achieved samples
     captions = read_table(ds, CAPTIONS_FILE, hint=f"geosample caption {ds}")
     if captions is None:
         raise DatasetError(f"{ds} has no {CAPTIONS_FILE}; run 'geosample caption {ds}' first")

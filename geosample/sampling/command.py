@@ -46,6 +46,10 @@ from geosample.errors import ConfigError
 @click.option("--after-days", type=int, help="Length of the window after an event.  [default: 90]")
 @click.option("--gap-days", type=int, help="Days skipped on each side of an event.  [default: 0]")
 @click.option("--event-radius-m", type=float, help="Sites within this distance of a point event.  [default: chip size]")
+@click.option(
+    "--reserve", type=float,
+    help="Reserve sites per planned site (fetch substitutes them for failed samples); 0 draws none.  [default: 0.5]",
+)  # fmt: skip
 @config_option
 @click.option("--overwrite", is_flag=True, help="Replace a plan made with other settings.")
 @progress_option
@@ -70,7 +74,9 @@ def plan(
     samples = run_plan(out_path, config=cfg, overwrite=overwrite, progress=progress)
     if not quiet:
         click.echo(summary_table(samples.attrs["balance"]))
+        reserve = samples.attrs["balance"].get("reserves") or {}
+        spare = f", reserve.parquet ({reserve['sites']} reserve sites)" if reserve.get("sites") else ""
         click.echo(
-            f"wrote {out_path}/plan.parquet ({len(samples)} samples), plan.gpkg, report/ "
+            f"wrote {out_path}/plan.parquet ({len(samples)} samples){spare}, plan.gpkg, report/ "
             f"in {time.perf_counter() - started:.1f} s"
         )

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from geosample._coerce import as_float
 from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
@@ -16,6 +17,8 @@ RevisitStep = Literal["years", "months"]
 EVENT_DIMENSIONS = ("event_type", "event_year")
 ALLOCATIONS = ("equal", "proportional", "sqrt", "heterogeneity")
 BUILTIN_DIMENSIONS = ("continent", "country", "climate", "landcover")
+MAX_RESERVE = 10.0
+"""Most reserve sites per planned site (``--reserve``): beyond it the reserves outnumber what they stand in for."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +72,10 @@ class PlanConfig:
     """Days skipped on each side of the event itself."""
     event_radius_m: float | None = None
     """Sites lie within this distance of a point event; ``None`` is the largest chip size."""
+    reserve: float = 0.5
+    """Reserve sites per planned site, drawn with the same rules into ``reserve.parquet`` for ``fetch`` to
+    substitute for failed samples (more where a stratum is small, see :mod:`geosample.sampling.reserves`);
+    ``0`` draws none."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -115,6 +122,13 @@ class PlanConfig:
             isinstance(self.event_radius_m, int | float) and 0 < self.event_radius_m <= 1_000_000
         ):
             raise ConfigError(f"--event-radius-m {self.event_radius_m!r} must be a positive number of metres")
+        if isinstance(self.reserve, bool) or not (
+            isinstance(self.reserve, int | float) and 0 <= self.reserve <= MAX_RESERVE
+        ):
+            raise ConfigError(
+                f"--reserve {self.reserve!r} is out of range; give 0 (no reserve sites) to {MAX_RESERVE:g} "
+                "reserve sites per planned site, e.g. 0.5"
+            )
         event_dims = [d for d in self.strata if d in EVENT_DIMENSIONS]
         if event_dims and self.events is None:
             raise ConfigError(f"--strata {','.join(event_dims)} needs --events FILE, a catalogue of dated events")
@@ -151,6 +165,8 @@ class PlanConfig:
         for name in ("event_radius_m", "min_distance_m"):
             if name in kwargs:
                 kwargs[name] = _as_float(kwargs[name], f"--{name.replace('_', '-')}")
+        if "reserve" in kwargs:
+            kwargs["reserve"] = as_float(kwargs["reserve"], "--reserve")
         if "events" in kwargs:
             kwargs["events"] = str(kwargs["events"])
         if "strata" not in kwargs and "events" in kwargs:

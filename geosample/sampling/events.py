@@ -53,6 +53,8 @@ class EventSites:
     strata: pd.DataFrame
     """One row per stratum, as :func:`geosample.sampling._report.balance_report` expects."""
     meta: dict
+    candidates: pd.DataFrame | None = None
+    """Every candidate site (the sites' columns, ``_event``, ``_cell``, ``_chosen``), for the reserves."""
 
 
 def read_events(path: str | Path) -> gpd.GeoDataFrame:
@@ -361,7 +363,10 @@ def draw_event_sites(
     }
     keep = ["site_id", "h3", "lon", "lat", "stratum", *cfg.strata, "event_id", "event_type", "event_start",
             "event_end", "inclusion_prob"]  # fmt: skip
-    return EventSites(sites[list(dict.fromkeys(keep))], strata_table, meta)
+    everyone = cand.assign(stratum=strata_names[cand_stratum], **{n: values[n] for n in cfg.strata},
+                           _chosen=np.isin(np.arange(len(cand)), chosen), inclusion_prob=np.nan)  # fmt: skip
+    everyone.iloc[chosen, everyone.columns.get_loc("inclusion_prob")] = inclusion
+    return EventSites(sites[list(dict.fromkeys(keep))], strata_table, meta, everyone)
 
 
 def _candidates(

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from geosample import __version__, layers
 from geosample._dataset import read_config, write_section, writing
 from geosample.errors import AOIError, CapacityError, CapacityWarning, DatasetError
-from geosample.sampling import _h3, events, sampler
+from geosample.sampling import _h3, events, reserves, sampler
 from geosample.sampling._geometry import chip_footprints, utm_epsg
 from geosample.sampling._report import balance_report, spacing_report
 from geosample.sampling.allocation import apportion, stratum_weights
@@ -41,6 +41,7 @@ from geosample.sampling.timebins import (
 
 PLAN_FILE = "plan.parquet"
 PLAN_GPKG = "plan.gpkg"
+RESERVE_FILE = "reserve.parquet"
 
 
 def plan(
@@ -55,6 +56,7 @@ def plan(
 
     Args:
         out: Dataset folder ``DS``; writes ``plan.parquet``, ``plan.gpkg``,
+            ``reserve.parquet`` (the reserve sites, unless ``reserve=0``),
             ``report/balance.json``, ``report/map.png``, ``report/time.png``
             and the ``plan`` section of ``geosample.yaml``. ``None`` only
             computes.
@@ -71,9 +73,11 @@ def plan(
     cfg = config if config is not None else PlanConfig.from_mapping(settings)
     if out is not None:
         _check_dataset(Path(out), cfg, overwrite)
-    samples, report = _compute(cfg, progress)
+    samples, reserve, report = _compute(cfg, progress)
+    if len(reserve):
+        reserves.check_ids(samples["sample_id"], reserve["sample_id"])
     if out is not None:
-        write_plan(Path(out), samples, report, cfg)
+        write_plan(Path(out), samples, report, cfg, reserve)
     samples.attrs["balance"] = report
     return samples
 
@@ -83,18 +87,20 @@ def _check_dataset(ds: Path, cfg: PlanConfig, overwrite: bool) -> None:
         raise DatasetError(f"--out {ds} is a file; give a folder for the dataset")
     recorded = read_config(ds).get("plan") if ds.exists() else None
     if recorded and not overwrite and (ds / PLAN_FILE).exists():
-        if {k: v for k, v in recorded.items() if k in cfg.to_dict()} != cfg.to_dict():
+        defaults = PlanConfig().to_dict()  # a setting added since the plan was made counts as its default
+        if {k: recorded.get(k, defaults[k]) for k in cfg.to_dict()} != cfg.to_dict():
             raise DatasetError(
                 f"{ds} already holds a plan made with other settings; use --overwrite to replace it "
                 "(later stages' files then no longer match) or choose a new --out folder"
             )
 
 
-def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, dict[str, Any]]:
+    """The plan's samples, its reserve samples and the balance report."""
     if cfg.events is not None:
         return _compute_events(cfg)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
-    rng_atlas, rng_draw, rng_alloc, rng_time = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(5)  # the fifth, the reserves', leaves the plan as it was
+    rng_atlas, rng_draw, rng_alloc, rng_time, rng_reserve = (np.random.default_rng(s) for s in seeds)
     aoi = parse_aoi(cfg.aoi)
     dims = build_dimensions(cfg.strata)
     bins = make_bins(cfg.start, cfg.end, cfg.time_bins, cfg.window_days)
@@ -147,6 +153,12 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal)
     sites = _site_table(cfg, result, labels, dim_names, bins, rng_time, inclusion)
     samples = _sample_rows(cfg, _revisit_rows(cfg, sites))
+    reserve = reserves.plan_reserves(
+        per_site=cfg.reserve, sites=sites, stratum_ids={"/".join(lab): i for i, lab in enumerate(labels)},
+        draw=dataclasses.replace(drawer, rng=rng_reserve, progress=None).draw, used=(result.cells, result.stratum),
+        bins=bins, start=cfg.start, end=cfg.end, window_days=cfg.window_days, keep_season=cfg.time_bins == "season",
+        inclusion=lambda c, s: sampler.inclusion_probabilities(c, s, atlas, proposal)[0], rng=rng_reserve,
+    )  # fmt: skip
     strata_table = pd.DataFrame(
         {
             "stratum": ["/".join(lab) for lab in labels],
@@ -180,7 +192,21 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
         "spacing": spacing_report(samples, cfg.spacing_m, cfg.max_per_parent, parent_res),
     }
     report = balance_report(sites, strata_table, dim_names, meta)
-    return samples, report
+    return samples, _reserve_rows(cfg, report, sites, reserve, _revisit_rows), report
+
+
+def _reserve_rows(
+    cfg: PlanConfig, report: dict[str, Any], sites: pd.DataFrame, draw: reserves.ReserveDraw, rows: Callable
+) -> gpd.GeoDataFrame:
+    """The reserve sites as sample rows (``rows``: site table → rows per window), and their part of the report."""
+    reserves.add_to_report(report, draw.report(sites.groupby("stratum").size()))
+    reserves.warn_short(draw)
+    if draw.sites.empty:
+        return gpd.GeoDataFrame({"sample_id": pd.Series([], dtype=object)}, geometry=[], crs="EPSG:4326")
+    table = _sample_rows(cfg, rows(cfg, draw.sites))
+    rank = table.pop(reserves.RANK_COLUMN)
+    table.insert(table.columns.get_loc("geometry"), reserves.RANK_COLUMN, rank.astype(np.int64))
+    return table
 
 
 def _check_spacing(
@@ -201,9 +227,10 @@ def _check_spacing(
     return SpacingIndex(distance)
 
 
-def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame, dict[str, Any]]:
     """An event-centred plan: sites around the catalogue's events, a before and an after row each."""
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(1)[0])
+    seeds = np.random.SeedSequence(cfg.seed).spawn(2)  # the second, the reserves', leaves the plan as it was
+    rng, rng_reserve = (np.random.default_rng(s) for s in seeds)
     aoi = parse_aoi(cfg.aoi)
     ordinary = tuple(d for d in cfg.strata if d not in EVENT_DIMENSIONS)
     classifier = sampler.Classifier(aoi, build_dimensions(ordinary) if ordinary else [], cfg.land_only)
@@ -221,7 +248,9 @@ def _compute_events(cfg: PlanConfig) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
         "spacing": spacing_report(samples, cfg.spacing_m, cfg.max_per_parent, drawn.meta["resolutions"]["parent"]),
     }
     report = balance_report(sites, drawn.strata, list(cfg.strata), meta)
-    return samples, report
+    assert drawn.candidates is not None
+    reserve = reserves.event_reserves(drawn.candidates, list(drawn.sites.columns), cfg.reserve, rng_reserve)
+    return samples, _reserve_rows(cfg, report, sites, reserve, lambda c, s: events.event_rows(s, c)), report
 
 
 @dataclasses.dataclass
@@ -391,13 +420,21 @@ def _chronological_bins(sites: pd.DataFrame, cfg: PlanConfig) -> tuple[pd.DataFr
     return labelled, [f"{b.year} {b.season}" for b in bins]
 
 
-def write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
-    """Write every plan file into ``ds``: each is finished under a temporary name first."""
+def write_plan(
+    ds: Path,
+    samples: gpd.GeoDataFrame,
+    report: dict[str, Any],
+    cfg: PlanConfig,
+    reserve: gpd.GeoDataFrame | None = None,
+) -> None:
+    """Write every plan file into ``ds`` (and ``reserve.parquet`` when there are reserves), each finished first."""
     with writing(ds, "plan", create=True):  # one writer; a killed run's .plan-*; a failed first run leaves no DS
-        _write_plan(ds, samples, report, cfg)
+        _write_plan(ds, samples, report, cfg, reserve)
 
 
-def _write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig) -> None:
+def _write_plan(
+    ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg: PlanConfig, reserve: gpd.GeoDataFrame | None
+) -> None:
     from geosample._gpkg import write_styled_gpkg
     from geosample.sampling._plots import plot_sample_map, plot_time_bins
 
@@ -407,6 +444,13 @@ def _write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg
         samples.to_parquet(
             staging / PLAN_FILE, index=False, compression="zstd", schema_version="1.1.0", write_covering_bbox=True
         )
+        names = [PLAN_FILE, PLAN_GPKG, "report/balance.json", "report/map.png", "report/time.png"]
+        if reserve is not None and len(reserve):
+            reserve.to_parquet(
+                staging / RESERVE_FILE, index=False, compression="zstd", schema_version="1.1.0",
+                write_covering_bbox=True,
+            )  # fmt: skip
+            names.append(RESERVE_FILE)
         write_styled_gpkg(samples, staging / PLAN_GPKG, "samples", category_column="stratum")
         (staging / "report" / "balance.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         first_site = samples.drop_duplicates("site_id")
@@ -419,8 +463,10 @@ def _write_plan(ds: Path, samples: gpd.GeoDataFrame, report: dict[str, Any], cfg
             sites_by_bin, staging / "report" / "time.png", bin_column="time_bin", hue_column=hue, order=order
         )
         (ds / "report").mkdir(exist_ok=True)
-        for name in (PLAN_FILE, PLAN_GPKG, "report/balance.json", "report/map.png", "report/time.png"):
+        for name in names:
             (staging / name).replace(ds / name)
+        if RESERVE_FILE not in names:  # a plan without reserves leaves none of an earlier plan's
+            (ds / RESERVE_FILE).unlink(missing_ok=True)
         write_section(
             ds,
             "plan",

@@ -88,6 +88,20 @@ def assign_windows(
     order = np.lexsort((rng.permutation(n), strata))
     bin_index = np.empty(n, dtype=np.int64)
     bin_index[order] = np.arange(n) % len(bins)
+    return bin_windows(bin_index, lat, bins, start, end, window_days, rng)
+
+
+def bin_windows(
+    bin_index: np.ndarray,
+    lat: np.ndarray,
+    bins: list[Bin],
+    start: dt.date,
+    end: dt.date,
+    window_days: int | None,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """The label and window of each site in its given bin (``bins[bin_index]``), as :func:`assign_windows` returns."""
+    n = bin_index.size
     north = lat >= 0
     starts = np.empty(n, dtype="datetime64[D]")
     ends = np.empty(n, dtype="datetime64[D]")

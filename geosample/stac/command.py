@@ -54,6 +54,11 @@ def _presets_help() -> str:
     "--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign asset URLs just before each read."
 )
 @click.option("--retry-failed", is_flag=True, default=None, help="Also retry failed and no_item samples.")
+@click.option(
+    "--substitute/--no-substitute", default=None,
+    help="Replace a failed site by the next reserve site of its stratum and time bin.  [default: when the plan has "
+    "reserves]",
+)  # fmt: skip
 @click.option("--limit", type=int, help="Only the first N samples (to try things out).")
 @click.option("--dask-scheduler", help="'local' or tcp://HOST:PORT: read on a Dask cluster.")
 @click.option("--preset", help=f"A named source: {_presets_help()}.")
@@ -98,5 +103,10 @@ def fetch(
             f"{s['no_item']} no_item, {s['failed']} failed{rejected}; {s['skipped']} already done. "
             f"{ds}/chips.parquet holds {int((table['status'] == 'ok').sum())} ok chip(s) of {len(table)}"
         )
+        if s["target"]:
+            click.echo(
+                f"achieved {s['achieved']} of {s['target']} planned site(s): {s['substituted']} replaced by reserve "
+                f"sites, {s['short']} failed and not replaced; {ds}/samples.parquet lists the achieved samples"
+            )
         if s["failed"]:
             click.echo("  re-run with --retry-failed to try the failed ones again", err=True)

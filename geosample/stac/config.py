@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from rasterio.enums import Resampling
 
+from geosample._coerce import as_float as _as_float
 from geosample._coerce import as_int as _as_int
 from geosample.errors import ConfigError
 
@@ -67,6 +68,9 @@ class FetchConfig:
     """Reject a chip whose measured cloud fraction (0–1) is above this, and try the next candidate item."""
     min_valid: float | None = None
     """Reject a chip whose share of valid pixels (0–1) is below this, and try the next candidate item."""
+    substitute: bool | None = None
+    """Replace a failed site by the next unused reserve site of its stratum and time bin (see
+    :mod:`geosample.stac.substitute`); ``None``: when the plan has reserves (``DS/reserve.parquet``)."""
 
     def __post_init__(self) -> None:
         """Validate every field; raise ConfigError naming the fix."""
@@ -138,7 +142,7 @@ class FetchConfig:
         for name in ("workers", "limit", "retries"):
             if name in kwargs:
                 kwargs[name] = _as_int(kwargs[name], f"--{name}")
-        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed", "observe"):
+        for name in ("mosaic", "preview", "harmonize", "scale", "retry_failed", "observe", "substitute"):
             if name in kwargs and not isinstance(kwargs[name], bool):
                 raise ConfigError(f"{name} must be true or false, not {kwargs[name]!r}")
         for name in ("stac", "sort", "sign", "dask_scheduler", "preset", "resampling"):
@@ -182,12 +186,3 @@ def _as_tuple(value: object, flag: str) -> tuple[str, ...]:
             out.extend(_as_tuple(str(item), flag))
         return tuple(out)
     raise ConfigError(f"{flag} expects a list or a comma-separated string, not {value!r}")
-
-
-def _as_float(value: object, flag: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{flag} must be a number, not {value!r}")
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} must be a number, not {value!r}") from None

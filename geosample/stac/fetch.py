@@ -26,10 +26,25 @@ import numpy as np
 import pandas as pd
 
 from geosample import __version__
-from geosample._dataset import atomic_path, read_config, read_plan, write_section, writing
+from geosample._dataset import (
+    SAMPLES_FILE,
+    atomic_path,
+    read_config,
+    read_plan,
+    read_reserve,
+    write_section,
+    writing,
+)
 from geosample._paths import check_name, in_folder, inside
 from geosample._plan_checks import check_pixel_budget
-from geosample.errors import ConfigError, DataQualityWarning, DatasetError, ObservationWarning, StacError
+from geosample.errors import (
+    ConfigError,
+    DataQualityWarning,
+    DatasetError,
+    ObservationWarning,
+    ShortfallWarning,
+    StacError,
+)
 from geosample.stac import catalog
 from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs, mask_asset
 from geosample.stac._dask import open_executor
@@ -50,6 +65,7 @@ from geosample.stac.journal import COLUMNS, Manifest
 from geosample.stac.observe import ObservationPlan, mask_kind, observation_plan
 from geosample.stac.presets import apply_preset, needs_harmonize
 from geosample.stac.search import Candidate, SearchGroup, group_samples, mosaic_items, search_group
+from geosample.stac.substitute import Substitutes, write_achieved
 
 __all__ = ["fetch", "make_signer"]
 
@@ -140,9 +156,15 @@ def fetch(
             (see :mod:`geosample.stac._hrefs`). Never taken from a config file.
         **settings: :class:`FetchConfig` fields, when ``config`` is not given.
 
+    A sample that fails (``no_item``, ``failed``, ``cloudy``, ``nodata``) is replaced, with its whole
+    site, by the next unused reserve site of its stratum and time bin when the plan has reserves
+    (``substitute``; see :mod:`geosample.stac.substitute`). At the end ``DS/samples.parquet`` lists the
+    achieved samples and ``report/balance.json`` gains ``achieved``.
+
     Returns:
         The whole manifest (every row of ``chips.parquet``); ``.attrs["summary"]``
-        counts this run's ``ok``, ``no_item``, ``failed`` and ``skipped`` chips.
+        counts this run's ``ok``, ``no_item``, ``failed`` and ``skipped`` chips, and the
+        sites ``substituted`` and ``short`` (failed, with no reserve left) in the dataset.
     """
     ds = Path(ds)
     cfg = config if config is not None else FetchConfig.from_mapping(settings)
@@ -150,13 +172,21 @@ def fetch(
     missing = [c for c in PLAN_COLUMNS if c not in plan.columns]
     if missing:
         raise DatasetError(f"{ds}/plan.parquet lacks columns {missing}; re-run 'geosample plan'")
+    reserve = read_reserve(ds)
+    if cfg.substitute and reserve is None:
+        raise ConfigError(
+            f"--substitute needs reserve sites, and {ds} has no reserve.parquet; make the plan with "
+            "'geosample plan --reserve 0.5' (or more), or drop --substitute"
+        )
+    substitute = reserve is not None and cfg.substitute is not False
     recorded = read_config(ds).get("fetch") or {}
     allow_local_assets = local_assets_consent(cfg, recorded, allow_local_assets)  # a resumed fetch keeps it
     cfg = _resolve_config(cfg, recorded)
     for name in cfg.collection:  # collection ids become folder names
         check_name(name, "--collection")
+    everyone = plan if reserve is None else pd.concat([plan, reserve.drop(columns="reserve_rank")], ignore_index=True)
     if cfg.resolution is not None:
-        check_pixel_budget(plan, cfg.resolution)
+        check_pixel_budget(everyone if substitute else plan, cfg.resolution)
     policy = HrefPolicy.for_source(str(cfg.stac), allow_local=allow_local_assets)
     samples = plan.sort_values("sample_id", kind="stable").reset_index(drop=True)
     if cfg.limit is not None:
@@ -170,6 +200,9 @@ def fetch(
         existing = manifest.table()
         known = set(existing["collection"].dropna()) | set(recorded.get("collections") or {})
         nested = len(set(cfg.collection) | known) > 1
+        subs = Substitutes(plan, reserve, [*cfg.collection, *sorted(known - set(cfg.collection))], samples["sample_id"])
+        if subs.has_reserve and cfg.retry_failed:  # a site replaced by a reserve stays replaced
+            samples = samples[~samples["sample_id"].isin(subs.replaced(existing))].reset_index(drop=True)
         runs, skipped = [], 0
         for name in cfg.collection:
             run, n_skipped = _prepare(
@@ -184,23 +217,89 @@ def fetch(
         for stale in chips_dir.rglob(".*.tmp"):
             stale.unlink(missing_ok=True)
         manifest.compact()
-        runner = _Runner(ds, cfg, manifest, source, sign, plan, policy)
+        (ds / SAMPLES_FILE).unlink(missing_ok=True)  # rewritten at the end; until then the plan stands
+        runner = _Runner(ds, cfg, manifest, source, sign, everyone, policy)
         try:
             counts = runner.run(runs, progress)
+            if subs.has_reserve:
+                runs += _substitute(runner, subs, runs, progress, assign=substitute, overwrite=overwrite)
         finally:
             close_thread_caches()
             table = manifest.compact()
             manifest.close()
         runner.complete_catalog(runs, table)
         catalog.write_catalog(ds, table, {name: source.collection_info(name) for name in cfg.collection})
+        achieved = write_achieved(ds, subs, table, substitute=substitute)
         write_section(ds, "fetch", _section(cfg, read_config(ds).get("fetch") or recorded, runs, policy.allow_local))
     elapsed = time.perf_counter() - started
     done = sum(counts.values())
-    summary = {**counts, "skipped": skipped, "seconds": round(elapsed, 3), "chips_per_s": done / max(elapsed, 1e-9)}
+    summary = {**counts, "skipped": skipped, "seconds": round(elapsed, 3), "chips_per_s": done / max(elapsed, 1e-9),
+               "substituted": achieved["summary"]["substituted"], "short": achieved["summary"]["shortfall"],
+               "achieved": achieved["summary"]["achieved"], "target": achieved["summary"]["target"]}  # fmt: skip
     _warn_quality(runner.low_valid)
     _warn_unobservable(runs, counts)
+    _warn_shortfall(achieved, substitute)
     table.attrs["summary"] = summary
     return table
+
+
+MAX_ROUNDS = 1000
+"""Most substitution rounds in one run (each fetches the substitutes of one generation; a bound for safety)."""
+
+
+def _substitute(
+    runner: _Runner, subs: Substitutes, runs: list[_Collection], progress: bool | None, *, assign: bool,
+    overwrite: bool,
+) -> list[_Collection]:  # fmt: skip
+    """Fetch reserve sites for failed ones, round after round, until none is needed or none is left.
+
+    Each round's assignment comes from the manifest alone (:meth:`Substitutes.step`), and the reserve's
+    rows carry ``replaces``, so a killed run resumes on the same path. Returns the rounds' runs.
+    """
+    added: list[_Collection] = []
+    fetched: set[str] = set()
+    for round_ in range(MAX_ROUNDS):
+        table = runner.manifest.table()
+        step = subs.step(table, assign=assign, refetch=overwrite and round_ == 0)
+        todo = [site for site in step.fetch if site not in fetched or not overwrite]
+        if not todo:
+            break
+        runner.replaces.update(step.replaces)
+        rows = subs.samples_of(todo)
+        follow = [_follow_up(runner, run, rows, table, redo=overwrite and round_ == 0) for run in runs]
+        before = len(table)
+        runner.run([f for f in follow if len(f.samples)], progress)
+        added += follow
+        fetched.update(todo)
+        if not any(len(f.samples) for f in follow) and len(runner.manifest.table()) == before:
+            break  # nothing left to fetch for these sites: do not spin
+    return added
+
+
+def _follow_up(
+    runner: _Runner, run: _Collection, rows: gpd.GeoDataFrame, table: pd.DataFrame, redo: bool
+) -> _Collection:
+    """The work of a substitution round for one collection: the reserve samples without an ``ok`` chip there."""
+    mine = table[(table["collection"] == run.name) & table["sample_id"].isin(rows["sample_id"])]
+    ok = mine[mine["status"] == "ok"]
+    done = set() if redo or not len(ok) else set(ok.loc[_verify(runner.ds, ok), "sample_id"])
+    todo = rows[~rows["sample_id"].isin(done)].reset_index(drop=True)
+    old_paths = {
+        str(r.sample_id): (r.path, r.preview if in_folder(runner.ds, r.preview, CHIPS_DIR) else None)
+        for r in mine.itertuples()
+        if in_folder(runner.ds, r.path, CHIPS_DIR)
+    }
+    if run.options.assets or len(todo) == 0:
+        return dataclasses.replace(
+            run, samples=todo, groups=group_samples(todo) if len(todo) else [], prefetched=[], old_paths=old_paths
+        )
+    # The plan's own round found no item to learn the assets from: learn them from the reserves' first match.
+    recorded = read_config(runner.ds).get("fetch") or {}
+    follow, _ = _prepare(
+        runner.ds, runner.cfg, recorded, table, todo, runner.source, run.name, run.nested, runner.signer, False,
+        runner.policy,
+    )  # fmt: skip
+    return follow
 
 
 def _resolve_config(cfg: FetchConfig, recorded: Mapping[str, Any]) -> FetchConfig:
@@ -420,6 +519,24 @@ def _warn_unobservable(runs: Sequence[_Collection], counts: Mapping[str, int]) -
             )
 
 
+def _warn_shortfall(achieved: Mapping[str, Any], substitute: bool) -> None:
+    """Say how many failed sites stay unreplaced, and in how many strata."""
+    summary = achieved["summary"]
+    if not summary["shortfall"]:
+        return
+    why = (
+        "no reserve site of their stratum (or event) was left"
+        if substitute
+        else "substitution is off (no reserve.parquet, or --no-substitute)"
+    )
+    warnings.warn(
+        f"{summary['shortfall']} failed site(s) in {summary['strata_short']} strata were not replaced: {why}; "
+        "the dataset falls short of the plan there (see 'achieved' in report/balance.json)",
+        ShortfallWarning,
+        stacklevel=3,
+    )
+
+
 def _warn_quality(low: list[str]) -> None:
     if low:
         warnings.warn(
@@ -450,6 +567,9 @@ class _Runner:
         self.sites = dict(zip(plan["sample_id"].astype(str), plan.get("site_id", plan["sample_id"]), strict=True))
         self.paired = paired_samples(plan)
         self.counts = {"ok": 0, "no_item": 0, "failed": 0, "cloudy": 0, "nodata": 0}
+        self.replaces: dict[str, str] = {}
+        """Reserve sample id → the plan sample it replaces (its rows carry it in ``replaces``)."""
+        self.rows = plan
         self.low_valid: list[str] = []
         self._chosen: dict[tuple[str, str], tuple[list[Candidate], list[Candidate]]] = {}
         self._bar: Any = None
@@ -617,7 +737,8 @@ class _Runner:
         observed_map: str | None = None,
     ) -> dict[str, Any]:
         row: dict[str, Any] = dict.fromkeys(COLUMNS)
-        row.update(sample_id=sample_id, status=status, error=error, collection=run.name, resolution=run.resolution)
+        row.update(sample_id=sample_id, status=status, error=error, collection=run.name, resolution=run.resolution,
+                   replaces=self.replaces.get(sample_id))  # fmt: skip
         if observation:
             row.update(observation)
         if status == "ok":
@@ -661,7 +782,7 @@ class _Runner:
                 if catalog.item_path(self.ds, run.name, row["sample_id"]).exists():
                     continue
                 if plan_rows is None:
-                    plan_rows = read_plan(self.ds).set_index("sample_id")
+                    plan_rows = self.rows.set_index("sample_id")
                 if row["sample_id"] not in plan_rows.index:
                     continue
                 rec = plan_rows.loc[row["sample_id"]]

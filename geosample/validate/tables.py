@@ -135,7 +135,55 @@ def check_tables(ds: Path, report: Report, hashes: dict[Path, str]) -> dict[str,
         check = _ROW_CHECKS.get(spec.name)
         if check is not None:
             check(ds, spec.name, table, report, hashes)
+    _check_substitution(ds, report)
     return checked
+
+
+def _check_substitution(ds: Path, report: Report) -> None:
+    """Reserves, achieved samples and ``replaces`` agree.
+
+    Reserve ids are not plan ids, samples come from the plan or the reserve, a ``replaces`` names a plan
+    sample and sits on a reserve's chip, and reserve ranks count from 1.
+    """
+
+    def ids(name: str) -> set[str] | None:
+        path = ds / name
+        if not path.exists():
+            return None
+        try:
+            return {str(v) for v in pq.read_table(path, columns=["sample_id"]).column(0).to_pylist()}
+        except Exception:  # noqa: BLE001 - its own check reports an unreadable file
+            return None
+
+    plan, reserve, samples = ids("plan.parquet"), ids("reserve.parquet"), ids("samples.parquet")
+    if plan is None:
+        return
+    if reserve is not None and (clash := sorted(plan & reserve)):
+        report("reserve.parquet", f"{_few(clash, 'reserve sample ids are also plan ids')}; it belongs to another "
+                                  "plan: re-run 'geosample plan'")  # fmt: skip
+    if reserve is not None:
+        try:
+            rank = pq.read_table(ds / "reserve.parquet", columns=["reserve_rank"]).column(0).to_numpy()
+        except Exception:  # noqa: BLE001 - a missing column is reported with the table's columns
+            rank = None
+        if rank is not None and (rank < 1).any():
+            report("reserve.parquet", "reserve_rank counts from 1 (the first reserve to use); re-run 'geosample plan'")
+    if samples is not None and (strangers := sorted(samples - plan - (reserve or set()))):
+        report("samples.parquet", f"{_few(strangers, 'samples are neither in the plan nor in the reserve')}; "
+                                  f"re-run 'geosample fetch {ds}'")  # fmt: skip
+    chips_path = ds / "chips.parquet"
+    if chips_path.exists():
+        try:
+            chips = pq.read_table(chips_path, columns=["sample_id", "replaces"]).to_pandas()
+        except Exception:  # noqa: BLE001 - an old manifest without replaces, or one reported unreadable above
+            return
+        marked = chips[chips["replaces"].notna()]
+        if (bad := sorted(set(marked["replaces"].astype(str)) - plan)):
+            report("chips.parquet", f"{_few(bad, 'replaces values are not plan samples')}; "
+                                    f"re-run 'geosample fetch {ds}'")  # fmt: skip
+        if (odd := sorted(set(marked["sample_id"].astype(str)) - (reserve or set()))):
+            report("chips.parquet", f"{_few(odd, 'rows with replaces are not reserve samples')}; "
+                                    f"re-run 'geosample fetch {ds}'")  # fmt: skip
 
 
 def _typed(spec: TableSpec, schema: pa.Schema, report: Report) -> bool:
