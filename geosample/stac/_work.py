@@ -154,6 +154,9 @@ class ReadOptions:
     """Reject a chip whose measured cloud fraction is above this."""
     min_valid: float | None = None
     """Reject a chip whose share of valid pixels is below this."""
+    open_sources: int = dataclasses.field(default_factory=open_sources_budget)
+    """Sources each read thread keeps open: ``GEOSAMPLE_OPEN_SOURCES`` where fetch runs (checked there, before
+    anything is written; Dask workers get it with the task)."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -196,14 +199,19 @@ _encoder: concurrent.futures.ThreadPoolExecutor | None = None
 _encoder_pid = 0
 
 
-def _thread_cache(signer: Signer | None) -> DatasetCache:
-    """This thread's open sources, kept across tasks: the next task on a nearby chip finds its tiles decoded."""
+def _thread_cache(signer: Signer | None, max_open: int | None = None) -> DatasetCache:
+    """This thread's open sources, kept across tasks: the next task on a nearby chip finds its tiles decoded.
+
+    ``max_open``: the most kept open (default: :func:`open_sources_budget`).
+    """
+    budget = max_open if max_open is not None else open_sources_budget()
     cache = getattr(_local, "cache", None)
     if cache is None:
-        cache = _local.cache = DatasetCache(signer, max_open=open_sources_budget())
+        cache = _local.cache = DatasetCache(signer, max_open=budget)
         with _caches_lock:
             _caches.add(cache)
     cache.signer = signer
+    cache.max_open = budget
     return cache
 
 
@@ -234,7 +242,7 @@ def run_task(jobs: Sequence[ChipJob], options: ReadOptions, signer: Signer | Non
     while the next is read (at most :data:`ENCODES_IN_FLIGHT` waiting per task).
     """
     hrefs = sorted({h for job in jobs for src in job.sources for h in src.hrefs.values()})
-    cache = _thread_cache(signer)
+    cache = _thread_cache(signer, options.open_sources)
     encoder = _encoder_pool()
     results: list[ChipResult | concurrent.futures.Future[ChipResult]] = []
     waiting: deque[concurrent.futures.Future[ChipResult]] = deque()

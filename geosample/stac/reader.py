@@ -132,9 +132,11 @@ def _resolution_m(src: DatasetReader) -> float:
 class DatasetCache:
     """Open sources (and their overview levels), least recently used closed first; close with :meth:`close`.
 
-    Not thread-safe: one per thread. ``signer`` turns an asset href into a
-    readable URL; it is called each time a source is opened, so a long run
-    always reads with a fresh token (and a 403 reopens with a new one).
+    Not thread-safe: one per thread. At most ``max_open`` sources (an overview
+    level counts as one) are open at once: the least recently used is closed
+    before another is opened. ``signer`` turns an asset href into a readable
+    URL; it is called each time a source is opened, so a long run always reads
+    with a fresh token (and a 403 reopens with a new one).
     """
 
     def __init__(self, signer: Signer | None = None, max_open: int = 32) -> None:
@@ -157,7 +159,7 @@ class DatasetCache:
         if src is not None:
             self._open.move_to_end(key)
         else:
-            if len(self._open) >= self.max_open:
+            while self._open and len(self._open) >= self.max_open:
                 self._open.popitem(last=False)[1].close()
             url = self.signer(href) if self.signer is not None else href
             kwargs: dict[str, Any] = {} if level is None else {"overview_level": level}
