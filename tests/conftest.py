@@ -6,6 +6,7 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from untrusted import FakeDNS
@@ -33,6 +34,40 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDNS]:
     monkeypatch.setattr(socket, "getaddrinfo", fake.getaddrinfo)
     yield fake
     fake.release()
+
+
+class DaskCluster:
+    """A running LocalCluster: its scheduler's ``address``, and which workers ran the tasks of a call."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+
+    def tasks_per_worker(self, run: Any) -> tuple[Any, dict[str, int]]:
+        """``run()``'s result and, per worker, how many tasks it ran meanwhile (from the scheduler's task stream)."""
+        import distributed
+
+        with distributed.Client(self.address, timeout="20s") as client:
+            with distributed.get_task_stream(client) as stream:
+                result = run()
+            counts: dict[str, int] = {}
+            for task in stream.data:  # filled as the stream closes
+                counts[task["worker"]] = counts.get(task["worker"], 0) + 1
+        return result, counts
+
+
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[DaskCluster]:
+    """A ``distributed.LocalCluster`` of two worker processes (one thread each) on loopback, for the session.
+
+    Tasks run in other processes, so everything they get must pickle, and what they compute there must
+    equal the local path's.
+    """
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+        silence_logs=40,
+    ) as cluster:  # fmt: skip
+        yield DaskCluster(cluster.scheduler_address)
 
 
 @pytest.fixture(scope="session")

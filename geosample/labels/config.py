@@ -30,8 +30,10 @@ class LabelConfig:
     """Asset key of the land-cover COG in the STAC items of a ``stac:`` source; ``None`` picks the only raster."""
     sign: str | None = None
     """Sign asset URLs of a ``stac:`` source before reading: ``planetary-computer`` (its assets need it)."""
-    workers: int = 4
-    """Threads reading the source."""
+    workers: int | None = None
+    """Threads reading the source (or Dask tasks in flight); default: 1 for a local file, 8 for ``stac:``."""
+    dask_scheduler: str | None = None
+    """``local`` (a LocalCluster of this machine's cores) or ``tcp://HOST:PORT``; default: threads here."""
     preset: str | None = None
     """An annual land-cover product (``io-lulc-annual-v02``, ``esa-worldcover``) filling source, stac, asset, scheme."""
     max_year_gap: int = 2
@@ -60,8 +62,14 @@ class LabelConfig:
             not isinstance(self.resolution, int | float) or not 0.0 < float(self.resolution) <= 100_000
         ):
             raise ConfigError(f"--resolution {self.resolution!r} must be a positive number of metres")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 256:
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or not 1 <= self.workers <= 256
+        ):
             raise ConfigError(f"--workers {self.workers!r} must be an integer from 1 to 256")
+        if self.dask_scheduler is not None and not (
+            self.dask_scheduler == "local" or self.dask_scheduler.startswith(("tcp://", "tls://", "inproc://"))
+        ):
+            raise ConfigError(f"--dask-scheduler {self.dask_scheduler!r} must be 'local' or an address tcp://HOST:PORT")
         if not self.source:
             raise ConfigError("--source is empty; use 'embedded', a raster path, PATH:COLUMN or stac:COLLECTION")
         if self.source.startswith("stac:") and not self.stac:
@@ -88,7 +96,7 @@ class LabelConfig:
                 except (TypeError, ValueError):
                     flag = f"--{name.replace('_', '-')}"
                     raise ConfigError(f"{flag} must be an integer, not {kwargs[name]!r}") from None
-        for name in ("taxonomy", "source", "scheme", "stac", "asset", "sign", "preset"):
+        for name in ("taxonomy", "source", "scheme", "stac", "asset", "sign", "preset", "dask_scheduler"):
             if name in kwargs:
                 kwargs[name] = str(kwargs[name])
         if base_dir is not None:

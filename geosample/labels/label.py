@@ -9,12 +9,14 @@ fractions are rolled up to every level of the taxonomy.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import os
 import threading
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, as_completed, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +31,7 @@ from geosample.errors import CoarseSourceWarning, DataQualityWarning, DatasetErr
 from geosample.labels.config import LabelConfig
 from geosample.labels.fractions import REGIONS
 from geosample.labels.grids import LabelGrid, chip_label_grids
-from geosample.labels.sources import LabelSource, open_source
+from geosample.labels.sources import LabelSource, SourcePart, open_source
 
 if TYPE_CHECKING:
     from geosample.labels.taxonomy import Taxonomy
@@ -37,7 +39,12 @@ if TYPE_CHECKING:
 UNMAPPED_ERROR_SHARE = 0.01
 """Above this share of valid pixels with values the crosswalk does not know, the scheme is wrong: stop."""
 _TASK_CHIPS = 64
-_NOT_RESULT_SETTINGS = {"workers"}
+NOT_RESULT_SETTINGS = frozenset({"workers", "dask_scheduler"})
+"""Label settings that change how labels are computed, not what they are."""
+LOCAL_WORKERS = 1
+"""Default workers for a local raster or vector: counting holds the GIL, so more threads only add overhead."""
+REMOTE_WORKERS = 8
+"""Default workers for a ``stac:`` source: reads wait on the network, so threads overlap them."""
 
 
 @dataclasses.dataclass
@@ -68,10 +75,16 @@ def count_classes(
     workers: int = 1,
     progress: bool = False,
     nodata_values: frozenset[str] | set[str] = frozenset(),
+    dask_scheduler: str | None = None,
 ) -> ClassCounts:
     """Count the taxonomy classes of ``source`` on every grid, reading windows on ``workers`` threads.
 
-    Source values in ``nodata_values`` (a scheme's no-data values, e.g. clouds in a land-cover map) count as no data.
+    Chips are read in tasks of nearby chips (:func:`count_task`), each task's source values counted
+    where it runs; the counts are mapped to classes here. Tasks run on a thread pool that sends the
+    tasks of one area to the same thread (whose open source holds that area's decoded tiles), or on a
+    Dask cluster (``dask_scheduler``: ``local`` or an address) that receives only what each task needs.
+    Source values in ``nodata_values`` (a scheme's no-data values, e.g. clouds in a land-cover map)
+    count as no data.
     """
     slot_values = source.slots.values
     nodata_slot = len(slot_values) - 1
@@ -92,42 +105,161 @@ def count_classes(
     counts = np.zeros((len(grids), 5, n_classes), dtype=np.int32)
     nodata = np.zeros(len(grids), dtype=np.int64)
     unmapped_slots = np.zeros(len(slot_values), dtype=np.int64)
-    local = threading.local()
-    lock = threading.Lock()
 
-    def run(start: int) -> int:
-        reader = getattr(local, "reader", None)
-        if reader is None:
-            reader = local.reader = source.reader()
-        stop = min(start + _TASK_CHIPS, len(grids))
-        seen = np.zeros(len(slot_values), dtype=np.int64)
-        for i in range(start, stop):
-            slot_counts = reader.counts(grids[i])
-            present = np.flatnonzero(slot_counts[:4].sum(axis=0))
+    def fold(rows: np.ndarray, chips: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for i, (present, slot_counts) in zip(rows, chips, strict=True):
             cls = slot_class[present]
-            per_class = slot_counts[:, present] @ onehot[present]
+            per_class = slot_counts @ onehot[present]
             counts[i] = per_class[:, :n_classes]
             nodata[i] = per_class[:4, n_classes + 1].sum()
-            odd = present[cls == n_classes]
-            seen[odd] += slot_counts[:4, odd].sum(axis=0)
-        with lock:
-            unmapped_slots[:] += seen
-        return stop - start
+            odd = cls == n_classes
+            unmapped_slots[present[odd]] += slot_counts[:4, odd].sum(axis=0)
 
-    starts = range(0, len(grids), _TASK_CHIPS)
+    tasks = [(rows, [grids[i] for i in rows]) for rows in _tasks(grids)]
     bar = _progress_bar(len(grids), progress)
     try:
-        if workers <= 1:
-            for start in starts:
-                bar.update(run(start))
+        if dask_scheduler is None:
+            _count_on_threads(source, tasks, fold, workers, bar)
         else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="geosample-label") as pool:
-                for done in pool.map(run, starts):
-                    bar.update(done)
+            _count_on_dask(source, tasks, fold, workers, bar, dask_scheduler)
     finally:
         bar.close()
     unmapped = {slot_values[s]: int(unmapped_slots[s]) for s in np.flatnonzero(unmapped_slots)}
     return ClassCounts(codes, counts, unmapped, nodata)
+
+
+Fold = Callable[[np.ndarray, list[tuple[np.ndarray, np.ndarray]]], None]
+Task = tuple[np.ndarray, list[LabelGrid]]
+
+
+def _count_on_threads(source: LabelSource, tasks: list[Task], fold: Fold, workers: int, bar: Any) -> None:
+    """Count and fold each task on ``workers`` threads (in this thread for one): tasks of one area on one thread.
+
+    The fold runs on the worker thread too: a main thread busy with Python would hold the GIL that the
+    readers need back after each read.
+    """
+    from geosample.stac._dask import AffinityPool
+    from geosample.stac._work import close_thread_caches
+
+    lock = threading.Lock()
+
+    def run(rows: np.ndarray, task: list[LabelGrid]) -> int:
+        chips = count_task(source.part(task), task)
+        with lock:
+            fold(rows, chips)
+        return len(rows)
+
+    try:
+        if workers <= 1:
+            for rows, task in tasks:
+                bar.update(run(rows, task))
+            return
+        # Tasks in space order, cut into one run per worker: a run's tasks go to one thread.
+        run_of = {id(task): k * workers // len(tasks) for k, (_, task) in enumerate(tasks)}
+        pool = AffinityPool(workers, lambda args: run_of.get(id(args[1])), name="geosample-label")
+        try:
+            for done in as_completed([pool.submit(run, rows, task) for rows, task in tasks]):
+                bar.update(done.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        _close_thread_readers()
+        close_thread_caches()
+
+
+def _count_on_dask(source: LabelSource, tasks: list[Task], fold: Fold, workers: int, bar: Any, scheduler: str) -> None:
+    """Count each task on a Dask cluster (only the task's part of the source travels) and fold the results here."""
+    from geosample.stac._dask import open_executor
+
+    run_of = {id(task): k * max(1, workers) // len(tasks) for k, (_, task) in enumerate(tasks)}
+    with open_executor(scheduler, workers, key=lambda args: run_of.get(id(args[1]))) as (pool, depth):
+        pending = collections.deque(tasks)
+        running: dict[Future, np.ndarray] = {}
+        while pending or running:
+            while pending and len(running) < depth:
+                rows, task = pending.popleft()
+                running[pool.submit(count_task, source.part(task), task)] = rows
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                rows = running.pop(future)
+                fold(rows, future.result())
+                bar.update(len(rows))
+
+
+def resolve_workers(workers: int | None, source: LabelSource, dask_scheduler: str | None = None) -> int:
+    """The worker count of a run: ``workers`` if given, else the default for the source (and scheduler).
+
+    Threads on one machine: :data:`LOCAL_WORKERS` for local files, whose count holds the GIL (measured in
+    ``benchmarks/label_bench.py``: more threads are not faster on 2 cores), and :data:`REMOTE_WORKERS` for
+    ``stac:`` sources, whose reads wait on the network. A Dask cluster: its cores (``local``: this machine's).
+    """
+    if workers is not None:
+        return workers
+    if dask_scheduler is not None:
+        return os.cpu_count() or 1
+    from geosample.labels.stac_source import StacSource
+
+    return REMOTE_WORKERS if isinstance(source, StacSource) else LOCAL_WORKERS
+
+
+def count_task(part: SourcePart, grids: Sequence[LabelGrid]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The source values on each of a few chips: (values present, their (5, k) counts per region).
+
+    Runs on a worker thread or a Dask worker; ``part`` holds only what these chips need. A raster stays
+    open in the thread between tasks (see :func:`_thread_reader`).
+    """
+    reader = _thread_reader(part)
+    out = []
+    with part.env():
+        for grid in grids:
+            slot_counts = reader.counts(grid)
+            present = np.flatnonzero(slot_counts[:4].sum(axis=0))
+            out.append((present, slot_counts[:, present]))
+    return out
+
+
+_readers = threading.local()
+_THREAD_READERS = 4
+"""Rasters a worker thread keeps open between tasks (a run labels from one or a few)."""
+
+
+def _thread_reader(part: SourcePart) -> Any:
+    """The calling thread's reader of ``part``'s files, opened once per thread (or a new one for ``key`` None)."""
+    if part.key is None:
+        return part.reader()
+    readers: collections.OrderedDict[Hashable, Any] = _readers.__dict__.setdefault("open", collections.OrderedDict())
+    reader = readers.get(part.key)
+    if reader is None:
+        while len(readers) >= _THREAD_READERS:
+            old = readers.popitem(last=False)[1]
+            if hasattr(old, "close"):
+                old.close()
+        reader = readers[part.key] = part.reader()
+    readers.move_to_end(part.key)
+    return reader
+
+
+def _close_thread_readers() -> None:
+    """Close the rasters the calling thread keeps open."""
+    readers = _readers.__dict__.pop("open", {})
+    for reader in readers.values():
+        if hasattr(reader, "close"):
+            reader.close()
+
+
+def _tasks(grids: list[LabelGrid]) -> list[np.ndarray]:
+    """Positions of the grids in tasks of :data:`_TASK_CHIPS` nearby chips: by CRS, then Z-order of their corners."""
+    if not grids:
+        return []
+    epsg = np.array([g.epsg for g in grids], dtype=np.int64)
+    side = np.array([g.res * g.size for g in grids])
+    x = np.floor(np.array([g.x0 for g in grids]) / side).astype(np.int64) & 0xFFFF
+    y = np.floor(-np.array([g.y0 for g in grids]) / side).astype(np.int64) & 0xFFFF
+    z = np.zeros(len(grids), dtype=np.int64)
+    for bit in range(16):
+        z |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
+    order = np.lexsort((z, epsg))
+    return [order[i : i + _TASK_CHIPS] for i in range(0, len(order), _TASK_CHIPS)]
 
 
 @writes_dataset("label")
@@ -188,8 +320,9 @@ def label(
     grids = chip_label_grids(samples, cfg.resolution or source.res_m)
     show = _is_terminal() if progress is None else progress
     counted = count_classes(
-        source, grids, mapping, workers=cfg.workers, progress=show, nodata_values=NODATA.get(str(scheme), set())
-    )
+        source, grids, mapping, workers=resolve_workers(cfg.workers, source, cfg.dask_scheduler), progress=show,
+        nodata_values=NODATA.get(str(scheme), set()), dask_scheduler=cfg.dask_scheduler,
+    )  # fmt: skip
     _check_coverage(counted, source, scheme, list(taxonomy.mappings), len(samples))
     table = labels_table(samples["sample_id"].to_numpy(), counted, taxonomy, cfg.min_fraction, source.name)
     table["label_year"] = pd.array(label_years(source, len(samples)), dtype="Int64")
@@ -363,7 +496,7 @@ def _check_rerun(ds: Path, cfg: LabelConfig, overwrite: bool) -> None:
     recorded = read_config(ds).get("label")
     if recorded and not overwrite and (ds / LABELS_FILE).exists():
         defaults = LabelConfig().to_dict()
-        wanted = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        wanted = {k: v for k, v in cfg.to_dict().items() if k not in NOT_RESULT_SETTINGS}
         # A setting added since the labels were made counts as its default.
         previous = {k: recorded.get(k, defaults.get(k)) for k in wanted}
         if previous != wanted:

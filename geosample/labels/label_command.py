@@ -24,7 +24,10 @@ from geosample.cli import CONTEXT, command_settings, config_option, progress_opt
 @click.option("--stac", help="STAC API URL (or catalog.json) for a stac:COLLECTION source.")
 @click.option("--asset", help="Asset key of the land-cover COG in a stac: source's items.")
 @click.option("--sign", type=click.Choice(["planetary-computer", "none"]), help="Sign a stac: source's asset URLs.")
-@click.option("--workers", type=int, help="Threads reading the source.  [default: 4]")
+@click.option(
+    "--workers", type=int, help="Threads reading the source (Dask: tasks in flight).  [default: 1 local, 8 stac:]"
+)
+@click.option("--dask-scheduler", help="'local' or tcp://HOST:PORT: count on a Dask cluster.")
 @click.option(
     "--preset",
     help="An annual 10 m land-cover map through STAC: io-lulc-annual-v02 (2017-2023) or esa-worldcover (2020, 2021).",

@@ -15,10 +15,11 @@ Built in:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +65,21 @@ class Slots:
         return len(self.values) - 1
 
 
+class SourcePart(Protocol):
+    """What one task needs of a source for some chips: small and picklable (it travels to Dask workers)."""
+
+    key: Hashable
+    """Parts with the same key read the same files: a worker thread keeps one reader per key."""
+
+    def reader(self) -> SourceReader:
+        """A reader for the calling thread."""
+        ...
+
+    def env(self) -> contextlib.AbstractContextManager[Any]:
+        """Settings to read under (GDAL's for remote files), entered once per task."""
+        ...
+
+
 class LabelSource(Protocol):
     """What ``label`` needs from a source: its name, resolution, scheme and a per-thread reader."""
 
@@ -74,6 +90,10 @@ class LabelSource(Protocol):
 
     def reader(self) -> SourceReader:
         """A reader for the calling thread (datasets are not shared between threads)."""
+        ...
+
+    def part(self, grids: Sequence[LabelGrid]) -> SourcePart:
+        """What a task counting ``grids`` needs (for a Dask worker): never the whole of a large source."""
         ...
 
 
@@ -87,8 +107,12 @@ class RasterSource:
     for 16-bit), so counting needs no lookup of which values occur.
     """
 
-    def __init__(self, path: str | Path, *, name: str, scheme: str | None, year: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, name: str, scheme: str | None, year: int | None = None, embedded: bool = False
+    ) -> None:
         self.path = str(path)
+        self.embedded = embedded
+        """The layer shipped with geosample: a worker finds it in its own installation."""
         self.name = name
         self.scheme = scheme
         self.year = year
@@ -108,6 +132,7 @@ class RasterSource:
         # Slot = value + offset, so signed types count from their minimum.
         self.offset = n // 2 if self.dtype.kind == "i" else 0
         self.slots = Slots((*(str(v - self.offset) for v in range(n)), "<nodata>"))
+        self.n_slots = n + 1
         self.epsg = self.crs.to_epsg()
 
     def _check(self, src: rasterio.DatasetReader) -> None:
@@ -123,16 +148,47 @@ class RasterSource:
             )
 
     def reader(self) -> RasterReader:  # noqa: D102
+        return RasterReader(self.part(()))
+
+    def part(self, grids: Sequence[LabelGrid]) -> RasterPart:  # noqa: D102
+        path = f"{EMBEDDED}:{Path(self.path).name}" if self.embedded else self.path
+        return RasterPart(path, self.n_slots, self.offset, self.nodata, self.transform, self.shape, self.epsg)
+
+
+@dataclasses.dataclass(frozen=True)
+class RasterPart:
+    """A raster source as a task needs it: where it is and how its values become slots (no slot names)."""
+
+    path: str
+    """The raster; ``embedded:<file>`` for the layer shipped with geosample."""
+    n_slots: int
+    offset: int
+    nodata: float | None
+    transform: Any
+    shape: tuple[int, int]
+    epsg: int | None
+
+    @property
+    def key(self) -> Hashable:  # noqa: D102
+        return ("raster", self.path)
+
+    def reader(self) -> RasterReader:  # noqa: D102
         return RasterReader(self)
+
+    def env(self) -> contextlib.AbstractContextManager[Any]:  # noqa: D102
+        return contextlib.nullcontext()
 
 
 class RasterReader:
     """Reads a raster window onto a chip grid: a plain window read when the grids align, else a warp."""
 
-    def __init__(self, source: RasterSource) -> None:
+    def __init__(self, source: RasterPart) -> None:
         self.source = source
-        self.src = rasterio.open(source.path)
-        n = len(source.slots.values) - 1
+        path = source.path
+        if path.startswith(f"{EMBEDDED}:"):
+            path = str(layers.layer_path(path.split(":", 1)[1]))
+        self.src = rasterio.open(path)
+        n = source.n_slots - 1
         self.n_slots = n + 1
         nodata = source.nodata
         self.nodata_slot = None
@@ -238,8 +294,9 @@ def _resolution_m(src: rasterio.DatasetReader) -> float:
 def embedded_source() -> RasterSource:
     """The MODIS IGBP 2019 land-cover layer shipped with geosample (0.05°, about 5.6 km)."""
     return RasterSource(
-        layers.layer_path(EMBEDDED_FILE), name="modis-igbp@embedded", scheme=EMBEDDED_SCHEME, year=EMBEDDED_YEAR
-    )
+        layers.layer_path(EMBEDDED_FILE), name="modis-igbp@embedded", scheme=EMBEDDED_SCHEME, year=EMBEDDED_YEAR,
+        embedded=True,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------- vectors
@@ -285,21 +342,66 @@ class VectorSource:
     def reader(self) -> VectorReader:  # noqa: D102
         return VectorReader(self)
 
+    def part(self, grids: Sequence[LabelGrid]) -> VectorPart:
+        """Only the polygons under ``grids``, in the layer's drawing order (so they rasterise the same)."""
+        boxes = shapely.polygons([_lonlat_box(g) for g in grids]) if grids else np.array([], dtype=object)
+        hits = np.unique(self.tree.query(boxes, predicate="intersects")[1]) if len(boxes) else np.array([], int)
+        return VectorPart(
+            f"{self.path}:{self.column}", self.geometries[hits], self.slot_ids[hits], len(self.slots.values)
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorPart:
+    """Some polygons of a vector source (largest first) with their slots: what a task's chips meet."""
+
+    name: str
+    geometries: np.ndarray
+    slot_ids: np.ndarray
+    n_slots: int
+
+    @property
+    def key(self) -> Hashable:  # noqa: D102
+        return None  # nothing to keep open
+
+    @property
+    def tree(self) -> shapely.STRtree:
+        """The polygons' index (built once per part)."""
+        tree = self.__dict__.get("_tree")
+        if tree is None:
+            tree = shapely.STRtree(self.geometries)
+            object.__setattr__(self, "_tree", tree)
+        return tree
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_tree"}
+
+    def reader(self) -> VectorReader:  # noqa: D102
+        return VectorReader(self)
+
+    def env(self) -> contextlib.AbstractContextManager[Any]:  # noqa: D102
+        return contextlib.nullcontext()
+
+
+def _lonlat_box(grid: LabelGrid) -> np.ndarray:
+    """The chip square's corners in lon/lat (a closed ring)."""
+    left, bottom, right, top = grid.bounds
+    ring_x = np.array([left, right, right, left, left])
+    ring_y = np.array([bottom, bottom, top, top, bottom])
+    lon, lat = _to_crs(grid.epsg).transform(ring_x, ring_y, direction="INVERSE")
+    return np.column_stack([lon, lat])
+
 
 class VectorReader:
     """Rasterises the polygons under one chip onto its grid."""
 
-    def __init__(self, source: VectorSource) -> None:
+    def __init__(self, source: VectorSource | VectorPart) -> None:
         self.source = source
-        self.n_slots = len(source.slots.values)
+        self.n_slots = source.n_slots if isinstance(source, VectorPart) else len(source.slots.values)
 
     def counts(self, grid: LabelGrid) -> np.ndarray:  # noqa: D102
         src = self.source
-        left, bottom, right, top = grid.bounds
-        ring_x = np.array([left, right, right, left, left])
-        ring_y = np.array([bottom, bottom, top, top, bottom])
-        lon, lat = _to_crs(grid.epsg).transform(ring_x, ring_y, direction="INVERSE")
-        box = shapely.polygons(np.column_stack([lon, lat]))
+        box = shapely.polygons(_lonlat_box(grid))
         hits = np.sort(src.tree.query(box, predicate="intersects"))
         nodata = self.n_slots - 1
         if hits.size == 0:

@@ -15,7 +15,10 @@ year. Where several items of the chosen year meet a chip, they form a mosaic
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,18 +92,53 @@ class StacSource:
         self.slots = Slots((*(str(v - self.offset) for v in range(n)), "<nodata>"))
 
     def reader(self) -> StacReader:  # noqa: D102
+        return StacReader(self.part(None))
+
+    def part(self, grids: Sequence[LabelGrid] | None) -> StacPart:
+        """The hrefs of ``grids``' samples only (all of them for None)."""
+        hrefs = dict(enumerate(self.hrefs)) if grids is None else {g.index: list(self.hrefs[g.index]) for g in grids}
+        return StacPart(self.name, hrefs, self.signer, self.nodata, self.offset, len(self.slots.values))
+
+
+@dataclasses.dataclass(frozen=True)
+class StacPart:
+    """What a task needs of a STAC source: its chips' asset hrefs (by sample row), the signer, the value coding."""
+
+    name: str
+    hrefs: Mapping[int, list[str]]
+    signer: Callable[[str], str] | None
+    nodata: float | None
+    offset: int
+    n_slots: int
+
+    @property
+    def key(self) -> Hashable:
+        """None: a reader per task (its hrefs); the files stay open in the thread's sources between tasks."""
+        return None
+
+    def reader(self) -> StacReader:  # noqa: D102
         return StacReader(self)
+
+    def env(self) -> contextlib.AbstractContextManager[Any]:
+        """GDAL's settings for remote COGs (see :func:`geosample.stac.reader.gdal_env`), for one task."""
+        from geosample.stac.reader import gdal_env
+
+        return gdal_env(sorted({h for hrefs in self.hrefs.values() for h in hrefs}))
 
 
 class StacReader:
-    """Reads each chip's hrefs (a mosaic, best first) onto its grid through ``geosample.stac.reader``."""
+    """Reads each chip's hrefs (a mosaic, best first) onto its grid through ``geosample.stac.reader``.
 
-    def __init__(self, source: StacSource) -> None:
-        from geosample.stac.reader import DatasetCache
+    Sources stay open in the thread's :class:`~geosample.stac.reader.DatasetCache` (the one fetch's read
+    threads use, bounded by ``GEOSAMPLE_OPEN_SOURCES``), so nearby chips decode each tile once.
+    """
+
+    def __init__(self, source: StacPart) -> None:
+        from geosample.stac._work import _thread_cache
 
         self.source = source
-        self.cache = DatasetCache(source.signer)
-        self.n_slots = len(source.slots.values)
+        self.cache = _thread_cache(source.signer)
+        self.n_slots = source.n_slots
 
     def counts(self, grid: LabelGrid) -> np.ndarray:  # noqa: D102
         from rasterio.crs import CRS

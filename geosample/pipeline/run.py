@@ -224,11 +224,11 @@ def _run_fetch(
 def _run_label(
     ds: Path, cfg: Any, *, overwrite: bool, progress: bool | None, allow_local_assets: bool = False
 ) -> tuple[str, str]:
-    from geosample.labels.label import label
+    from geosample.labels.label import NOT_RESULT_SETTINGS, label
 
     if (
         (ds / LABELS_FILE).exists()
-        and _same_settings(ds, "label", cfg.to_dict(), ignore={"workers"})
+        and _same_settings(ds, "label", cfg.to_dict(), ignore=NOT_RESULT_SETTINGS)
         and _labels_cover_samples(ds)
     ):
         return "up to date", f"{ds / LABELS_FILE}"

@@ -1,25 +1,41 @@
 """The unit of work that runs on a thread or a Dask worker: read a few nearby chips, encode them.
 
-A task is a handful of nearby chips that share their source items, read in
-order through the worker thread's :class:`~geosample.stac.reader.DatasetCache`,
-which keeps sources open across tasks: each source is opened once per thread
-and its decoded tiles serve every chip that needs them. Workers return bytes
-(COG, PNG) and their sha256; only the main process writes into ``DS``, so a
-Dask cluster needs no shared file system.
+A task is a run of nearby chips that share their source items (see
+:func:`task_chunks`), read in order through the worker thread's
+:class:`~geosample.stac.reader.DatasetCache`, which keeps sources open across
+tasks: each source is opened once per thread and its decoded tiles serve
+every chip that needs them. While a thread reads the next chip, the previous
+one is encoded (COG, PNG, sha256) on the process's encoder threads: GDAL
+releases the GIL, so reading and encoding overlap on two cores even with one
+worker. Workers return bytes and their sha256; only the main process writes
+into ``DS``, so a Dask cluster needs no shared file system.
+
+Two bounds keep a worker's memory flat however many sources it meets:
+
+* ``GEOSAMPLE_OPEN_SOURCES`` (default :data:`THREAD_OPEN_SOURCES`): sources each read thread keeps open,
+  least recently used closed first (an overview level counts as a source);
+* ``GDAL_CACHEMAX`` (default :data:`~geosample.stac.reader.BLOCK_CACHE_BYTES`, 256 MiB): GDAL's cache of
+  decoded tiles, shared by every open source of the process.
+
+Both are read where the work runs (each Dask worker's own environment).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
+import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from rasterio.enums import Resampling
 
+from geosample.errors import ConfigError
 from geosample.stac.grid import ChipGrid
 from geosample.stac.observe import CODE_COLOURS, CODE_NAMES, Observation, ObservationPlan, observe
 from geosample.stac.presets import S2_OFFSET
@@ -36,7 +52,32 @@ from geosample.stac.reader import (
 Signer = Callable[[str], str]
 
 THREAD_OPEN_SOURCES = 16
-"""Sources each worker thread keeps open between tasks (their decoded tiles stay in GDAL's bounded cache)."""
+"""Sources each worker thread keeps open between tasks, unless ``GEOSAMPLE_OPEN_SOURCES`` says otherwise."""
+OPEN_SOURCES_ENV = "GEOSAMPLE_OPEN_SOURCES"
+ENCODES_IN_FLIGHT = 2
+"""Chips a read thread may have waiting for (or in) the encoder before it reads on: bounds the arrays held."""
+TASK_CHIPS = 32
+"""Most chips per read task when an item's chips are spread over the workers."""
+TASK_MIN_CHIPS = 16
+"""Fewest chips per task (when there are enough): small tasks spread one item's tiles over many threads."""
+
+
+def open_sources_budget() -> int:
+    """Sources one read thread may keep open: ``GEOSAMPLE_OPEN_SOURCES``, else :data:`THREAD_OPEN_SOURCES`.
+
+    Raises:
+        ConfigError: If the variable is not a whole number from 1 to 4096.
+    """
+    text = os.environ.get(OPEN_SOURCES_ENV)
+    if text is None or not text.strip():
+        return THREAD_OPEN_SOURCES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 4096:
+        raise ConfigError(f"{OPEN_SOURCES_ENV}={text!r} must be a whole number of open sources from 1 to 4096")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +154,9 @@ class ReadOptions:
     """Reject a chip whose measured cloud fraction is above this."""
     min_valid: float | None = None
     """Reject a chip whose share of valid pixels is below this."""
+    open_sources: int = dataclasses.field(default_factory=open_sources_budget)
+    """Sources each read thread keeps open: ``GEOSAMPLE_OPEN_SOURCES`` where fetch runs (checked there, before
+    anything is written; Dask workers get it with the task)."""
 
     @property
     def band_names(self) -> tuple[str, ...]:
@@ -151,16 +195,23 @@ class ChipResult:
 _local = threading.local()
 _caches: weakref.WeakSet[DatasetCache] = weakref.WeakSet()
 _caches_lock = threading.Lock()
+_encoder: concurrent.futures.ThreadPoolExecutor | None = None
+_encoder_pid = 0
 
 
-def _thread_cache(signer: Signer | None) -> DatasetCache:
-    """This thread's open sources, kept across tasks: the next task on a nearby chip finds its tiles decoded."""
+def _thread_cache(signer: Signer | None, max_open: int | None = None) -> DatasetCache:
+    """This thread's open sources, kept across tasks: the next task on a nearby chip finds its tiles decoded.
+
+    ``max_open``: the most kept open (default: :func:`open_sources_budget`).
+    """
+    budget = max_open if max_open is not None else open_sources_budget()
     cache = getattr(_local, "cache", None)
     if cache is None:
-        cache = _local.cache = DatasetCache(signer, max_open=THREAD_OPEN_SOURCES)
+        cache = _local.cache = DatasetCache(signer, max_open=budget)
         with _caches_lock:
             _caches.add(cache)
     cache.signer = signer
+    cache.max_open = budget
     return cache
 
 
@@ -172,26 +223,58 @@ def close_thread_caches() -> None:
         cache.close()
 
 
+def _encoder_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's encoder threads (one per core), started on first use (again after a fork)."""
+    global _encoder, _encoder_pid
+    with _caches_lock:
+        if _encoder is None or _encoder_pid != os.getpid():
+            _encoder = concurrent.futures.ThreadPoolExecutor(
+                max(1, os.cpu_count() or 1), thread_name_prefix="geosample-encode"
+            )
+            _encoder_pid = os.getpid()
+        return _encoder
+
+
 def run_task(jobs: Sequence[ChipJob], options: ReadOptions, signer: Signer | None = None) -> list[ChipResult]:
-    """Read, encode and hash each chip of one task; a chip's failure is its result, not an exception."""
+    """Read, encode and hash each chip of one task; a chip's failure is its result, not an exception.
+
+    Chips are read in order on the calling thread; each chip that passes is encoded on the encoder threads
+    while the next is read (at most :data:`ENCODES_IN_FLIGHT` waiting per task).
+    """
     hrefs = sorted({h for job in jobs for src in job.sources for h in src.hrefs.values()})
-    cache = _thread_cache(signer)
-    results = []
+    cache = _thread_cache(signer, options.open_sources)
+    encoder = _encoder_pool()
+    results: list[ChipResult | concurrent.futures.Future[ChipResult]] = []
+    waiting: deque[concurrent.futures.Future[ChipResult]] = deque()
     with gdal_env(hrefs):
         for job in jobs:
             try:
-                results.append(_chip(job, options, cache))
+                made = _chip(job, options, cache)
             except (ReadError, ChipError) as exc:
-                results.append(ChipResult(job.sample_id, job.collection, error=str(exc)))
-    return results
+                made = ChipResult(job.sample_id, job.collection, error=str(exc))
+            if isinstance(made, _Passed):
+                while len(waiting) >= ENCODES_IN_FLIGHT:
+                    waiting.popleft().result()
+                future = encoder.submit(_encode, *made)
+                waiting.append(future)
+                results.append(future)
+            else:
+                results.append(made)
+    return [r.result() if isinstance(r, concurrent.futures.Future) else r for r in results]
 
 
 class ChipError(ValueError):
     """A chip cannot be made from its items (an asset missing, band counts that disagree)."""
 
 
-def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult:
-    """The chip from the job's sources, or from the first alternate that passes the limits."""
+class _Passed(tuple):
+    """A chip that passed the limits, as the arguments of :func:`_encode`."""
+
+    __slots__ = ()
+
+
+def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult | _Passed:
+    """The chip from the job's sources (or the first alternate that passes the limits), to encode; else why not."""
     tried: list[tuple[str, str]] = []
     first: Observation | None = None
     for index, sources in enumerate((job.sources, *job.alternates)):
@@ -208,7 +291,7 @@ def _chip(job: ChipJob, options: ReadOptions, cache: DatasetCache) -> ChipResult
         first = first or obs
         rejected = _rejection(obs, valid, options)
         if rejected is None:
-            return _encode(job, options, stacked, nodata, obs, valid, index, scale)
+            return _Passed((job, options, stacked, nodata, obs, valid, index, scale))
         tried.append((rejected[0], f"{sources[0].item_id}: {rejected[1]}"))
     status = next((s for s, _ in tried if s != "failed"), "nodata")
     error = f"no candidate item passes ({len(tried)} tried): " + "; ".join(text for _, text in tried)
@@ -386,3 +469,59 @@ def _rgb_indexes(names: Sequence[str]) -> tuple[int, int, int]:
         if len(found) == 3:
             return found[0], found[1], found[2]
     return 0, min(1, len(names) - 1), min(2, len(names) - 1)
+
+
+def task_key(args: Sequence[Any]) -> Hashable | None:
+    """The best item of a :func:`run_task` call's chips (what its chips share), from the call's arguments.
+
+    The thread pool sends the tasks of one item to the same worker thread, whose open sources hold
+    that item's decoded tiles (see :mod:`geosample.stac._dask`); None for any other call.
+    """
+    jobs = args[0] if args else None
+    if isinstance(jobs, Sequence) and jobs and isinstance(jobs[0], ChipJob) and jobs[0].sources:
+        return jobs[0].sources[0].item_id
+    return None
+
+
+def _morton(x: int, y: int) -> int:
+    """Interleave the bits of two non-negative ints (Z-order): near in space, near in the order."""
+    z = 0
+    for bit in range(24):
+        z |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
+    return z
+
+
+def task_chunks(jobs: Sequence[ChipJob], workers: int) -> list[list[ChipJob]]:
+    """Read tasks: chips with the same best item, in Z-order, a few per task.
+
+    Nearby chips in one task decode each source tile once; the tasks of one item go to the same
+    worker thread (:func:`task_key`), whose open sources keep those tiles decoded. Tasks hold 16 to
+    32 chips, so an item with many chips still spreads over idle workers.
+    """
+
+    def key(job: ChipJob) -> tuple[str, int]:
+        size = job.grid.width * job.grid.resolution
+        return job.sources[0].item_id, _morton(int(job.grid.transform.c // size) & 0xFFFFFF,
+                                               int(-job.grid.transform.f // size) & 0xFFFFFF)  # fmt: skip
+
+    ordered = sorted(jobs, key=key)
+    chunks = []
+    for _, same in _runs_by(ordered, lambda j: j.sources[0].item_id):
+        size = min(TASK_CHIPS, max(TASK_MIN_CHIPS, -(-len(same) // max(1, workers))))
+        chunks += [same[i : i + size] for i in range(0, len(same), size)]
+    return chunks
+
+
+def _runs_by(items: Sequence[Any], key: Callable[[Any], Any]) -> Iterator[tuple[Any, list[Any]]]:
+    """Consecutive runs of ``items`` with equal ``key``."""
+    current: list[Any] = []
+    current_key: Any = None
+    for item in items:
+        k = key(item)
+        if current and k != current_key:
+            yield current_key, current
+            current = []
+        current_key = k
+        current.append(item)
+    if current:
+        yield current_key, current

@@ -16,7 +16,7 @@ import hashlib
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from geosample.stac._work import (
     SourceRef,
     close_thread_caches,
     run_task,
+    task_chunks,
 )
 from geosample.stac.client import ApiSource, StacSource, check_collections, open_source
 from geosample.stac.config import FetchConfig, local_assets_consent, local_assets_record
@@ -72,10 +73,6 @@ __all__ = ["fetch", "make_signer"]
 Signer = Callable[[str], str]
 
 CHIPS_DIR = "chips"
-TASK_CHIPS = 32
-"""Most chips per read task: chips of one task share their open sources and decoded tiles."""
-TASK_MIN_CHIPS = 16
-"""Fewest chips per task (when there are enough): small tasks spread one item's tiles over many threads."""
 SEARCH_THREADS = 4
 MAX_ALTERNATES = 4
 """Further candidate items tried for a chip that fails ``--max-chip-cloud`` or ``--min-valid``."""
@@ -838,35 +835,6 @@ def _alternates(candidates: Sequence[Candidate], sample: Any) -> list[Candidate]
     return sorted(candidates, key=key)
 
 
-def _morton(x: int, y: int) -> int:
-    """Interleave the bits of two non-negative ints (Z-order): near in space, near in the order."""
-    z = 0
-    for bit in range(24):
-        z |= ((x >> bit) & 1) << (2 * bit) | ((y >> bit) & 1) << (2 * bit + 1)
-    return z
-
-
-def task_chunks(jobs: Sequence[ChipJob], workers: int) -> list[list[ChipJob]]:
-    """Read tasks: chips with the same best item, in Z-order, a few per task.
-
-    Nearby chips in one task (and, through each thread's open sources, in the
-    tasks that follow on that thread) decode each source tile once. Tasks hold
-    16 to 32 chips (an item's chips spread over the workers within those bounds).
-    """
-
-    def key(job: ChipJob) -> tuple[str, int]:
-        size = job.grid.width * job.grid.resolution
-        return job.sources[0].item_id, _morton(int(job.grid.transform.c // size) & 0xFFFFFF,
-                                               int(-job.grid.transform.f // size) & 0xFFFFFF)  # fmt: skip
-
-    ordered = sorted(jobs, key=key)
-    chunks = []
-    for _, same in _runs_by(ordered, lambda j: j.sources[0].item_id):
-        size = min(TASK_CHIPS, max(TASK_MIN_CHIPS, -(-len(same) // max(1, workers))))
-        chunks += [same[i : i + size] for i in range(0, len(same), size)]
-    return chunks
-
-
 def _is_s2(collection: str, candidate: Candidate) -> bool:
     props = candidate.item.properties
     platform = str(props.get("platform", "")).lower()
@@ -876,18 +844,3 @@ def _is_s2(collection: str, candidate: Candidate) -> bool:
         or "s2:processing_baseline" in props
         or "sentinel:processing_baseline" in props
     )
-
-
-def _runs_by(items: Sequence[Any], key: Callable[[Any], Any]) -> Iterator[tuple[Any, list[Any]]]:
-    """Consecutive runs of ``items`` with equal ``key``."""
-    current: list[Any] = []
-    current_key: Any = None
-    for item in items:
-        k = key(item)
-        if current and k != current_key:
-            yield current_key, current
-            current = []
-        current_key = k
-        current.append(item)
-    if current:
-        yield current_key, current

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.env import set_gdal_config
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader, MemoryFile
@@ -132,9 +132,11 @@ def _resolution_m(src: DatasetReader) -> float:
 class DatasetCache:
     """Open sources (and their overview levels), least recently used closed first; close with :meth:`close`.
 
-    Not thread-safe: one per thread. ``signer`` turns an asset href into a
-    readable URL; it is called each time a source is opened, so a long run
-    always reads with a fresh token (and a 403 reopens with a new one).
+    Not thread-safe: one per thread. At most ``max_open`` sources (an overview
+    level counts as one) are open at once: the least recently used is closed
+    before another is opened. ``signer`` turns an asset href into a readable
+    URL; it is called each time a source is opened, so a long run always reads
+    with a fresh token (and a 403 reopens with a new one).
     """
 
     def __init__(self, signer: Signer | None = None, max_open: int = 32) -> None:
@@ -157,7 +159,7 @@ class DatasetCache:
         if src is not None:
             self._open.move_to_end(key)
         else:
-            if len(self._open) >= self.max_open:
+            while self._open and len(self._open) >= self.max_open:
                 self._open.popitem(last=False)[1].close()
             url = self.signer(href) if self.signer is not None else href
             kwargs: dict[str, Any] = {} if level is None else {"overview_level": level}
@@ -221,15 +223,23 @@ def _read_one(
     resampling: Resampling,
     nodata: float | None,
 ) -> np.ma.MaskedArray:
-    """One source onto the grid, masked where it has no data."""
+    """One source onto the grid, masked where it has no data.
+
+    The mask is GDAL's (the bands' nodata, alpha or mask band). Where GDAL's mask is a plain comparison with
+    an integer nodata value, or the alpha band of a warp, it is computed here from the pixels already read:
+    asking GDAL for it would read (or warp) the window a second time for the same answer.
+    """
     indexes = list(bands) if bands else list(range(1, src.count + 1))
     window = _window_inside(src, grid)
+    shape = (len(indexes), grid.height, grid.width)
     if window is not None and (nodata is None or nodata == src.nodata):
-        out = src.read(
-            indexes, window=window, out_shape=(len(indexes), grid.height, grid.width), resampling=resampling,
-            masked=True,
-        )  # fmt: skip
-        return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+        # Resampled reads of GDAL's mask follow the data's resampling only for nearest: elsewhere ask GDAL.
+        kind = _mask_kind(src, indexes) if resampling == Resampling.nearest else None
+        if kind is None:
+            out = src.read(indexes, window=window, out_shape=shape, resampling=resampling, masked=True)
+            return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+        data = src.read(indexes, window=window, out_shape=shape, resampling=resampling)
+        return np.ma.MaskedArray(data, mask=_nodata_mask(data, src, indexes, kind))
     src_nodata = nodata if nodata is not None else src.nodata
     vrt_options: dict[str, Any] = {
         "crs": grid.crs, "transform": grid.transform, "width": grid.width, "height": grid.height,
@@ -241,8 +251,66 @@ def _read_one(
         vrt_options["src_nodata"] = src_nodata
         vrt_options["nodata"] = src_nodata
     with WarpedVRT(src, **vrt_options) as vrt:
-        out = vrt.read(indexes, masked=True)
-    return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+        if src_nodata is None and _is_alpha_mask(vrt, indexes):
+            # The warp's alpha band is GDAL's mask of every band: warped with the data, in one pass.
+            data = vrt.read([*indexes, vrt.count])
+            return np.ma.MaskedArray(data[:-1], mask=np.broadcast_to(data[-1] == 0, data[:-1].shape).copy())
+        kind = _mask_kind(vrt, indexes) if src_nodata is not None else None
+        if kind is None:
+            out = vrt.read(indexes, masked=True)
+            return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
+        data = vrt.read(indexes)
+        return np.ma.MaskedArray(data, mask=_nodata_mask(data, vrt, indexes, kind))
+
+
+def _mask_kind(src: DatasetReader | WarpedVRT, indexes: Sequence[int]) -> str | None:
+    """``nodata`` or ``valid`` when GDAL's mask of every band in ``indexes`` is computable from the pixels.
+
+    ``valid``: GDAL says every pixel is valid (no nodata, no mask band). ``nodata``: the mask is "pixel ≠
+    nodata" with an integer nodata value the integer band can hold, compared exactly, as GDAL does. Float
+    bands (GDAL compares with a tolerance) and mask or alpha bands are left to GDAL (None).
+    """
+    flags = src.mask_flag_enums
+    kinds = set()
+    for i in indexes:
+        band = flags[i - 1]
+        if band == [MaskFlags.all_valid]:
+            kinds.add("valid")
+            continue
+        value = src.nodatavals[i - 1]
+        dtype = np.dtype(src.dtypes[i - 1])
+        if band != [MaskFlags.nodata] or dtype.kind not in "ui" or value is None or not float(value).is_integer():
+            return None
+        info = np.iinfo(dtype)
+        if not info.min <= value <= info.max:
+            return None
+        kinds.add("nodata")
+    return "nodata" if "nodata" in kinds else "valid"
+
+
+def _nodata_mask(data: np.ndarray, src: DatasetReader | WarpedVRT, indexes: Sequence[int], kind: str) -> np.ndarray:
+    """GDAL's nodata mask (True: no data) of ``data``, read from ``indexes`` of ``src``; see :func:`_mask_kind`."""
+    if kind == "valid":
+        return np.zeros(data.shape, dtype=bool)
+    values = [src.nodatavals[i - 1] for i in indexes]
+    if len(set(values)) == 1:
+        return data == np.asarray(values[0]).astype(data.dtype)
+    mask = np.zeros(data.shape, dtype=bool)
+    for b, value in enumerate(values):
+        if value is not None:
+            mask[b] = data[b] == np.asarray(value).astype(data.dtype)
+    return mask
+
+
+def _is_alpha_mask(vrt: WarpedVRT, indexes: Sequence[int]) -> bool:
+    """Whether GDAL's mask of every band in ``indexes`` is the warp's alpha band (the last one)."""
+    flags = vrt.mask_flag_enums
+    alpha = vrt.count
+    return (
+        max(indexes) < alpha
+        and all(set(flags[i - 1]) == {MaskFlags.per_dataset, MaskFlags.alpha} for i in indexes)
+        and vrt.colorinterp[alpha - 1] == ColorInterp.alpha
+    )
 
 
 def _retry_delay(attempt: int) -> float:

@@ -263,14 +263,8 @@ def test_wrong_scheme_names_unmapped_values_and_writes_nothing(worldcover_ds, tm
     assert not (ds / "labels.parquet").exists() and not (ds / "stac").exists()
 
 
-def test_vector_source_with_osm_tags(worldcover_ds, tmp_path) -> None:
-    import shutil
-
-    src_ds, _ = worldcover_ds
-    ds = tmp_path / "DS"
-    shutil.copytree(src_ds, ds)
-    plan = gpd.read_parquet(ds / "plan.parquet")
-    # West half of every chip forest, east half farmland, in each chip's own UTM coordinates.
+def _half_forest_vector(plan: gpd.GeoDataFrame, path: Path) -> Path:
+    """West half of every chip forest, east half farmland (OSM landuse tags), in each chip's own UTM coordinates."""
     shapes, tags = [], []
     for _, row in plan.iterrows():
         x, y = pyproj.Transformer.from_crs(4326, row["epsg"], always_xy=True).transform(row["lon"], row["lat"])
@@ -281,7 +275,17 @@ def test_vector_source_with_osm_tags(worldcover_ds, tmp_path) -> None:
             lon, lat = back.transform(ring[:, 0], ring[:, 1])
             shapes.append(shapely.Polygon(np.column_stack([lon, lat])))
             tags.append(tag)
-    gpd.GeoDataFrame({"landuse": tags}, geometry=shapes, crs=4326).to_file(tmp_path / "osm.gpkg")
+    gpd.GeoDataFrame({"landuse": tags}, geometry=shapes, crs=4326).to_file(path)
+    return path
+
+
+def test_vector_source_with_osm_tags(worldcover_ds, tmp_path) -> None:
+    import shutil
+
+    src_ds, _ = worldcover_ds
+    ds = tmp_path / "DS"
+    shutil.copytree(src_ds, ds)
+    _half_forest_vector(gpd.read_parquet(ds / "plan.parquet"), tmp_path / "osm.gpkg")
     result = _run("label", ds, "--source", f"{tmp_path / 'osm.gpkg'}:landuse", "--scheme", "osm", "--no-progress")
     assert result.exit_code == 0, result.output
     mapping = _raw_taxonomy()["mappings"]["osm"]
@@ -507,3 +511,87 @@ def test_stac_source_with_two_raster_assets_asks_which(worldcover_ds, tmp_path) 
     shutil.copytree(src_ds, ds)
     result = _run("label", ds, "--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover")
     _assert_clean_failure(ds, result, "--asset", "map", "thumbnail")
+
+
+# ------------------------------------------------------------------------------ on a Dask cluster
+
+
+@pytest.fixture
+def two_chip_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two chips per label task: the six samples make three tasks for the cluster's two worker processes."""
+    from geosample.labels import label as label_module
+
+    monkeypatch.setattr(label_module, "_TASK_CHIPS", 2)
+
+
+@pytest.mark.parametrize("kind", ["raster", "vector", "stac"])
+def test_labels_on_a_dask_cluster_equal_local_labels(kind, worldcover_ds, dask_cluster, two_chip_tasks, tmp_path):
+    import shutil
+
+    src_ds, raster = worldcover_ds
+    if kind == "raster":
+        args = ["--source", raster, "--scheme", "esa-worldcover"]
+    elif kind == "vector":
+        vector = _half_forest_vector(gpd.read_parquet(src_ds / "plan.parquet"), tmp_path / "osm.gpkg")
+        args = ["--source", f"{vector}:landuse", "--scheme", "osm"]
+    else:
+        catalog = _worldcover_catalog(tmp_path, [(raster, "2021")])
+        args = ["--source", "stac:esa-worldcover", "--stac", catalog, "--scheme", "esa-worldcover"]
+        args.append("--allow-local-assets")  # the COG lies outside the catalogue's folder
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    shutil.copytree(src_ds, local)
+    shutil.copytree(src_ds, remote)
+    assert _run("label", local, *args, "-q").exit_code == 0
+    result, tasks = dask_cluster.tasks_per_worker(
+        lambda: _run("label", remote, *args, "-q", "--dask-scheduler", dask_cluster.address)
+    )
+    assert result.exit_code == 0, result.output
+    assert len(tasks) == 2 and sum(tasks.values()) == 3  # the three tasks ran in both worker processes
+    pd.testing.assert_frame_equal(pd.read_parquet(local / "labels.parquet"), pd.read_parquet(remote / "labels.parquet"))
+    recorded = yaml.safe_load((remote / "geosample.yaml").read_text())["label"]
+    assert recorded["dask_scheduler"] == dask_cluster.address
+    # Where the labels were computed is not what they are: a local re-run is not refused as other settings.
+    assert _run("label", remote, *args, "-q").exit_code == 0
+
+
+def test_dask_scheduler_from_a_config_file(worldcover_ds, dask_cluster, tmp_path) -> None:
+    import shutil
+
+    src_ds, raster = worldcover_ds
+    ds = tmp_path / "DS"
+    shutil.copytree(src_ds, ds)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"label": {"source": str(raster), "scheme": "esa-worldcover",
+                                                "dask_scheduler": dask_cluster.address}}))  # fmt: skip
+    result = _run("label", ds, "--config", config, "-q")
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((ds / "geosample.yaml").read_text())["label"]["dask_scheduler"] == dask_cluster.address
+
+
+def test_bad_dask_scheduler_is_refused(planned_ds) -> None:
+    result = _run("label", planned_ds, "--dask-scheduler", "nowhere")
+    _assert_clean_failure(planned_ds, result, "--dask-scheduler", "tcp://")
+
+
+def test_task_parts_carry_only_what_their_chips_need(worldcover_ds, tmp_path) -> None:
+    """What travels to a Dask worker per task: no slot names, no other chips' polygons or hrefs."""
+    import pickle
+
+    from geosample.labels.sources import RasterSource, VectorSource
+
+    src_ds, raster = worldcover_ds
+    plan = gpd.read_parquet(src_ds / "plan.parquet")
+    grids = chip_label_grids(plan, 10.0)
+    wide = tmp_path / "uint16.tif"
+    with rasterio.open(raster) as src, rasterio.open(wide, "w", **{**src.profile, "dtype": "uint16"}) as dst:
+        dst.write(src.read(1).astype(np.uint16), 1)
+    source = RasterSource(wide, name="wide", scheme="esa-worldcover")
+    assert len(source.slots.values) == 65_537
+    assert len(pickle.dumps((source.part(grids[:2]), grids[:2]))) < 4_000  # not the 65,537 slot names
+    vector = VectorSource(_half_forest_vector(plan, tmp_path / "osm.gpkg"), "landuse", scheme="osm", resolution_m=10.0)
+    part = vector.part(grids[:1])
+    assert len(part.geometries) == 2 < len(vector.geometries)  # the two halves under that chip, not all twelve
+    reader = part.reader()
+    np.testing.assert_array_equal(reader.counts(grids[0]), vector.reader().counts(grids[0]))
+    restored = pickle.loads(pickle.dumps(part))
+    np.testing.assert_array_equal(restored.reader().counts(grids[0]), vector.reader().counts(grids[0]))

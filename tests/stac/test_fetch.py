@@ -299,16 +299,19 @@ def test_static_catalog_and_geoparquet_match_the_api(
     assert (results[0]["status"] == "ok").sum() == 7
 
 
-def test_dask_cluster_gives_the_same_chips(planned_ds: Path, tmp_path: Path, stac_api: str) -> None:
-    distributed = pytest.importorskip("distributed")
+def test_dask_cluster_gives_the_same_chips(planned_ds: Path, tmp_path: Path, stac_api: str, dask_cluster) -> None:
+    """Two worker processes make the same chips, byte for byte, as the thread pool."""
     threads = fetch(copy_ds(planned_ds, tmp_path / "T"), stac=stac_api, collection=COLL, assets="red,green,scl",
                     limit=10, progress=False)  # fmt: skip
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                                  dashboard_address=None) as cluster:  # fmt: skip
-        dask = fetch(copy_ds(planned_ds, tmp_path / "D"), stac=stac_api, collection=COLL, assets="red,green,scl",
-                     limit=10, progress=False, dask_scheduler=cluster.scheduler_address)  # fmt: skip
+    dask, tasks = dask_cluster.tasks_per_worker(
+        lambda: fetch(copy_ds(planned_ds, tmp_path / "D"), stac=stac_api, collection=COLL, assets="red,green,scl",
+                      limit=10, progress=False, dask_scheduler=dask_cluster.address)  # fmt: skip
+    )
     pd.testing.assert_frame_equal(threads, dask)
     assert (dask["status"] == "ok").sum() == 9
+    assert len(tasks) == 2  # read tasks ran in both worker processes
+    for sid, path in dask.loc[dask["status"] == "ok", ["sample_id", "path"]].itertuples(index=False):
+        assert (tmp_path / "D" / path).read_bytes() == (tmp_path / "T" / path).read_bytes(), sid
 
 
 def test_real_landsat_scene(andros_ds: Path, stac_api: str, files_root: Path) -> None:
