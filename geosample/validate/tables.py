@@ -178,10 +178,10 @@ def _check_substitution(ds: Path, report: Report) -> None:
         except Exception:  # noqa: BLE001 - an old manifest without replaces, or one reported unreadable above
             return
         marked = chips[chips["replaces"].notna()]
-        if (bad := sorted(set(marked["replaces"].astype(str)) - plan)):
+        if bad := sorted(set(marked["replaces"].astype(str)) - plan):
             report("chips.parquet", f"{_few(bad, 'replaces values are not plan samples')}; "
                                     f"re-run 'geosample fetch {ds}'")  # fmt: skip
-        if (odd := sorted(set(marked["sample_id"].astype(str)) - (reserve or set()))):
+        if odd := sorted(set(marked["sample_id"].astype(str)) - (reserve or set())):
             report("chips.parquet", f"{_few(odd, 'rows with replaces are not reserve samples')}; "
                                     f"re-run 'geosample fetch {ds}'")  # fmt: skip
 

@@ -304,8 +304,15 @@ def test_dask_cluster_gives_the_same_chips(planned_ds: Path, tmp_path: Path, sta
     threads = fetch(copy_ds(planned_ds, tmp_path / "T"), stac=stac_api, collection=COLL, assets="red,green,scl",
                     limit=10, progress=False)  # fmt: skip
     dask, tasks = dask_cluster.tasks_per_worker(
-        lambda: fetch(copy_ds(planned_ds, tmp_path / "D"), stac=stac_api, collection=COLL, assets="red,green,scl",
-                      limit=10, progress=False, dask_scheduler=dask_cluster.address)  # fmt: skip
+        lambda: fetch(
+            copy_ds(planned_ds, tmp_path / "D"),
+            stac=stac_api,
+            collection=COLL,
+            assets="red,green,scl",
+            limit=10,
+            progress=False,
+            dask_scheduler=dask_cluster.address,
+        )  # fmt: skip
     )
     pd.testing.assert_frame_equal(threads, dask)
     assert (dask["status"] == "ok").sum() == 9
