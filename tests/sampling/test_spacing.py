@@ -148,7 +148,9 @@ def test_thinning_is_a_greedy_packing(distance: float, seed: int, near_pentagon:
     where=st.sampled_from(["anywhere", "pole", "antimeridian", "pentagon"]),
     batches=st.integers(1, 12),
 )
-def test_blocked_finds_every_taken_site_within_the_distance(distance: float, seed: int, where: str, batches: int) -> None:
+def test_blocked_finds_every_taken_site_within_the_distance(
+    distance: float, seed: int, where: str, batches: int
+) -> None:
     """``blocked`` agrees with great circles measured by pyproj on the index's sphere, pair by pair."""
     rng = np.random.default_rng(seed)
     lat0, lon0 = {
