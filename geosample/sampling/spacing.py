@@ -165,21 +165,18 @@ class SpacingIndex:
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)
         keep = ~self.blocked(lon, lat, cells)
-        kept_xyz: list[np.ndarray] = []
+        kept = SpacingIndex(self.min_distance_m)  # the points kept so far, chunk by chunk
         for start in range(0, lon.size, _CHUNK):
             idx = np.arange(start, min(start + _CHUNK, lon.size))
             idx = idx[keep[idx]]
             if idx.size == 0:
                 continue
-            xyz = unit_vectors(lon[idx], lat[idx])
-            if kept_xyz:
-                dist, _ = cKDTree(np.concatenate(kept_xyz)).query(xyz, distance_upper_bound=self._chord)
-                near = dist < self._chord
-                keep[idx[near]] = False
-                idx, xyz = idx[~near], xyz[~near]
-            ok = greedy_spacing(xyz, self._chord)
+            near = kept.blocked(lon[idx], lat[idx])
+            keep[idx[near]] = False
+            idx = idx[~near]
+            ok = greedy_spacing(unit_vectors(lon[idx], lat[idx]), self._chord)
             keep[idx[~ok]] = False
-            kept_xyz.append(xyz[ok])
+            kept.add(lon[idx[ok]], lat[idx[ok]])
         return keep
 
 
