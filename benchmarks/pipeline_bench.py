@@ -267,9 +267,18 @@ def spawn(stage: str, ds: Path, samples: int, api: str, aoi: tuple[float, ...]) 
 
 
 def run_pipeline(
-    work: Path, sizes: list[int], *, tiny: bool = False, keep: bool = False, log: Any = sys.stderr
+    work: Path,
+    sizes: list[int],
+    *,
+    tiny: bool = False,
+    keep: bool = False,
+    in_process: bool = False,
+    log: Any = sys.stderr,
 ) -> list[dict[str, Any]]:
-    """Build (or reuse) the archive under ``work``, serve it, and run every stage at every size."""
+    """Build (or reuse) the archive under ``work``, serve it, and run every stage at every size.
+
+    ``in_process`` runs the stages in this process (the tests' quick mode: peak RSS is then the whole run's).
+    """
     sys.path.insert(0, str(ROOT / "tests"))
     from stac.servers import FileServer, rustac_serve
 
@@ -288,7 +297,7 @@ def run_pipeline(
                 shutil.rmtree(ds, ignore_errors=True)
                 for stage in STAGES:
                     print(f"{n:>7} samples: {stage} ...", file=log, flush=True)
-                    result = spawn(stage, ds, n, api, aoi)
+                    result = run_stage(stage, ds, n, api, aoi) if in_process else spawn(stage, ds, n, api, aoi)
                     results.append(result)
                     if "error" in result:
                         print(result["error"], file=log, flush=True)
