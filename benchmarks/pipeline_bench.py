@@ -299,6 +299,10 @@ def run_pipeline(
                     print(f"{n:>7} samples: {stage} ...", file=log, flush=True)
                     result = run_stage(stage, ds, n, api, aoi) if in_process else spawn(stage, ds, n, api, aoi)
                     results.append(result)
+                    if "error" not in result:
+                        r = result
+                        print(f"{n:>7} samples: {stage}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, "
+                              f"{r['peak_rss_mb']:.0f} MB, {r['files']} files", file=log, flush=True)  # fmt: skip
                     if "error" in result:
                         print(result["error"], file=log, flush=True)
                         break
