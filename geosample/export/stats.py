@@ -34,8 +34,6 @@ EARTH_RADIUS_KM = 6371.0088
 """Mean Earth radius (IUGG), for great-circle distances."""
 STATS_FILE = "report/stats.json"
 UNIFORMITY_RES = 2
-_PAIRS_PER_CHUNK = 4_000_000
-_QUERY_BLOCK = 65_536
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _STOPWORDS = frozenset(
     "a an and are as at by for from in into is it its of on or over the this that to with".split()
@@ -252,82 +250,31 @@ def _spatial(content: DatasetContent, sites: pd.DataFrame) -> dict[str, Any]:
 def nearest_neighbour_km(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Each point's great-circle distance (km) to its nearest other point; NaN for a lone point.
 
-    Exact and vectorised: points become unit vectors, bucketed in a 3-D grid
-    whose cells are about twice the typical neighbour distance; a point's
-    nearest neighbour within one cell size is found among the 27 cells
-    around it. Points with none that close are searched again with cells
-    four times larger, until every point is settled.
+    Exact: scipy's ``cKDTree`` over unit vectors (the chord orders points as
+    the great circle does), asked for two neighbours of every point. The
+    points are asked about in the tree's own leaf order, so that consecutive
+    searches walk the same branches: about 1.5× faster than asking in the
+    order given, with the same answers.
     """
+    from scipy.spatial import cKDTree
+
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
     n = lon.size
     if n < 2:
         return np.full(n, np.nan)
     xyz = _unit_vectors(lon, lat)
-    best = np.full(n, np.inf)
-    todo = np.arange(n)
-    size = 2.0 * max(_typical_chord(xyz), 1e-9)
-    while todo.size:
-        if size >= 2.0:  # one cell holds the sphere: every pair is compared
-            size = 4.0
-        best[todo] = _nearest_in_grid(xyz, todo, size)
-        todo = todo[best[todo] > size * size]  # a neighbour within one cell size is the nearest
-        size *= 4.0
-    chord = np.minimum(np.sqrt(best), 2.0)
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(chord / 2.0)
+    tree = cKDTree(xyz)
+    order = tree.indices
+    chord, _ = tree.query(xyz[order], k=2)
+    best = np.empty(n)
+    best[order] = chord[:, 1]  # the first neighbour is the point itself (or a duplicate, also at 0)
+    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.minimum(best, 2.0) / 2.0)
 
 
 def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lam, phi = np.radians(lon), np.radians(lat)
     return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
-
-
-def _typical_chord(xyz: np.ndarray) -> float:
-    """The median nearest-neighbour chord of up to 256 evenly spread points (brute force against all)."""
-    n = xyz.shape[0]
-    probe = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(np.int64))
-    nearest = np.full(probe.size, np.inf)
-    step = max(1, _PAIRS_PER_CHUNK // probe.size)
-    for start in range(0, n, step):
-        block = xyz[start : start + step]
-        d2 = ((xyz[probe, None, :] - block[None, :, :]) ** 2).sum(axis=2)
-        d2[probe[:, None] == np.arange(start, start + block.shape[0])[None, :]] = np.inf
-        nearest = np.minimum(nearest, d2.min(axis=1))
-    return float(np.sqrt(np.median(nearest)))
-
-
-def _nearest_in_grid(xyz: np.ndarray, query: np.ndarray, size: float) -> np.ndarray:
-    """Squared chord from each ``query`` point to its nearest other point among the 27 grid cells around it."""
-    cells = np.floor(xyz / size).astype(np.int64)
-    span = int(np.ceil(2.0 / size)) + 3
-    cells += span // 2 + 1  # all indexes positive, neighbours included
-    keys = (cells[:, 0] * span + cells[:, 1]) * span + cells[:, 2]
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    # A neighbouring cell's key is the cell's key plus one of these.
-    shifts = np.array([(i * span + j) * span + k for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
-    best = np.empty(query.size)
-    for block in range(0, query.size, _QUERY_BLOCK):
-        part = query[block : block + _QUERY_BLOCK]
-        neighbour_keys = keys[part][:, None] + shifts[None, :]
-        lo = np.searchsorted(sorted_keys, neighbour_keys, side="left").ravel()
-        lengths = np.searchsorted(sorted_keys, neighbour_keys, side="right").ravel() - lo
-        per_query = lengths.reshape(-1, 27).sum(axis=1)  # >= 1: a point's own cell holds it
-        ends = np.cumsum(per_query)
-        start = 0
-        while start < part.size:
-            before = int(ends[start - 1]) if start else 0
-            stop = min(part.size, max(start + 1, int(np.searchsorted(ends, before + _PAIRS_PER_CHUNK, "right"))))
-            run_lo, run_len = lo[start * 27 : stop * 27], lengths[start * 27 : stop * 27]
-            firsts = np.repeat(run_lo - (np.cumsum(run_len) - run_len), run_len)
-            candidate = order[np.arange(int(run_len.sum())) + firsts]
-            owner = np.repeat(part[start:stop], per_query[start:stop])
-            d2 = ((xyz[owner] - xyz[candidate]) ** 2).sum(axis=1)
-            d2[candidate == owner] = np.inf
-            segment_starts = np.concatenate([[0], np.cumsum(per_query[start:stop])[:-1]])
-            best[block + start : block + stop] = np.minimum.reduceat(d2, segment_starts)
-            start = stop
-    return best
 
 
 def summary_text(report: dict[str, Any]) -> str:

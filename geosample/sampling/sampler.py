@@ -376,12 +376,15 @@ class _Sites:
         self.spacing = spacing
         self.cells = [] if used is None else [used[0]]
         self.strata = [] if used is None else [used[1]]
-        self.taken = np.unique(used[0]) if used is not None else np.empty(0, dtype=np.uint64)
-        self.parents, self.parent_counts = (
-            np.unique(_h3.parent(used[0], parent_res), return_counts=True)
-            if used is not None
-            else (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
-        )
+        # Sorted site cells, and sorted parent cells with their site counts; a round's
+        # accepted sites are inserted in place (one pass over the arrays, no re-sort).
+        empty = np.empty(0, dtype=np.uint64)
+        self.taken = _sorted_unique(used[0]) if used is not None else empty
+        self.parents, self.parent_counts = _add_counts(empty, np.empty(0, dtype=np.int64), empty)
+        if used is not None:
+            self.parents, self.parent_counts = _add_counts(
+                self.parents, self.parent_counts, _h3.parent(used[0], parent_res)
+            )
 
     def offer(
         self,
@@ -403,7 +406,7 @@ class _Sites:
         cand, stratum = cand[order], stratum[order]
         cand_parent = _h3.parent(cand, self.parent_res)
         # A site cell is taken once; a parent cell holds at most K sites.
-        fresh = ~np.isin(cand, self.taken) & _first_occurrence(cand)
+        fresh = ~_in_sorted(self.taken, cand) & _first_occurrence(cand)
         slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
         fresh &= slot < self.max_per_parent
         eligible = fresh
@@ -426,8 +429,8 @@ class _Sites:
         if accepted.size:
             self.cells.append(accepted)
             self.strata.append(accepted_stratum)
-            self.taken = np.union1d(self.taken, accepted)
-            self.parents, self.parent_counts = _merge_counts(
+            self.taken = _insert_sorted(self.taken, accepted)  # accepted cells are fresh: new and distinct
+            self.parents, self.parent_counts = _add_counts(
                 self.parents, self.parent_counts, _h3.parent(accepted, self.parent_res)
             )
             self.need -= np.bincount(accepted_stratum, minlength=self.need.size)
@@ -592,11 +595,43 @@ def _lookup_counts(keys: np.ndarray, counts: np.ndarray, query: np.ndarray) -> n
     return np.where(keys[pos] == query, counts[pos], 0)
 
 
-def _merge_counts(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    merged = np.concatenate([keys, new])
-    weights = np.concatenate([counts, np.ones(new.size, dtype=np.int64)])
-    uniq, inverse = np.unique(merged, return_inverse=True)
-    return uniq, np.bincount(inverse, weights=weights).astype(np.int64)
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted.
+
+    By sorting: ``np.unique``'s hash table (numpy ≥ 2.3) is many times slower
+    than a sort on H3 indexes, which differ only in their low bits.
+    """
+    out = np.sort(values)
+    if out.size > 1:
+        out = out[np.r_[True, out[1:] != out[:-1]]]
+    return out
+
+
+def _in_sorted(keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Whether each query value is among the sorted ``keys`` (a binary search each)."""
+    if keys.size == 0:
+        return np.zeros(query.size, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return keys[pos] == query
+
+
+def _insert_sorted(keys: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """The sorted ``keys`` with the ``new`` values (none of them already there) merged in."""
+    new = np.sort(new)
+    return np.insert(keys, np.searchsorted(keys, new), new)
+
+
+def _add_counts(keys: np.ndarray, counts: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted keys and their counts, after counting each of ``new`` once more."""
+    uniq, times = np.unique(new, return_counts=True)
+    pos = np.searchsorted(keys, uniq)
+    known = np.zeros(uniq.size, dtype=bool)
+    inside = pos < keys.size
+    known[inside] = keys[pos[inside]] == uniq[inside]
+    counts = counts.copy()
+    counts[pos[known]] += times[known]
+    fresh = ~known
+    return np.insert(keys, pos[fresh], uniq[fresh]), np.insert(counts, pos[fresh], times[fresh].astype(np.int64))
 
 
 def check_capacity(n: int, valid_area_km2: float, parent_res: int, k: int, aoi_label: str) -> None:

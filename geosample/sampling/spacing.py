@@ -1,15 +1,16 @@
-"""Distance spacing: no two sites closer than a minimum distance, checked through the H3 grid.
+"""Distance spacing: no two sites closer than a minimum distance, checked through a grid.
 
 :class:`SpacingIndex` holds the sites taken so far and answers, for a batch
 of new points, which have a taken site within the minimum distance ``D``.
-Each taken site is filed under every H3 cell of the 1-ring (``grid_disk``,
-7 cells) around its *bucket*, the parent cell that holds it at the finest
-resolution whose edges are at least ``2·D`` long on average; a point then
-looks up its own bucket only, and measures the few sites filed there. Two
-points closer than ``D`` always have neighbouring buckets (the ring reaches
-at least one whole cell, some ``3·D``, beyond a bucket in every direction,
-however H3 distorts its cells and however far a descendant's centre strays
-from its parent's outline), so nothing is missed, and the cost of a batch is
+Points are unit vectors (Earth-centred), and the index is a 3-D grid over
+them whose cells are at least two chords of ``D`` wide. Each taken site is
+filed under the 8 cells of the 2 × 2 × 2 block nearest it (along each axis,
+its own cell and the neighbour on the side of its cell it lies in); a point
+then looks up its own cell only, and measures the few sites filed there.
+Two points closer than ``D`` differ by less than half a cell along every
+axis, so the point's cell is one of the site's eight: nothing is missed,
+anywhere on the sphere (poles, antimeridian and H3 pentagons are nothing
+special to the grid). Everything is array arithmetic; the cost of a batch is
 proportional to its size, not to the number of sites taken.
 
 Distances are great circles on a sphere of radius :data:`R_MIN_M`, the
@@ -23,16 +24,11 @@ The same index serves any sampler that must keep the spacing of a plan
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
-import h3
 import numpy as np
-from h3 import _cy
 from scipy.spatial import cKDTree
-
-from geosample.sampling import _h3
 
 __all__ = [
     "PROJECTION_MARGIN",
@@ -48,10 +44,9 @@ R_MIN_M = 6_335_439.327
 PROJECTION_MARGIN = 1.01
 """The default spacing is the chip diagonal times this: a chip is square in its UTM/UPS CRS, whose scale
 factor (down to 0.9996 in UTM, 0.994 in UPS) makes it up to 0.6 % larger on the ground."""
-_RING = 1
-_EDGE_OVER_DISTANCE = 2.0
 _CHUNK = 50_000
-_MERGE_AFTER = 8
+_MAX_CELLS_PER_AXIS = 2**20
+_CORNERS = tuple((i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1))
 
 
 def default_min_distance_m(chip_sizes: Sequence[float]) -> float:
@@ -77,17 +72,8 @@ def distance_m(xyz_a: np.ndarray, xyz_b: np.ndarray) -> np.ndarray:
     return 2.0 * np.arcsin(half) * R_MIN_M
 
 
-def bucket_resolution(min_distance_m: float) -> tuple[int, int]:
-    """The bucket resolution (edges at least ``2·D`` on average) and the ring that covers ``D``."""
-    for res in range(15, -1, -1):
-        if h3.average_hexagon_edge_length(res, "m") >= _EDGE_OVER_DISTANCE * min_distance_m:
-            return res, _RING
-    edge = h3.average_hexagon_edge_length(0, "m")
-    return 0, _RING + math.ceil(_EDGE_OVER_DISTANCE * min_distance_m / edge)
-
-
 class SpacingIndex:
-    """Sites taken so far, filed by H3 bucket, for "is a taken site within ``D`` of these points?".
+    """Sites taken so far, filed in a grid over unit vectors, for "is a taken site within ``D`` of these points?".
 
     Args:
         min_distance_m: The spacing ``D`` in metres (> 0).
@@ -97,69 +83,75 @@ class SpacingIndex:
         if not min_distance_m > 0:
             raise ValueError("a spacing index needs a positive distance")
         self.min_distance_m = float(min_distance_m)
-        self.res, self.ring = bucket_resolution(self.min_distance_m)
         self._chord = chord(self.min_distance_m)
-        self._xyz: list[np.ndarray] = []
+        # Cells a little more than two chords wide (rounding can never make a close pair look half a cell
+        # apart), and at most 2**20 of them along an axis, so that a cell's key fits an int64.
+        self.cell_size = max(2.0 * self._chord * (1.0 + 1e-6), 2.0 / _MAX_CELLS_PER_AXIS)
+        self._span = math.ceil(2.0 / self.cell_size) + 3
+        self._xyz = np.empty((0, 3))
         self._n = 0
-        # Sorted runs of (ring cell, site position); a few runs are merged into one now and then.
+        # Sorted runs of (cell key, site position), from the oldest (largest) to the newest; a run is merged
+        # into the one before it once it is at least half its size, so there are O(log n) runs.
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []
-        self._all_xyz = np.empty((0, 3))
 
     def __len__(self) -> int:
         """Number of sites taken."""
         return self._n
 
-    def buckets(self, lon: np.ndarray, lat: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """The bucket of each point: the parent of its H3 cell when given (cheap), else the cell holding it."""
-        if cells is not None and cells.size and int(_h3.resolution(cells[:1])[0]) >= self.res:
-            return _h3.parent(cells, self.res)
-        return _h3.cells_from_points(np.asarray(lon, float), np.asarray(lat, float), self.res)
+    def _cells(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Grid cell of each unit vector along each axis (1 upwards) and where in the cell it lies (0 to 1)."""
+        scaled = (xyz + 1.0) / self.cell_size + 1.0
+        cells = np.floor(scaled)
+        return cells.astype(np.int64), scaled - cells
+
+    def _key(self, cells: np.ndarray) -> np.ndarray:
+        return (cells[..., 0] * self._span + cells[..., 1]) * self._span + cells[..., 2]
 
     def add(self, lon: np.ndarray, lat: np.ndarray, cells: np.ndarray | None = None) -> None:
-        """Take sites at these points (``cells``: their H3 cells at any resolution, if known)."""
+        """Take sites at these points (``cells``, their H3 cells, is accepted for compatibility and unused)."""
         lon = np.asarray(lon, dtype=np.float64)
         if lon.size == 0:
             return
         xyz = unit_vectors(lon, lat)
-        bucket = self.buckets(lon, lat, cells)
-        # h3's Cython grid_disk, without the Python wrapper's checks (fewer cells next to a pentagon).
-        rings = [_cy.grid_disk(b, self.ring) for b in bucket.tolist()]
-        counts = np.fromiter(map(len, rings), dtype=np.int64, count=len(rings))
-        keys = np.fromiter(itertools.chain.from_iterable(rings), dtype=np.uint64, count=int(counts.sum()))
-        owner = np.repeat(np.arange(self._n, self._n + lon.size), counts)
-        real = keys != 0
-        keys, owner = keys[real], owner[real]
+        own, where = self._cells(xyz)
+        side = np.where(where < 0.5, -1, 1)
+        keys = np.stack([self._key(own + side * np.array(corner)) for corner in _CORNERS], axis=1).ravel()
+        owner = np.repeat(np.arange(self._n, self._n + lon.size), len(_CORNERS))
         order = np.argsort(keys, kind="stable")
         self._runs.append((keys[order], owner[order]))
-        self._xyz.append(xyz)
+        while len(self._runs) > 1 and 2 * self._runs[-1][0].size >= self._runs[-2][0].size:
+            (k1, o1), (k2, o2) = self._runs.pop(-2), self._runs.pop()
+            keys, owner = np.concatenate([k1, k2]), np.concatenate([o1, o2])
+            order = np.argsort(keys, kind="stable")  # two sorted runs: a linear merge
+            self._runs.append((keys[order], owner[order]))
+        if self._n + lon.size > len(self._xyz):  # room doubles as needed
+            grown = np.empty((max(2 * len(self._xyz), self._n + lon.size, 1024), 3))
+            grown[: self._n] = self._xyz[: self._n]
+            self._xyz = grown
+        self._xyz[self._n : self._n + lon.size] = xyz
         self._n += lon.size
-        self._all_xyz = np.concatenate(self._xyz) if len(self._xyz) > 1 else xyz
-        self._xyz = [self._all_xyz]
-        if len(self._runs) > _MERGE_AFTER:
-            keys = np.concatenate([r[0] for r in self._runs])
-            owner = np.concatenate([r[1] for r in self._runs])
-            order = np.argsort(keys, kind="stable")
-            self._runs = [(keys[order], owner[order])]
 
     def blocked(self, lon: np.ndarray, lat: np.ndarray, cells: np.ndarray | None = None) -> np.ndarray:
-        """Whether a taken site lies closer than ``D`` to each point."""
+        """Whether a taken site lies closer than ``D`` to each point (``cells`` is unused)."""
         lon = np.asarray(lon, dtype=np.float64)
         out = np.zeros(lon.size, dtype=bool)
         if self._n == 0 or lon.size == 0:
             return out
-        bucket = self.buckets(lon, lat, cells)
         xyz = unit_vectors(lon, lat)
+        key = self._key(self._cells(xyz)[0])
+        order = np.argsort(key, kind="stable")  # sorted queries: the binary searches walk the runs forwards
+        key = key[order]
         for keys, owner in self._runs:
-            lo = np.searchsorted(keys, bucket, side="left")
-            hi = np.searchsorted(keys, bucket, side="right")
+            lo = np.searchsorted(keys, key, side="left")
+            hi = np.searchsorted(keys, key, side="right")
             counts = hi - lo
             total = int(counts.sum())
             if total == 0:
                 continue
-            point = np.repeat(np.arange(lon.size), counts)
+            point = np.repeat(order, counts)
             start = np.repeat(lo - np.cumsum(counts) + counts, counts)
             site = owner[start + np.arange(total)]
-            close = np.linalg.norm(xyz[point] - self._all_xyz[site], axis=1) < self._chord
+            close = np.linalg.norm(xyz[point] - self._xyz[site], axis=1) < self._chord
             out[point[close]] = True
         return out
 
@@ -173,21 +165,18 @@ class SpacingIndex:
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)
         keep = ~self.blocked(lon, lat, cells)
-        kept_xyz: list[np.ndarray] = []
+        kept = SpacingIndex(self.min_distance_m)  # the points kept so far, chunk by chunk
         for start in range(0, lon.size, _CHUNK):
             idx = np.arange(start, min(start + _CHUNK, lon.size))
             idx = idx[keep[idx]]
             if idx.size == 0:
                 continue
-            xyz = unit_vectors(lon[idx], lat[idx])
-            if kept_xyz:
-                dist, _ = cKDTree(np.concatenate(kept_xyz)).query(xyz, distance_upper_bound=self._chord)
-                near = dist < self._chord
-                keep[idx[near]] = False
-                idx, xyz = idx[~near], xyz[~near]
-            ok = greedy_spacing(xyz, self._chord)
+            near = kept.blocked(lon[idx], lat[idx])
+            keep[idx[near]] = False
+            idx = idx[~near]
+            ok = greedy_spacing(unit_vectors(lon[idx], lat[idx]), self._chord)
             keep[idx[~ok]] = False
-            kept_xyz.append(xyz[ok])
+            kept.add(lon[idx[ok]], lat[idx[ok]])
         return keep
 
 

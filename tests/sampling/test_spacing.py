@@ -21,7 +21,7 @@ from independent import close_pairs, nearest_geodesic_m, overlapping_chip_pairs,
 from pyproj import Geod
 
 import geosample
-from geosample.sampling.spacing import SpacingIndex, default_min_distance_m
+from geosample.sampling.spacing import R_MIN_M, SpacingIndex, default_min_distance_m
 
 pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.CapacityWarning")
 DIAGONAL_2560 = 2560 * math.sqrt(2)
@@ -119,7 +119,7 @@ def test_thinning_is_a_greedy_packing(distance: float, seed: int, near_pentagon:
     rng = np.random.default_rng(seed)
     index = SpacingIndex(distance)
     if near_pentagon:
-        lat0, lon0 = h3.cell_to_latlng(h3.get_pentagons(index.res)[seed % 12])
+        lat0, lon0 = h3.cell_to_latlng(h3.get_pentagons(5)[seed % 12])
     else:
         lat0, lon0 = rng.uniform(-89, 89), rng.choice([179.9, -179.9, rng.uniform(-180, 180)])
     spread = 4 * distance / 111_000
@@ -139,6 +139,42 @@ def test_thinning_is_a_greedy_packing(distance: float, seed: int, near_pentagon:
         _, _, dist = geod.inv(np.full(before.size, lon[rest[k]]), np.full(before.size, lat[rest[k]]),
                               lon[before], lat[before])  # fmt: skip
         assert np.min(dist) < distance * 1.01  # the 1 % is the sphere's margin below the ellipsoid
+
+
+@settings(max_examples=30, deadline=None, database=None)
+@given(
+    distance=st.sampled_from([0.5, 80.0, 3_660.0, 40_000.0, 900_000.0, 15_000_000.0]),
+    seed=st.integers(0, 2**16),
+    where=st.sampled_from(["anywhere", "pole", "antimeridian", "pentagon"]),
+    batches=st.integers(1, 12),
+)
+def test_blocked_finds_every_taken_site_within_the_distance(
+    distance: float, seed: int, where: str, batches: int
+) -> None:
+    """``blocked`` agrees with great circles measured by pyproj on the index's sphere, pair by pair."""
+    rng = np.random.default_rng(seed)
+    lat0, lon0 = {
+        "anywhere": (rng.uniform(-80, 80), rng.uniform(-180, 180)),
+        "pole": (rng.choice([-89.99, 89.99]), rng.uniform(-180, 180)),
+        "antimeridian": (rng.uniform(-70, 70), 179.999),
+        "pentagon": h3.cell_to_latlng(h3.get_pentagons(7)[seed % 12]),
+    }[where]
+    spread = 3 * distance / 111_000
+    lat = np.clip(lat0 + rng.normal(0, spread, 400), -90, 90)
+    lon = (lon0 + rng.normal(0, spread / max(np.cos(np.radians(lat0)), 0.01), 400) + 180) % 360 - 180
+    taken, query = np.arange(200), np.arange(200, 400)
+    index = SpacingIndex(distance)
+    for part in np.array_split(taken, batches):  # many small runs, merged as they grow
+        index.add(lon[part], lat[part])
+    assert len(index) == taken.size
+    sphere = Geod(a=R_MIN_M, b=R_MIN_M)
+    lon_q, lat_q = np.repeat(lon[query], taken.size), np.repeat(lat[query], taken.size)
+    _, _, dist = sphere.inv(lon_q, lat_q, np.tile(lon[taken], query.size), np.tile(lat[taken], query.size))
+    dist = dist.reshape(query.size, taken.size)
+    clear = np.abs(dist - distance).min(axis=1) > 1e-6 * distance + 1e-6  # no pair on the edge itself
+    expected = (dist < distance).any(axis=1)
+    got = index.blocked(lon[query], lat[query])
+    np.testing.assert_array_equal(got[clear], expected[clear])
 
 
 def test_inclusion_prob_matches_an_independent_area_estimate() -> None:

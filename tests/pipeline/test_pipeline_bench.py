@@ -1,0 +1,49 @@
+"""The whole-pipeline benchmark's quick mode, so that it cannot rot (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).parents[2] / "benchmarks" / "pipeline_bench.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("pipeline_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_tiny_pipeline_runs_every_stage_and_reports_the_ratios(bench, tmp_path: Path) -> None:
+    sizes = [40, 80]
+    results = bench.run_pipeline(tmp_path, sizes, tiny=True, keep=True, in_process=True, log=io.StringIO())
+    assert [r.get("error") for r in results] == [None] * len(results)
+    assert [(r["stage"], r["samples"]) for r in results] == [(s, n) for n in sizes for s in bench.STAGES]
+    for n in sizes:  # what each stage wrote, read back from the dataset itself
+        ds = tmp_path / f"DS-{n}"
+        plan = pd.read_parquet(ds / "plan.parquet")
+        chips = pd.read_parquet(ds / "chips.parquet")
+        ok = chips[chips["status"] == "ok"]
+        assert len(plan) == n and len(ok) == n
+        assert all((ds / p).is_file() and (ds / p.replace(".tif", ".png")).is_file() for p in ok["path"])
+        assert len(pd.read_parquet(ds / "labels.parquet")) == n
+        assert pd.read_parquet(ds / "captions.parquet")["sample_id"].nunique() == n
+        shards = list((ds / "export" / "webdataset").rglob("*.tar"))
+        assert shards and list((ds / "export" / "parquet").rglob("*.parquet"))
+        assert (ds / "report" / "stats.json").is_file()
+        by_stage = {r["stage"]: r for r in results if r["samples"] == n}
+        assert by_stage["fetch"]["files"] >= 2 * n  # a chip and a preview per sample, at least
+        assert by_stage["plan"]["files"] >= 2 and by_stage["stats"]["files"] >= 1
+    out = io.StringIO()
+    with redirect_stdout(out):
+        verdict = bench.report(results)
+    assert set(verdict["ratios"]) == set(bench.STAGES)
+    assert "ratios 80 / 40" in out.getvalue() and "no stage over 4 GB" in out.getvalue()
