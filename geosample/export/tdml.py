@@ -8,7 +8,6 @@ export folder can sit anywhere beside the dataset.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 from geosample.errors import DatasetError
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig
-from geosample.labels.exports import trainingdml_document
+from geosample.labels.exports import write_trainingdml
 
 __all__ = ["TDML_FILE", "TRAINING_TYPES", "write_tdml"]
 
@@ -45,7 +44,8 @@ def write_tdml(
         s: TRAINING_TYPES[v] for s, v in records.drop_duplicates("sample_id").set_index("sample_id")["split"].items()
     }
     source = str(content.labels["label_source"].iloc[0]) if len(content.labels) else "unknown"
-    document = trainingdml_document(
+    entries = write_trainingdml(
+        out / TDML_FILE,
         content.plan,
         content.labels,
         content.taxonomy,
@@ -55,12 +55,11 @@ def write_tdml(
         training_types=types,
         plan_href=_relative(content.ds / "plan.parquet", base),
     )
-    if not document["data"]:
+    if not entries:
         raise DatasetError(
             f"no sample of {content.ds} has labelled pixels, so there is no training data to describe; "
             "check the label source's coverage and re-run 'geosample label'"
         )
-    (out / TDML_FILE).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _relative(path: Path, base: Path) -> str:

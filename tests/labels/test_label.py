@@ -141,8 +141,21 @@ def test_trainingdml_document_validates(embedded_labels) -> None:
     validate(doc, "trainingdml-ai-1.0/ai_eoTrainingDataset.json")
     for entry in doc["data"][:5]:
         validate(entry, "trainingdml-ai-1.1/ai_eoTrainingData.json")
-    assert doc["amountOfTrainingData"] == len(doc["data"]) == len(pd.read_parquet(ds / "labels.parquet"))
+    labels = pd.read_parquet(ds / "labels.parquet")
+    assert doc["amountOfTrainingData"] == len(doc["data"]) == len(labels)
     assert doc["classificationScheme"].startswith("https://")
+    # Each entry (written one at a time) against the plan and the labels, read independently.
+    plan = gpd.read_parquet(ds / "plan.parquet").set_index("sample_id")
+    by_id = labels.set_index("sample_id")
+    for entry in doc["data"]:
+        row = plan.loc[entry["id"]]
+        west, south, east, north = row.geometry.bounds
+        box = entry["extent"]["geographicElement"][0]
+        assert (box["westBoundLongitude"], box["southBoundLatitude"]) == pytest.approx((west, south))
+        assert (box["eastBoundLongitude"], box["northBoundLatitude"]) == pytest.approx((east, north))
+        assert entry["dataTime"][0][:10] == row["start_datetime"].strftime("%Y-%m-%d")
+        codes = {label["class"] for label in entry["labels"]}
+        assert codes == {c for level in ("l1", "l2", "l3") for c in by_id.loc[entry["id"], level]}
     assert {task["id"] for task in doc["tasks"]} == {
         "scene-classification-l1",
         "scene-classification-l2",
