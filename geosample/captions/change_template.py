@@ -114,6 +114,9 @@ OBSERVED_WORDS = {
     "snow_ice_change": "snow and ice changed on {p}",
 }
 """Each ``change.parquet`` share in words; ``{p}`` is "about 45% of the clear pixels"."""
+LAVA_EVENTS = frozenset({"volcano", "eruption", "volcanic_eruption"})
+"""Event types whose burn signal (dNBR) may be fresh lava or ash as well as fire: said so in the caption."""
+BURNED_BY_LAVA = "{p} burned or now lie under dark lava or ash"
 GAINS = ("water_gain", "vegetation_gain")
 LOSSES = ("vegetation_loss", "water_loss", "burned", "snow_ice_change")
 
@@ -334,8 +337,15 @@ def _pct(share: float) -> str:
     return f"{percent(share)} of the clear pixels"
 
 
+def _words(context: ChangeContext, column: str) -> str:
+    """How a ``change.parquet`` column reads for this pair: after an eruption, a burn signal may be lava or ash."""
+    if column == "burned" and (context.event_type or "").lower() in LAVA_EVENTS:
+        return BURNED_BY_LAVA
+    return OBSERVED_WORDS[column]
+
+
 def _observed_item(context: ChangeContext, column: str, share: float, rng: random.Random, where: bool = True) -> str:
-    text = OBSERVED_WORDS[column].format(p=_pct(share))
+    text = _words(context, column).format(p=_pct(share))
     region = context.observed.where(column) if context.observed is not None and where else frozenset()
     if region and region != frozenset({"nw", "ne", "sw", "se"}):
         text += f", mostly in {w.region_words(region, rng)}"
@@ -351,7 +361,7 @@ def _observed_caption(context: ChangeContext, focus: str, variant: int, rng: ran
     if focus == "pair":
         return pair(context, variant, rng)
     if focus == "detail":
-        listed = [OBSERVED_WORDS[k].format(p=_pct(float(v))) for k, v in observed.shares.items() if v is not None]
+        listed = [_words(context, k).format(p=_pct(float(v))) for k, v in observed.shares.items() if v is not None]
         valid = percent(observed.valid_fraction) if observed.valid_fraction is not None else "an unknown share"
         return _fill(frames["detail"][variant], context, list=w.join(listed) or "nothing measurable", valid=valid)
     if not moved:

@@ -309,6 +309,23 @@ def test_observed_change_captions_parse_back(
         assert "No change covering 5%" in first or "no change on 5%" in first or "no measured change" in first
 
 
+def test_a_burn_signal_after_an_eruption_may_be_lava() -> None:
+    """dNBR cannot tell char from fresh lava or ash: after an eruption the caption says both, with the share."""
+    row = {"site_id": "s", "sample_id_before": "s-b", "sample_id_after": "s-a", "kind": "event",
+           **dict.fromkeys(CHANGE_WORDS.values(), 0.0), "burned": 0.42, "valid_fraction": 0.9,
+           "mask": "change/s/s-b__s-a.tif", "quadrants": None}  # fmt: skip
+    before, after = (dataclasses.replace(_context(s, {"3": 1.0}, {r: {"3": 1.0} for r in REGIONS}),
+                                         date=dt.date(2021, 5, d), map_resolution_m=5566.0)
+                     for s, d in (("s-b", 2), ("s-a", 22)))  # fmt: skip
+    for event_type, lava in (("volcano", True), ("wildfire", False)):
+        context = change_context(before, after, {"site_id": "s", "kind": "event"},
+                                 {"event_type": event_type, "event_date": "2021-05-12"}, row)  # fmt: skip
+        texts = change_captions(context, 5, 0).captions
+        stated = [int(m.group(2)) / 100 for t in texts for m in _BURNED.finditer(t)]
+        assert stated and all(abs(v - 0.42) <= 0.025 for v in stated), texts
+        assert any("lava or ash" in t for t in texts) is lava, texts
+
+
 # --- the stage, offline, end to end ------------------------------------------------------------------------------
 
 
