@@ -18,15 +18,18 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from geosample import __version__
 from geosample._dataset import atomic_path, io_errors_in, read_config, remove_stale, write_section, writes_dataset
 from geosample.errors import ConfigError, DatasetError
-from geosample.export._content import DatasetContent, load_content
+from geosample.export._content import load_content
 from geosample.export._integrity import verify_chips
 from geosample.export._records import record_table
 from geosample.export.splits import SPLITS, Splits, check_settings, make_splits, parse_fractions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["FORMATS", "SPLIT_REPORT", "ExportConfig", "ExportResult", "export", "splits_of"]
 
@@ -168,7 +171,7 @@ def export(
             f"run 'geosample label {ds}' first"
         )
     destination = Path(out) if out is not None else ds / "export" / cfg.format
-    splits = splits_of(content, cfg)
+    splits = splits_of(content.plan, cfg)
     res = int(splits.report.get("block", {}).get("h3_res", -1))
     recorded = {**cfg.to_dict(), "out": str(destination), "split_res_used": res}
     _check_destination(ds, destination, cfg.format, recorded, overwrite)
@@ -219,9 +222,9 @@ def export(
     return result
 
 
-def splits_of(content: DatasetContent, cfg: ExportConfig) -> Splits:
-    """The dataset's splits under ``cfg``'s split settings (the ones every format and Croissant use)."""
-    return make_splits(content.plan, cfg.split, block_km=cfg.split_block_km, res=cfg.split_res,
+def splits_of(samples: pd.DataFrame, cfg: ExportConfig) -> Splits:
+    """The samples' splits under ``cfg``'s split settings: the ones every format, evaluate and finetune use."""
+    return make_splits(samples, cfg.split, block_km=cfg.split_block_km, res=cfg.split_res,
                        buffer_m=cfg.split_buffer_m, seed=cfg.seed)  # fmt: skip
 
 

@@ -400,15 +400,14 @@ def dataset_splits(ds: str | Path) -> pd.Series:
     :func:`geosample.export.export` that computes a dataset's splits.
     """
     from geosample._dataset import read_config, read_samples
-    from geosample.export._export import ExportConfig
+    from geosample.export._export import ExportConfig, splits_of
 
     config = read_config(ds)
     known = {f.name for f in dataclasses.fields(ExportConfig)} - {"format"}
     recorded = [v for v in (config.get("export") or {}).values() if isinstance(v, dict) and "split" in v]
     cfg = ExportConfig.from_mapping({k: v for k, v in (recorded[-1] if recorded else {}).items() if k in known})
     plan = read_samples(ds).sort_values("sample_id", kind="stable").reset_index(drop=True)  # as export reads it
-    split = split_samples(plan, cfg.split, block_km=cfg.split_block_km, res=cfg.split_res,
-                          buffer_m=cfg.split_buffer_m, seed=cfg.seed)  # fmt: skip
+    split = splits_of(plan, cfg).split
     return pd.Series(split.to_numpy(), index=pd.Index(plan["sample_id"], name="sample_id"), name="split")
 
 
