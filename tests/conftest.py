@@ -183,15 +183,9 @@ def events_demo_ds(_events_demo: Path, tmp_path: Path) -> Path:
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run the real entry point, ``geosample.cli.main``, as a user would: ``(exit code, stdout, stderr)``."""
-    from geosample.cli import main
+    from untrusted import run_cli as run_main
 
     def run(*args: object) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
+        return run_main(list(args), capsys)
 
     return run

@@ -17,14 +17,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import rasterio
 from click.testing import CliRunner, Result
 from PIL import Image
 from pyproj import Transformer
 from rasterio.transform import from_origin
+from untrusted import run_cli as run_main  # noqa: F401  (re-exported for the export and stac tests)
 
-from geosample.cli import cli, main
+from geosample.cli import cli
 from geosample.stac.journal import SCHEMA as CHIPS_MANIFEST_SCHEMA
 
 CHIP_PX = 32
@@ -98,17 +98,6 @@ def write_captions(ds: Path, per_sample: int = 2, *, skip: int = 1) -> pd.DataFr
 def invoke(*args: object) -> Result:
     """Run the CLI in-process through click's runner (a user error surfaces as ``result.exception``)."""
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=True)
-
-
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """Run ``geosample.cli.main`` (the real entry point): exit code, stdout, stderr."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def python_snippets(readme: Path) -> list[str]:
