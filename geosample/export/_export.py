@@ -211,6 +211,7 @@ def export(
     with atomic_path(ds / SPLIT_REPORT) as tmp:
         tmp.write_text(json.dumps(splits.report, indent=2) + "\n", encoding="utf-8")
     section = dict(read_config(ds).get("export") or {})
+    section.pop(cfg.format, None)  # the latest export comes last: dataset_splits deals with its settings
     section[cfg.format] = {
         **recorded,
         "records": result.records,

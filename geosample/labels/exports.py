@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -291,7 +291,7 @@ def _tdml_header(
     """Every member of the ``AI_EOTrainingDataset`` but ``data``."""
     levels = list(taxonomy.levels)
     used = sorted({code for level in levels for codes in table[level] for code in codes}, key=_code_order(taxonomy))
-    labelled = int(sum(any(len(getattr(r, level)) for level in levels) for r in table.itertuples(index=False)))
+    labelled = sum(1 for record in table.itertuples(index=False) if _is_labelled(record, levels))
     return {
         "type": "AI_EOTrainingDataset",
         "id": name,
@@ -348,14 +348,14 @@ def _tdml_entries(
     bounds = dict(zip(first["sample_id"], first.geometry.bounds.itertuples(index=False, name=None), strict=True))
     times = dict(zip(first["sample_id"], zip(first["start_datetime"], first["end_datetime"], strict=True), strict=True))
     for record in table.itertuples(index=False):
+        if not _is_labelled(record, levels):
+            continue
         fractions = json.loads(record.fractions)
         labels = []
         for level in levels:
             for code in getattr(record, level):
                 share = sum(v for c, v in fractions.items() if level_code(taxonomy, c, level) == code)
                 labels.append({"type": "AI_SceneLabel", "class": code, "confidence": round(min(share, 1.0), 6)})
-        if not labels:
-            continue
         start, end = times[record.sample_id]
         entry: dict[str, Any] = {
             "type": "AI_EOTrainingData",
@@ -370,6 +370,11 @@ def _tdml_entries(
         if training_types is not None and record.sample_id in training_types:
             entry["trainingType"] = training_types[record.sample_id]
         yield entry
+
+
+def _is_labelled(record: Any, levels: Sequence[str]) -> bool:
+    """Whether a row of the label table has a class at any level: only those are training data."""
+    return any(len(getattr(record, level)) for level in levels)
 
 
 def _bbox_element(bounds: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import shapely
 from export.builders import invoke
 from schemas import validate
 
-from geosample.export.splits import SPLITS
+from geosample.export.splits import SPLITS, dataset_splits
 
 
 @pytest.fixture
@@ -149,3 +149,15 @@ def test_the_card_snippet_runs(exported: tuple[Path, Path]) -> None:
     namespace: dict = {}
     exec(compile(snippet.replace("path/to/this/folder", str(out)), "README.md", "exec"), namespace)
     assert namespace["ds"]["train"][0]["image"].size[0] > 0
+
+
+def test_dataset_splits_follow_the_latest_export(full_ds: Path) -> None:
+    """evaluate and finetune see the splits of the export run last, whatever format ran first."""
+    for fmt, seed in (("parquet", "1"), ("webdataset", "2"), ("parquet", "3")):
+        result = invoke("export", full_ds, "--format", fmt, "--split", "0.5,0.25,0.25", "--seed", seed, "--overwrite")
+        assert result.exit_code == 0, result.output
+    data = full_ds / "export" / "parquet" / "data"
+    exported = pads.dataset(data, format="parquet").to_table(columns=["sample_id", "split"]).to_pandas()
+    dealt = dataset_splits(full_ds)
+    assert dealt.loc[exported["sample_id"]].tolist() == exported["split"].tolist()
+    assert len(dealt.dropna()) == len(exported)
