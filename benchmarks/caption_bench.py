@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -50,17 +48,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _machine import describe, peak_rss_mb
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_TAG = "CAPTION_BENCH_RESULT "
 SEED_SAMPLES = 200
 SERVER_DELAY_S = 0.1
 OPENAI_SAMPLES = 64
 REPEAT = 5
-
-
-def _peak_rss_mb() -> float:
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
 def make_dataset(work: Path, n: int) -> Path:
@@ -373,7 +368,7 @@ def run_case(case: str, work: Path) -> dict[str, Any]:
         result = _neardup(work, int(case.split("-")[1]))
     else:
         raise SystemExit(f"unknown case {case!r}")
-    result.update(case=case, import_s=round(load, 2), peak_rss_mb=_peak_rss_mb())
+    result.update(case=case, import_s=round(load, 2), peak_rss_mb=peak_rss_mb())
     return result
 
 
@@ -401,16 +396,7 @@ def main() -> None:
             print(f"{case}: failed\n{proc.stderr[-3000:]}", file=sys.stderr)
             continue
         results.append(json.loads(lines[-1][len(RESULT_TAG) :]))
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} (shared machine)")  # fmt: skip
-    try:
-        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
-        from threadpoolctl import threadpool_info
-
-        print("BLAS: " + ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()))
-    except ImportError:
-        pass
+    print(describe())
     print(f"{'case':<18} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12}  details")
     for r in results:
         cpu = f"{r['cpu_s']:.2f}" if "cpu_s" in r else "-"

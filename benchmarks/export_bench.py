@@ -38,8 +38,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -48,6 +46,8 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from _machine import describe, peak_rss_mb
 
 RESULT_TAG = "EXPORT_BENCH_RESULT "
 CASES = (
@@ -121,18 +121,6 @@ def build_dataset(ds: Path, samples: int) -> None:
 
 
 # --------------------------------------------------------------------------- child side
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (``VmHWM``; ``ru_maxrss`` would carry the parent's peak across exec)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20, 1)
 
 
 def _folder_mb(path: Path) -> float:
@@ -267,7 +255,7 @@ def child_main(case: str, ds: Path, work: Path, nn_points: int) -> int:
         result = run_case(case, ds, work, nn_points)
     except Exception:  # the traceback is the result
         result = {"error": traceback.format_exc()}
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     result["case"] = case
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 1 if "error" in result else 0
@@ -284,27 +272,6 @@ def spawn(case: str, ds: Path, work: Path, nn_points: int) -> dict[str, Any]:
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG) :])
     return {"case": case, "error": f"child exited {proc.returncode}:\n{proc.stdout[-3000:]}"}
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}"
-
-
-def _blas() -> str:
-    try:
-        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
-        from threadpoolctl import threadpool_info
-
-        return ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info())
-    except ImportError:
-        return "unknown"
 
 
 def main() -> int:
@@ -354,9 +321,8 @@ def main() -> int:
         best = dict(min(ok, key=lambda r: r["wall_s"]))
         best["cpu_s"] = min(r["cpu_s"] for r in ok)
         results.append(best)
-    print(f"\n{machine()}")
-    print(f"load average before: {', '.join(f'{x:.1f}' for x in load_before)}; after: "
-          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())} (a shared machine); BLAS: {_blas()}; "
+    print(f"\n{describe()}")
+    print(f"load average before: {', '.join(f'{x:.1f}' for x in load_before)}; "
           f"best of {args.repeat} interleaved rounds\n")  # fmt: skip
     print(f"{'case':<22} {'wall s':>8} {'CPU s':>7} {'records/s':>10} {'out MB':>8} {'peak RSS MB':>12}")
     by_case = {}
@@ -383,7 +349,7 @@ def main() -> int:
             f"  [{'PASS' if fast and same else 'MISS'}] nearest neighbours at least as fast as cKDTree (wall and CPU)"
         )
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+        args.json.write_text(json.dumps({"machine": describe(), "results": results}, indent=1))
     return 0
 
 

@@ -39,8 +39,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _machine import describe, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -293,7 +292,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         return {"tool": args.tool, "mode": args.mode, "workers": args.workers, "chips": len(plan), "ok": ok,
                 "observed": measured, "seconds": elapsed, "chips_per_s": ok / elapsed,
                 "cpu_seconds": cpu, "observation_cpu_seconds": sum(spent.values()),
-                "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+                "peak_rss_mb": peak_rss_mb()}  # fmt: skip
     data = json.loads((Path(args.data) / "items.json").read_text())
     items = json.loads(json.dumps(data[args.mode.removesuffix("-dense")]["items"]).replace("{base}", args.files))
     if args.mode == "aligned-dense":
@@ -366,7 +365,7 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         with ThreadPoolExecutor(args.workers) as pool:
             ok = sum(1 for width in pool.map(read, jobs) if width == CHIP_PX)
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-    rss_mb = _peak_rss_mb()
+    rss_mb = peak_rss_mb()
     return {"tool": args.tool, "mode": args.mode, "workers": args.workers, "chips": len(plan), "ok": ok,
             "seconds": elapsed, "chips_per_s": ok / elapsed, "cpu_seconds": cpu, "peak_rss_mb": rss_mb}  # fmt: skip
 
@@ -458,14 +457,6 @@ def _instrument_observations() -> dict[str, float]:
     return spent
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 # --------------------------------------------------------------------------- orchestration
 
 
@@ -510,7 +501,7 @@ def main() -> None:
         except ImportError:
             print("odc-stac is not installed (pip install odc-stac): skipping its baselines", file=sys.stderr)
             tools = [t for t in tools if not t.startswith("odc-stac")]
-    print(_machine(), file=sys.stderr)
+    print(describe(gdal=True), file=sys.stderr)
     files = FileServer(data).start()
     api_dir = Path(tempfile.mkdtemp(prefix="fetch-bench-api-"))
     hrefs = []
@@ -558,27 +549,10 @@ def main() -> None:
         if k not in best or r["chips_per_s"] > best[k]["chips_per_s"]:
             best[k] = dict(r)
         best[k]["min_cpu_seconds"] = least
-    print(f"\n{_machine()}; 1-min load average over the rounds: {', '.join(f'{x:.1f}' for x in loads)}")
+    print(f"\n{describe(gdal=True)}; 1-min load average over the rounds: {', '.join(f'{x:.1f}' for x in loads)}")
     report([*best.values(), *(r for r in runs if r.get("memory_probe"))], args.repeat)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=1))
-
-
-def _machine() -> str:
-    from threadpoolctl import threadpool_info
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    blas = (
-        ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info())
-        or "none loaded"
-    )
-    import rasterio
-
-    gdal = f"rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__})"
-    return (f"{os.cpu_count()} x {cpu}; load average {load}; numpy {np.__version__} (BLAS: {blas}), {gdal}, "
-            f"Python {platform.python_version()}")  # fmt: skip
 
 
 def observations(args: argparse.Namespace, data: Path) -> None:
@@ -639,7 +613,7 @@ def observations(args: argparse.Namespace, data: Path) -> None:
     finally:
         files.stop()
         shutil.rmtree(api_dir, ignore_errors=True)
-    print(f"\n{_machine()}")
+    print(f"\n{describe(gdal=True)}")
     print("\n| workers | chips/s without / with (best) | CPU s without / with (least) | cost, best wall "
           "| cost, median of pairs (wall / CPU) | CPU in the observations | chips observed |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -48,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import describe, peak_rss_mb
 
 SIZE = 8192
 RES = 10.0
@@ -177,7 +176,7 @@ def run_case(case: str, layout: str, raster: str, n: int) -> dict:
     else:
         raise SystemExit(f"unknown case {case}")
     result["cpu"] = time.process_time() - cpu
-    result["peak_mb"] = _peak_rss_mb()
+    result["peak_mb"] = peak_rss_mb()
     result["fractions_file"] = _save(fractions)
     return result
 
@@ -220,28 +219,11 @@ def _floor(raster: str, layout: str, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     return fractions, start
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _save(fractions: np.ndarray) -> str:
     fd, path = tempfile.mkstemp(suffix=".npy")
     os.close(fd)
     np.save(path, fractions)
     return path
-
-
-def _machine() -> str:
-    from threadpoolctl import threadpool_info
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    blas = ", ".join(f"{i.get('internal_api')} ({i.get('architecture')})" for i in threadpool_info()) or "none"
-    return f"{os.cpu_count()} x {cpu}; numpy {np.__version__} (BLAS: {blas}); Python {platform.python_version()}"
 
 
 def main() -> None:
@@ -271,7 +253,7 @@ def main() -> None:
             rasters[layout] = Path(tmp) / f"landcover_{layout}.tif"
             # In a child too: Linux keeps a process's peak RSS across fork + exec, so the parent stays small.
             subprocess.run([sys.executable, __file__, "--make-raster", str(rasters[layout]), layout], check=True)
-        print(f"{_machine()}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        print(describe())
         print(f"rasters: {SIZE}x{SIZE} px (aligned: 10 m, EPSG:{EPSG}; reprojected: 1/12000 deg, EPSG:4326), "
               f"chips {CHIP}x{CHIP} px of 10 m in EPSG:{EPSG}, {args.n} chips\n")  # fmt: skip
         for round_ in range(max(1, args.repeat)):
