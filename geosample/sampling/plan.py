@@ -150,14 +150,20 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             CapacityWarning,
             stacklevel=3,
         )
-    inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal)
+    site_area = _h3.cell_areas_km2(result.cells)
+    inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal, site_area)
     sites = _site_table(cfg, result, labels, dim_names, bins, rng_time, inclusion)
+
+    def reserve_inclusion(cells: np.ndarray, strata: np.ndarray) -> np.ndarray:
+        area = _areas(cells, result.cells, site_area)  # the plan's sites come first: their areas are known
+        return sampler.inclusion_probabilities(cells, strata, atlas, proposal, area)[0]
+
     samples = _sample_rows(cfg, _revisit_rows(cfg, sites))
     reserve = reserves.plan_reserves(
         per_site=cfg.reserve, sites=sites, stratum_ids={"/".join(lab): i for i, lab in enumerate(labels)},
         draw=dataclasses.replace(drawer, rng=rng_reserve, progress=None).draw, used=(result.cells, result.stratum),
         bins=bins, start=cfg.start, end=cfg.end, window_days=cfg.window_days, keep_season=cfg.time_bins == "season",
-        inclusion=lambda c, s: sampler.inclusion_probabilities(c, s, atlas, proposal)[0], rng=rng_reserve,
+        inclusion=reserve_inclusion, rng=rng_reserve,
     )  # fmt: skip
     strata_table = pd.DataFrame(
         {
@@ -193,6 +199,13 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     }
     report = balance_report(sites, strata_table, dim_names, meta)
     return samples, _reserve_rows(cfg, report, sites, reserve, _revisit_rows), report
+
+
+def _areas(cells: np.ndarray, known: np.ndarray, known_area: np.ndarray) -> np.ndarray:
+    """Areas (km²) of ``cells``, reusing ``known_area`` where ``cells`` begins with the ``known`` cells."""
+    if cells.size >= known.size and np.array_equal(cells[: known.size], known):
+        return np.concatenate([known_area, _h3.cell_areas_km2(cells[known.size :])])
+    return _h3.cell_areas_km2(cells)
 
 
 def _reserve_rows(

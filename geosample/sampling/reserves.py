@@ -117,9 +117,18 @@ def spread_order(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def rank_within(groups: pd.DataFrame, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``reserve_rank`` (1-based) of each site in the spread order of its group (rows of ``groups`` alike)."""
     ranks = np.zeros(len(groups), dtype=np.int64)
-    keys = groups.astype(str).agg("\x1f".join, axis=1).to_numpy() if len(groups.columns) else np.zeros(len(groups))
-    for key in sorted(set(keys.tolist())):
-        idx = np.flatnonzero(keys == key)
+    if len(groups) == 0:
+        return ranks
+    # One string key per row (the columns joined by a unit separator); groups are taken in key order.
+    keys: np.ndarray = np.zeros(len(groups))
+    for i, column in enumerate(groups.columns):
+        values = groups[column].astype(str).to_numpy(dtype=object)
+        keys = values if i == 0 else keys + "\x1f" + values
+    _, group = np.unique(keys, return_inverse=True)
+    group = group.ravel()
+    by_group = np.argsort(group, kind="stable")  # each group's rows in their order
+    bounds = np.flatnonzero(np.diff(group[by_group])) + 1
+    for idx in np.split(by_group, bounds):
         order = spread_order(cells[idx], rng)
         ranks[idx[order]] = np.arange(1, idx.size + 1)
     return ranks

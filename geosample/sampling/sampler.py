@@ -75,7 +75,9 @@ class Classifier:
         want = None if target is None else self._key_codes()[target]
         reasons: dict[str, int] = {}
         for d in sorted(range(len(self.dims)), key=lambda i: self.dims[i].cost):
-            got = self.dims[d].classify(points.subset(alive))
+            part = points.subset(alive)
+            got = self.dims[d].classify(part)
+            points.learn(alive, part)  # the AOI test below reuses a country lookup made here
             codes[alive, d] = got
             if want is not None:
                 alive = alive[got == want[alive, d]]
@@ -658,6 +660,7 @@ def inclusion_probabilities(
     strata: np.ndarray,
     atlas: Atlas,
     proposal_weight: np.ndarray | None = None,
+    cell_area: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The probability that each site's cell was selected, and each stratum's estimated area.
 
@@ -667,7 +670,8 @@ def inclusion_probabilities(
     ``π = n_h · a / A_h`` — that is ``n_h / N_h``, with ``N_h = A_h / a`` the
     stratum's size in cells of this size. With a proposal weight ``g`` per
     atlas cell (heterogeneity allocation), ``π = n_h · g_c · a / Σ_c g_c · A_{h,c}``.
-    Capped at 1 (a stratum smaller than its sites' cells).
+    Capped at 1 (a stratum smaller than its sites' cells). ``cell_area``: the
+    cells' areas in km², when known.
     """
     n_strata = int(atlas.stratum_of_entry.max(initial=-1)) + 1
     n_strata = max(n_strata, int(strata.max(initial=-1)) + 1)
@@ -676,7 +680,8 @@ def inclusion_probabilities(
     area = np.bincount(atlas.stratum_of_entry, weights=area_entry, minlength=n_strata)
     weighted = np.bincount(atlas.stratum_of_entry, weights=weight_entry, minlength=n_strata)
     count = np.bincount(strata, minlength=n_strata)
-    cell_area = _h3.cell_areas_km2(cells)
+    if cell_area is None:
+        cell_area = _h3.cell_areas_km2(cells)
     g = np.ones(cells.size)
     if proposal_weight is not None:
         pos = np.minimum(np.searchsorted(atlas.cells, _h3.parent(cells, atlas.res)), atlas.cells.size - 1)

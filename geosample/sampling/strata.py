@@ -25,6 +25,9 @@ _RESERVED = {
     "time_bin", "season", "chip_size_m", "epsg", "geometry",
 }  # fmt: skip
 
+_UNKNOWN = -2
+"""A country row not looked up yet (-1 is the sea)."""
+
 
 class Points:
     """A batch of lon/lat points with lazily computed, shared lookups."""
@@ -44,11 +47,21 @@ class Points:
             out._country = self._country[index]
         return out
 
+    def learn(self, index: np.ndarray, part: Points) -> None:
+        """Keep the lookups made on ``part``, the subset at ``index``, for later subsets."""
+        if part._country is None:
+            return
+        if self._country is None:
+            self._country = np.full(len(self), _UNKNOWN, dtype=part._country.dtype)
+        self._country[index] = part._country
+
     @property
     def country(self) -> np.ndarray:
         """Row position in :func:`geosample.layers.countries`, -1 at sea."""
         if self._country is None:
             self._country = layers.country_index().lookup(self.lon, self.lat)
+        elif (unknown := self._country == _UNKNOWN).any():  # points learnt from a subset are looked up once
+            self._country[unknown] = layers.country_index().lookup(self.lon[unknown], self.lat[unknown])
         return self._country
 
 
