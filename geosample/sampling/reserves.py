@@ -346,6 +346,7 @@ def event_reserves(
 
 def check_ids(plan_ids: pd.Series, reserve_ids: pd.Series) -> None:
     """Reserve sample ids never equal plan ids (distinct cells make distinct ids; this keeps it so)."""
-    clash = set(plan_ids.astype(str)) & set(reserve_ids.astype(str))
-    if clash:  # pragma: no cover - the sampler never takes a cell twice
+    reserve = reserve_ids.astype(str)
+    clash = reserve[reserve.isin(plan_ids.astype(str))]
+    if len(clash):  # pragma: no cover - the sampler never takes a cell twice
         raise RuntimeError(f"reserve ids collide with plan ids, e.g. {sorted(clash)[0]}")

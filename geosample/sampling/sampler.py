@@ -407,9 +407,17 @@ class _Sites:
         order = rng.permutation(cand.size)
         cand, stratum = cand[order], stratum[order]
         cand_parent = _h3.parent(cand, self.parent_res)
-        # A site cell is taken once; a parent cell holds at most K sites.
-        fresh = ~_in_sorted(self.taken, cand) & _first_occurrence(cand)
-        slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
+        # A site cell is taken once; a parent cell holds at most K sites. The lookups run on the
+        # candidates sorted by cell (so are their parents), whose binary searches walk forwards.
+        by_cell = np.argsort(cand, kind="stable")
+        sorted_cand = cand[by_cell]
+        first = np.ones(cand.size, dtype=bool)  # the sort is stable: a cell's first occurrence comes first
+        first[1:] = sorted_cand[1:] != sorted_cand[:-1]
+        fresh = np.empty(cand.size, dtype=bool)
+        fresh[by_cell] = first & ~_in_sorted(self.taken, sorted_cand)
+        used_slots = np.empty(cand.size, dtype=np.int64)
+        used_slots[by_cell] = _lookup_counts(self.parents, self.parent_counts, _h3.parent(sorted_cand, self.parent_res))
+        slot = _rank_within_group(cand_parent, fresh) + used_slots
         fresh &= slot < self.max_per_parent
         eligible = fresh
         if self.spacing is not None:
@@ -568,13 +576,6 @@ def draw(
     all_cells = np.concatenate(sites.cells) if sites.cells else np.empty(0, dtype=np.uint64)
     all_strata = np.concatenate(sites.strata) if sites.strata else np.empty(0, dtype=np.int64)
     return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates, rare_total & (sites.need > 0))
-
-
-def _first_occurrence(values: np.ndarray) -> np.ndarray:
-    _, first = np.unique(values, return_index=True)
-    out = np.zeros(values.size, dtype=bool)
-    out[first] = True
-    return out
 
 
 def _rank_within_group(groups: np.ndarray, mask: np.ndarray) -> np.ndarray:
