@@ -115,7 +115,11 @@ def spread_order(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def rank_within(groups: pd.DataFrame, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``reserve_rank`` (1-based) of each site in the spread order of its group (rows of ``groups`` alike)."""
+    """``reserve_rank`` (1-based) of each site in the spread order of its group (rows of ``groups`` alike).
+
+    Groups are ranked in the order of their keys (the columns' values as text), each as
+    :func:`spread_order` ranks it; all of them at once when their cells share a resolution.
+    """
     ranks = np.zeros(len(groups), dtype=np.int64)
     if len(groups) == 0:
         return ranks
@@ -126,12 +130,77 @@ def rank_within(groups: pd.DataFrame, cells: np.ndarray, rng: np.random.Generato
         keys = values if i == 0 else keys + "\x1f" + values
     _, group = np.unique(keys, return_inverse=True)
     group = group.ravel()
+    cells = np.asarray(cells, dtype=np.uint64)
+    if np.unique(_h3.resolution(cells)).size == 1:
+        return _spread_ranks(cells, group, rng)
     by_group = np.argsort(group, kind="stable")  # each group's rows in their order
-    bounds = np.flatnonzero(np.diff(group[by_group])) + 1
-    for idx in np.split(by_group, bounds):
+    for idx in np.split(by_group, np.flatnonzero(np.diff(group[by_group])) + 1):
         order = spread_order(cells[idx], rng)
         ranks[idx[order]] = np.arange(1, idx.size + 1)
     return ranks
+
+
+def _spread_ranks(cells: np.ndarray, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1-based rank of each cell in :func:`spread_order` of its group, for every group at once.
+
+    The groups take their random numbers from ``rng`` in the order of their ids and, within a
+    group, in the order :func:`spread_order` draws them (per level, a phase per node, then a tie
+    breaker per site), so the ranks are those of calling it on each group in turn.
+    """
+    n_all = cells.size
+    out = np.ones(n_all, dtype=np.int64)
+    by_group = np.argsort(group, kind="stable")
+    size_of = np.bincount(group)
+    rows = by_group[size_of[group[by_group]] > 1]  # a lone site is rank 1 and draws nothing
+    if rows.size == 0:
+        return out
+    _, g = np.unique(group[rows], return_inverse=True)  # groups renumbered 0, 1, ... in order
+    g = g.ravel()
+    c = cells[rows]
+    n = rows.size
+    n_groups = int(g[-1]) + 1
+    members = np.bincount(g, minlength=n_groups)
+    first_row = np.r_[0, np.cumsum(members)[:-1]]
+    position = np.arange(n) - first_row[g]
+    res = int(_h3.resolution(c[:1])[0])
+    levels = list(range(res, -1, -1))
+    # Per level: each site's node (its cell's ancestor there), numbered within the group in cell order.
+    child, node_size, nodes = [], [], np.zeros((len(levels), n_groups), dtype=np.int64)
+    for t, level in enumerate(levels):
+        node = _h3.parent(c, level)
+        order = np.lexsort((node, g))
+        new = np.ones(n, dtype=bool)
+        new[1:] = (node[order][1:] != node[order][:-1]) | (g[order][1:] != g[order][:-1])
+        uid = np.empty(n, dtype=np.int64)
+        uid[order] = np.cumsum(new) - 1
+        child.append(uid)
+        node_size.append(np.bincount(uid))
+        nodes[t] = np.bincount(g[order][new], minlength=n_groups)
+    # The random stream: group by group, level by level, the nodes' phases then the sites' tie breakers.
+    per_level = nodes + members[None, :]
+    group_start = np.r_[0, np.cumsum(per_level.sum(axis=0))[:-1]]
+    level_start = group_start + np.cumsum(per_level, axis=0) - per_level
+    stream = rng.random(int(per_level.sum()))
+    rank = np.zeros(n, dtype=np.int64)
+    for t, level in enumerate(levels):
+        uid = child[t]  # a group's nodes are numbered consecutively, from its first
+        first_uid = np.cumsum(nodes[t]) - nodes[t]
+        node_group = np.empty(node_size[t].size, dtype=np.int64)
+        node_group[uid] = g
+        phase = stream[level_start[t][node_group] + np.arange(node_group.size) - first_uid[node_group]]
+        tie = stream[level_start[t][g] + nodes[t][g] + position]
+        key = (rank + phase[uid]) / node_size[t][uid]
+        parent = _h3.parent(c, level - 1) if level > 0 else np.zeros(n, dtype=np.uint64)
+        order = np.lexsort((tie, key, parent, g))
+        sorted_parent, sorted_g = parent[order], g[order]
+        starts = np.r_[
+            0, np.flatnonzero((sorted_parent[1:] != sorted_parent[:-1]) | (sorted_g[1:] != sorted_g[:-1])) + 1
+        ]
+        first = np.repeat(starts, np.diff(np.r_[starts, n]))
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - first
+    out[rows] = rank + 1  # at the root every site of a group is in one node: the rank is its place in the order
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
