@@ -265,7 +265,7 @@ def plan_reserves(
     sites: pd.DataFrame,
     stratum_ids: dict[str, int],
     draw: Any,
-    used: tuple[np.ndarray, np.ndarray],
+    used: tuple[np.ndarray, ...],
     bins: list[Bin],
     start: Any,
     end: Any,
@@ -282,7 +282,8 @@ def plan_reserves(
             ``season`` (seasonal bins), windows, ``inclusion_prob``), one row per site.
         stratum_ids: Stratum name → the sampler's stratum id.
         draw: ``draw(targets, used)``: the plan's sampler (same atlas, spacing rules and spacing index).
-        used: The plan's sites (cells, stratum ids): they count against the spacing rules.
+        used: The plan's sites (cells, stratum ids, and their centres' lon, lat when known): they count
+            against the spacing rules.
         bins: The plan's time bins.
         start: The plan's first day.
         end: The plan's last day.
@@ -311,7 +312,10 @@ def plan_reserves(
     order = np.argsort(cells, kind="stable")
     cells, strata = cells[order], strata[order]
     bin_index = _assign_bins(strata, names, wanted_cell, rng)
-    lon, lat = _h3.centres(cells)
+    if result.lon is not None and result.lat is not None:  # the centres the draw measured
+        lon, lat = result.lon[used[0].size :][order], result.lat[used[0].size :][order]
+    else:
+        lon, lat = _h3.centres(cells)
     table = pd.DataFrame({"site_id": _h3.to_hex(cells), "lon": lon, "lat": lat})
     table["stratum"] = names[strata]
     dims = [c for c in sites.columns[sites.columns.get_loc("stratum") + 1 :] if c not in _NOT_DIMENSIONS]
