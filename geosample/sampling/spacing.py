@@ -139,7 +139,7 @@ class SpacingIndex:
             return out
         xyz = unit_vectors(lon, lat)
         key = self._key(self._cells(xyz)[0])
-        order = np.argsort(key, kind="stable")  # sorted queries: the binary searches walk the runs forwards
+        order = np.argsort(key)  # sorted queries: the binary searches walk the runs forwards
         key = key[order]
         for keys, owner in self._runs:
             lo = np.searchsorted(keys, key, side="left")
