@@ -131,13 +131,34 @@ def rank_within(groups: pd.DataFrame, cells: np.ndarray, rng: np.random.Generato
     _, group = np.unique(keys, return_inverse=True)
     group = group.ravel()
     cells = np.asarray(cells, dtype=np.uint64)
-    if np.unique(_h3.resolution(cells)).size == 1:
-        return _spread_ranks(cells, group, rng)
+    batch = np.unique(_h3.resolution(cells)).size == 1
+    small: list[np.ndarray] = []  # consecutive small groups, ranked together
+
+    def rank_small() -> None:
+        if small:
+            idx = np.concatenate(small)
+            ranks[idx] = _spread_ranks(cells[idx], group[idx], rng)
+            small.clear()
+
     by_group = np.argsort(group, kind="stable")  # each group's rows in their order
     for idx in np.split(by_group, np.flatnonzero(np.diff(group[by_group])) + 1):
+        if batch and idx.size < _BATCH_BELOW:
+            small.append(idx)
+            if sum(part.size for part in small) >= _BATCH_ROWS:
+                rank_small()
+            continue
+        rank_small()
         order = spread_order(cells[idx], rng)
         ranks[idx[order]] = np.arange(1, idx.size + 1)
+    rank_small()
     return ranks
+
+
+_BATCH_BELOW = 100
+"""Groups smaller than this are ranked together: a group alone costs a fixed ~0.5 ms, about what ranking
+100 sites costs."""
+_BATCH_ROWS = 20_000
+"""At most about this many sites are ranked together (longer sorts cost more per site)."""
 
 
 def _spread_ranks(cells: np.ndarray, group: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -419,7 +440,6 @@ def event_reserves(
 
 def check_ids(plan_ids: pd.Series, reserve_ids: pd.Series) -> None:
     """Reserve sample ids never equal plan ids (distinct cells make distinct ids; this keeps it so)."""
-    reserve = reserve_ids.astype(str)
-    clash = reserve[reserve.isin(plan_ids.astype(str))]
-    if len(clash):  # pragma: no cover - the sampler never takes a cell twice
+    clash = set(plan_ids.astype(str).to_numpy(dtype=object)) & set(reserve_ids.astype(str).to_numpy(dtype=object))
+    if clash:  # pragma: no cover - the sampler never takes a cell twice
         raise RuntimeError(f"reserve ids collide with plan ids, e.g. {sorted(clash)[0]}")
