@@ -373,7 +373,12 @@ def _bin_index(sites: pd.DataFrame, bins: list[Bin]) -> np.ndarray:
     """Each plan site's time bin as a position in ``bins`` (its label and hemisphere name one bin)."""
     lookup = {(b.span(north)[2], north): k for k, b in enumerate(bins) for north in (True, False)}
     north = sites["lat"].to_numpy() >= 0
-    return np.array([lookup[(str(t), bool(n))] for t, n in zip(sites["time_bin"], north, strict=True)], dtype=np.int64)
+    label, labels = pd.factorize(sites["time_bin"].astype(str))
+    pair = 2 * label + north  # each (label, hemisphere) pair looked up once
+    present = np.unique(pair)
+    index = np.zeros(2 * len(labels), dtype=np.int64)
+    index[present] = [lookup[(str(labels[p // 2]), bool(p % 2))] for p in present.tolist()]
+    return index[pair]
 
 
 def _assign_bins(strata: np.ndarray, names: np.ndarray, wanted: pd.Series, rng: np.random.Generator) -> np.ndarray:
