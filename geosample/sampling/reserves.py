@@ -128,8 +128,10 @@ def rank_within(groups: pd.DataFrame, cells: np.ndarray, rng: np.random.Generato
     for i, column in enumerate(groups.columns):
         values = groups[column].astype(str).to_numpy(dtype=object)
         keys = values if i == 0 else keys + "\x1f" + values
-    _, group = np.unique(keys, return_inverse=True)
-    group = group.ravel()
+    codes, uniques = pd.factorize(keys)  # hashed; then numbered in key order, as sorting them would
+    rank_of = np.empty(len(uniques), dtype=np.int64)
+    rank_of[np.argsort(np.asarray(uniques), kind="stable")] = np.arange(len(uniques))
+    group = rank_of[codes]
     cells = np.asarray(cells, dtype=np.uint64)
     batch = np.unique(_h3.resolution(cells)).size == 1
     small: list[np.ndarray] = []  # consecutive small groups, ranked together
