@@ -59,17 +59,26 @@ def random_descendants(cells: np.ndarray, res: int, rng: np.random.Generator) ->
         digit = (cells >> _digit_shift(r)) & np.uint64(7)
         on_pentagon &= (r > start) | (digit == 0)
     out = (cells & ~_RES_MASK) | (np.uint64(res) << _RES_SHIFT)
+    uniform_start = bool((start == start[0]).all())  # then every digit below it is drawn (the usual case)
+    if uniform_start:  # digits below the start all ones (7, as in a valid index), so that xor can set them
+        out |= np.uint64((1 << (3 * (15 - int(start[0])))) - 1)
     for r in range(int(start.min()) + 1, res + 1):
         active = start < r
         digit = rng.integers(0, 7, size=cells.size, dtype=np.uint64)
         # Below a pentagon draw from {0, 2, 3, 4, 5, 6}: shift 1..5 up by one.
         pent_digit = rng.integers(0, 6, size=cells.size, dtype=np.uint64)
-        pent_digit = np.where(pent_digit == 0, pent_digit, pent_digit + np.uint64(1))
-        digit = np.where(on_pentagon, pent_digit, digit)
+        pentagon = np.flatnonzero(on_pentagon)
+        if pentagon.size:
+            on_pent = pent_digit[pentagon]
+            digit[pentagon] = np.where(on_pent == 0, on_pent, on_pent + np.uint64(1))
         shift = _digit_shift(r)
-        cleared = out & ~(np.uint64(7) << shift)
-        out = np.where(active, cleared | (digit << shift), out)
-        on_pentagon &= ~active | (digit == 0)
+        if uniform_start:  # the digit is all ones (7) below the cell's resolution: xor in its complement
+            out ^= (np.uint64(7) ^ digit) << shift
+        else:
+            cleared = out & ~(np.uint64(7) << shift)
+            out = np.where(active, cleared | (digit << shift), out)
+        if pentagon.size:
+            on_pentagon &= ~active | (digit == 0)
     return out
 
 

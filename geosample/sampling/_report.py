@@ -107,7 +107,10 @@ def spacing_report(
     pairs of sites whose chips share area (0 with the default distance), and
     for event plans ``overlapping_chip_pairs_within_event`` those of one event.
     """
-    largest = samples.sort_values(["site_id", "chip_size_m"], kind="stable").drop_duplicates("site_id", keep="last")
+    if "event_id" in samples or samples["chip_size_m"].nunique() > 1:
+        largest = samples.sort_values(["site_id", "chip_size_m"], kind="stable").drop_duplicates("site_id", keep="last")
+    else:  # one chip size: a site's rows (revisits) share its centre and footprint, and no figure depends on order
+        largest = samples.drop_duplicates("site_id")
     lon, lat = largest["lon"].to_numpy(), largest["lat"].to_numpy()
     nn = nearest_neighbour_m(lon, lat)
     pairs = overlapping_pairs(lon, lat, largest.geometry.to_numpy(), float(largest["chip_size_m"].max()))

@@ -150,14 +150,20 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
             CapacityWarning,
             stacklevel=3,
         )
-    inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal)
+    site_area = _h3.cell_areas_km2(result.cells)
+    inclusion, _ = sampler.inclusion_probabilities(result.cells, result.stratum, atlas, proposal, site_area)
     sites = _site_table(cfg, result, labels, dim_names, bins, rng_time, inclusion)
+
+    def reserve_inclusion(cells: np.ndarray, strata: np.ndarray) -> np.ndarray:
+        area = _areas(cells, result.cells, site_area)  # the plan's sites come first: their areas are known
+        return sampler.inclusion_probabilities(cells, strata, atlas, proposal, area)[0]
+
     samples = _sample_rows(cfg, _revisit_rows(cfg, sites))
     reserve = reserves.plan_reserves(
         per_site=cfg.reserve, sites=sites, stratum_ids={"/".join(lab): i for i, lab in enumerate(labels)},
-        draw=dataclasses.replace(drawer, rng=rng_reserve, progress=None).draw, used=(result.cells, result.stratum),
+        draw=dataclasses.replace(drawer, rng=rng_reserve, progress=None).draw, used=_used(result),
         bins=bins, start=cfg.start, end=cfg.end, window_days=cfg.window_days, keep_season=cfg.time_bins == "season",
-        inclusion=lambda c, s: sampler.inclusion_probabilities(c, s, atlas, proposal)[0], rng=rng_reserve,
+        inclusion=reserve_inclusion, rng=rng_reserve,
     )  # fmt: skip
     strata_table = pd.DataFrame(
         {
@@ -193,6 +199,13 @@ def _compute(cfg: PlanConfig, progress: bool | None) -> tuple[gpd.GeoDataFrame, 
     }
     report = balance_report(sites, strata_table, dim_names, meta)
     return samples, _reserve_rows(cfg, report, sites, reserve, _revisit_rows), report
+
+
+def _areas(cells: np.ndarray, known: np.ndarray, known_area: np.ndarray) -> np.ndarray:
+    """Areas (km²) of ``cells``, reusing ``known_area`` where ``cells`` begins with the ``known`` cells."""
+    if cells.size >= known.size and np.array_equal(cells[: known.size], known):
+        return np.concatenate([known_area, _h3.cell_areas_km2(cells[known.size :])])
+    return _h3.cell_areas_km2(cells)
 
 
 def _reserve_rows(
@@ -267,7 +280,7 @@ class _Drawer:
     spacing: SpacingIndex | None = None
     """Every site taken so far, for the minimum distance (shared by all draws of the plan)."""
 
-    def draw(self, targets: np.ndarray, used: tuple[np.ndarray, np.ndarray] | None = None) -> sampler.DrawResult:
+    def draw(self, targets: np.ndarray, used: tuple[np.ndarray, ...] | None = None) -> sampler.DrawResult:
         """Draw ``targets`` more sites, besides ``used`` ones."""
         return sampler.draw(
             self.classifier, self.atlas, targets, sample_res=self.cfg.res, parent_res=self.parent_res,
@@ -305,13 +318,21 @@ def _redistribute(
         if need.sum() > short:
             need = apportion(short, need.astype(float), rng)
             final_target = np.where(open_, achieved + need, final_target)
-        more = drawer.draw(need, used=(result.cells, result.stratum))
+        more = drawer.draw(need, used=_used(result))
         exhausted |= more.exhausted & (need > 0)
         rare = result.rare | (more.rare & (need > 0))
         result = sampler.DrawResult(
-            more.cells, more.stratum, exhausted, result.rounds + more.rounds, result.candidates + more.candidates, rare
-        )
+            more.cells, more.stratum, exhausted, result.rounds + more.rounds, result.candidates + more.candidates, rare,
+            more.lon, more.lat,
+        )  # fmt: skip
     return final_target, result
+
+
+def _used(result: sampler.DrawResult) -> tuple[np.ndarray, ...]:
+    """The sites of ``result`` as the ``used`` sites of a later draw: cells, strata and, when known, centres."""
+    if result.lon is None or result.lat is None:
+        return result.cells, result.stratum
+    return result.cells, result.stratum, result.lon, result.lat
 
 
 def apportion_preferring(total: int, weights: np.ndarray, have: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -343,7 +364,10 @@ def _site_table(
     order = np.argsort(result.cells, kind="stable")
     cells = result.cells[order]
     strata = result.stratum[order]
-    lon, lat = _h3.centres(cells)
+    if result.lon is not None and result.lat is not None:  # the centres the draw measured
+        lon, lat = result.lon[order], result.lat[order]
+    else:
+        lon, lat = _h3.centres(cells)
     site = pd.DataFrame({"site_id": _h3.to_hex(cells), "lon": lon, "lat": lat})
     site["stratum"] = np.array(["/".join(lab) for lab in labels], dtype=object)[strata]
     for i, d in enumerate(dim_names):

@@ -75,7 +75,9 @@ class Classifier:
         want = None if target is None else self._key_codes()[target]
         reasons: dict[str, int] = {}
         for d in sorted(range(len(self.dims)), key=lambda i: self.dims[i].cost):
-            got = self.dims[d].classify(points.subset(alive))
+            part = points.subset(alive)
+            got = self.dims[d].classify(part)
+            points.learn(alive, part)  # the AOI test below reuses a country lookup made here
             codes[alive, d] = got
             if want is not None:
                 alive = alive[got == want[alive, d]]
@@ -351,6 +353,10 @@ class DrawResult:
     rare: np.ndarray
     """Per stratum: it stopped because candidates rarely landed in it (the budget
     ran out), not because its parent cells were seen to be used up."""
+    lon: np.ndarray | None = None
+    """Centre longitude of each site (``None`` when the ``used`` sites' were not given)."""
+    lat: np.ndarray | None = None
+    """Centre latitude of each site."""
 
 
 class _Sites:
@@ -359,7 +365,8 @@ class _Sites:
     Two spacing rules: at most ``max_per_parent`` sites per parent cell, and,
     with a ``spacing`` index, no two sites closer than its distance. The index
     is shared across calls (and with later samplers, e.g. reserves) and holds
-    every site taken so far, ``used`` ones included.
+    every site taken so far, ``used`` ones included. ``used`` is (cells, strata),
+    with their centres (lon, lat) after them when known.
     """
 
     def __init__(
@@ -367,7 +374,7 @@ class _Sites:
         parent_res: int,
         max_per_parent: int,
         need: np.ndarray,
-        used: tuple | None,
+        used: tuple[np.ndarray, ...] | None,
         spacing: SpacingIndex | None = None,
     ) -> None:
         self.parent_res = parent_res
@@ -376,6 +383,9 @@ class _Sites:
         self.spacing = spacing
         self.cells = [] if used is None else [used[0]]
         self.strata = [] if used is None else [used[1]]
+        # The sites' centres, known from their candidates (None: the used sites' were not given).
+        self.lon: list[np.ndarray] | None = [] if used is None else list(used[2:3]) or None
+        self.lat: list[np.ndarray] | None = [] if used is None else list(used[3:4]) or None
         # Sorted site cells, and sorted parent cells with their site counts; a round's
         # accepted sites are inserted in place (one pass over the arrays, no re-sort).
         empty = np.empty(0, dtype=np.uint64)
@@ -404,10 +414,20 @@ class _Sites:
         """
         order = rng.permutation(cand.size)
         cand, stratum = cand[order], stratum[order]
+        if lon is not None and lat is not None:
+            lon, lat = lon[order], lat[order]
         cand_parent = _h3.parent(cand, self.parent_res)
-        # A site cell is taken once; a parent cell holds at most K sites.
-        fresh = ~_in_sorted(self.taken, cand) & _first_occurrence(cand)
-        slot = _rank_within_group(cand_parent, fresh) + _lookup_counts(self.parents, self.parent_counts, cand_parent)
+        # A site cell is taken once; a parent cell holds at most K sites. The lookups run on the
+        # candidates sorted by cell (so are their parents), whose binary searches walk forwards.
+        by_cell = np.argsort(cand, kind="stable")
+        sorted_cand = cand[by_cell]
+        first = np.ones(cand.size, dtype=bool)  # the sort is stable: a cell's first occurrence comes first
+        first[1:] = sorted_cand[1:] != sorted_cand[:-1]
+        fresh = np.empty(cand.size, dtype=bool)
+        fresh[by_cell] = first & ~_in_sorted(self.taken, sorted_cand)
+        used_slots = np.empty(cand.size, dtype=np.int64)
+        used_slots[by_cell] = _lookup_counts(self.parents, self.parent_counts, cand_parent[by_cell])
+        slot = _rank_within_group(cand_parent, fresh) + used_slots
         fresh &= slot < self.max_per_parent
         eligible = fresh
         if self.spacing is not None:
@@ -418,7 +438,7 @@ class _Sites:
             if lon is None or lat is None:
                 x, y = _h3.centres(cand[idx])
             else:
-                x, y = lon[order][idx], lat[order][idx]
+                x, y = lon[idx], lat[idx]
             ok = self.spacing.thin(x, y, cand[idx])
             fresh[idx[~ok]] = False
             eligible = np.zeros_like(fresh)
@@ -429,6 +449,10 @@ class _Sites:
         if accepted.size:
             self.cells.append(accepted)
             self.strata.append(accepted_stratum)
+            if self.lon is not None and self.lat is not None:
+                x, y = (lon[keep], lat[keep]) if lon is not None and lat is not None else _h3.centres(accepted)
+                self.lon.append(x)
+                self.lat.append(y)
             self.taken = _insert_sorted(self.taken, accepted)  # accepted cells are fresh: new and distinct
             self.parents, self.parent_counts = _add_counts(
                 self.parents, self.parent_counts, _h3.parent(accepted, self.parent_res)
@@ -453,7 +477,7 @@ def draw(
     max_per_parent: int,
     rng: np.random.Generator,
     proposal_weight: np.ndarray | None = None,
-    used: tuple[np.ndarray, np.ndarray] | None = None,
+    used: tuple[np.ndarray, ...] | None = None,
     progress: Callable[[int], None] | None = None,
     spacing: SpacingIndex | None = None,
 ) -> DrawResult:
@@ -473,7 +497,8 @@ def draw(
         rng: Random generator.
         proposal_weight: Extra weight per atlas cell (e.g. heterogeneity).
         used: Sites already accepted (cells, strata) from an earlier call,
-            whose parent cells count against the spacing rule.
+            whose parent cells count against the spacing rule; their centres
+            (lon, lat) may follow, and the result then carries every site's.
         progress: Called with the number of sites accepted in each round.
         spacing: The minimum-distance index, holding every site taken so far
             (``used`` ones included); accepted sites are added to it.
@@ -565,14 +590,12 @@ def draw(
     exhausted |= (sites.need > 0) | capped
     all_cells = np.concatenate(sites.cells) if sites.cells else np.empty(0, dtype=np.uint64)
     all_strata = np.concatenate(sites.strata) if sites.strata else np.empty(0, dtype=np.int64)
-    return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates, rare_total & (sites.need > 0))
-
-
-def _first_occurrence(values: np.ndarray) -> np.ndarray:
-    _, first = np.unique(values, return_index=True)
-    out = np.zeros(values.size, dtype=bool)
-    out[first] = True
-    return out
+    lon = lat = None
+    if sites.lon is not None and sites.lat is not None:
+        lon = np.concatenate(sites.lon) if sites.lon else np.empty(0)
+        lat = np.concatenate(sites.lat) if sites.lat else np.empty(0)
+    rare = rare_total & (sites.need > 0)
+    return DrawResult(all_cells, all_strata, exhausted, rounds, total_candidates, rare, lon, lat)
 
 
 def _rank_within_group(groups: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -658,6 +681,7 @@ def inclusion_probabilities(
     strata: np.ndarray,
     atlas: Atlas,
     proposal_weight: np.ndarray | None = None,
+    cell_area: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The probability that each site's cell was selected, and each stratum's estimated area.
 
@@ -667,7 +691,8 @@ def inclusion_probabilities(
     ``π = n_h · a / A_h`` — that is ``n_h / N_h``, with ``N_h = A_h / a`` the
     stratum's size in cells of this size. With a proposal weight ``g`` per
     atlas cell (heterogeneity allocation), ``π = n_h · g_c · a / Σ_c g_c · A_{h,c}``.
-    Capped at 1 (a stratum smaller than its sites' cells).
+    Capped at 1 (a stratum smaller than its sites' cells). ``cell_area``: the
+    cells' areas in km², when known.
     """
     n_strata = int(atlas.stratum_of_entry.max(initial=-1)) + 1
     n_strata = max(n_strata, int(strata.max(initial=-1)) + 1)
@@ -676,7 +701,8 @@ def inclusion_probabilities(
     area = np.bincount(atlas.stratum_of_entry, weights=area_entry, minlength=n_strata)
     weighted = np.bincount(atlas.stratum_of_entry, weights=weight_entry, minlength=n_strata)
     count = np.bincount(strata, minlength=n_strata)
-    cell_area = _h3.cell_areas_km2(cells)
+    if cell_area is None:
+        cell_area = _h3.cell_areas_km2(cells)
     g = np.ones(cells.size)
     if proposal_weight is not None:
         pos = np.minimum(np.searchsorted(atlas.cells, _h3.parent(cells, atlas.res)), atlas.cells.size - 1)

@@ -117,7 +117,7 @@ class SpacingIndex:
         side = np.where(where < 0.5, -1, 1)
         keys = np.stack([self._key(own + side * np.array(corner)) for corner in _CORNERS], axis=1).ravel()
         owner = np.repeat(np.arange(self._n, self._n + lon.size), len(_CORNERS))
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # the order of the sites filed under one key does not matter
         self._runs.append((keys[order], owner[order]))
         while len(self._runs) > 1 and 2 * self._runs[-1][0].size >= self._runs[-2][0].size:
             (k1, o1), (k2, o2) = self._runs.pop(-2), self._runs.pop()
@@ -139,7 +139,7 @@ class SpacingIndex:
             return out
         xyz = unit_vectors(lon, lat)
         key = self._key(self._cells(xyz)[0])
-        order = np.argsort(key, kind="stable")  # sorted queries: the binary searches walk the runs forwards
+        order = np.argsort(key)  # sorted queries: the binary searches walk the runs forwards
         key = key[order]
         for keys, owner in self._runs:
             lo = np.searchsorted(keys, key, side="left")

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from untrusted import assert_refused
 
 from geosample import PlanConfig, plan
-from geosample.sampling.reserves import reserve_count, spread_order
+from geosample.sampling.reserves import rank_within, reserve_count, spread_order
 
 
 def rule(n: int, f: float) -> int:
@@ -91,6 +91,28 @@ def test_two_far_clusters_share_every_prefix_in_proportion(a: int, b: int, seed:
     in_a = np.cumsum(order < a)
     k = np.arange(1, a + b + 1)
     assert np.all(np.abs(in_a - k * a / (a + b)) <= 2.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=12), st.integers(0, 2**32 - 1))
+def test_ranks_of_all_groups_at_once_are_those_of_each_group_in_key_order(sizes: list[int], seed: int) -> None:
+    """``rank_within`` ranks small groups together; the ranks must be spread_order's, group by group, in key order."""
+    rng = np.random.default_rng(seed)
+    parents = rng.choice(sorted(h3.get_res0_cells()), size=3)
+    pool = sorted({c for p in parents for c in h3.cell_to_children(h3.cell_to_center_child(p, 3), 6)})
+    picked = rng.choice(len(pool), size=min(sum(sizes), len(pool)), replace=False)
+    cells = np.array([h3.str_to_int(pool[i]) for i in picked], dtype=np.uint64)
+    labels = np.repeat(np.arange(len(sizes)), sizes)[: cells.size]
+    rng.shuffle(labels)
+    groups = pd.DataFrame({"stratum": [f"s{v % 5}" for v in labels], "time_bin": [str(2020 + v // 5) for v in labels]})
+    got = rank_within(groups, cells, np.random.default_rng(seed + 1))
+    expected = np.zeros(cells.size, dtype=np.int64)
+    one_by_one = np.random.default_rng(seed + 1)
+    keys = [f"{a}\x1f{b}" for a, b in zip(groups["stratum"], groups["time_bin"], strict=True)]
+    for key in sorted(set(keys)):
+        idx = np.flatnonzero(np.array(keys) == key)
+        expected[idx[spread_order(cells[idx], one_by_one)]] = np.arange(1, idx.size + 1)
+    np.testing.assert_array_equal(got, expected)
 
 
 # ------------------------------------------------------------------------------------------ a plan with reserves
