@@ -49,16 +49,17 @@ def test_equals_full_stable_sort_with_ties(n: int, m: int, d: int, k: int, high:
 
 @pytest.mark.parametrize(("n", "m"), [(500, 6000), (6000, 500)])
 def test_many_blocks_tiles_and_groups(n: int, m: int) -> None:
-    """Sizes where tiles, row groups and several growing blocks are all in play (both orientations)."""
+    """Sizes where tiles, row groups, the first block and several chunks per worker are in play (both orientations)."""
     rng = np.random.default_rng(7)
     images, texts = small_int_vectors(rng, n, 12, 5), small_int_vectors(rng, m, 12, 5)
     texts[100:140] = texts[3]  # planted duplicates: many exact ties at the top of some rankings
     images[50:60] = images[7]
-    cap = 40 * 1024**2
+    cap = 20 * 1024**2
     big, small = max(n, m), min(n, m)
     layout = _numpy_search.Layout.for_items(small, 10)
     plan = _numpy_search.Plan.fit(big, layout, 10, 12, cap, 2)
-    assert plan is not None and layout.w > 1 and plan.group > 1 and len(plan.blocks(big)) > 2
+    assert plan is not None and layout.w > 1 and plan.group > 1
+    assert big - plan.first_rows(big, plan.chunk_rows(2)) > 4 * plan.chunk_rows(2)
     result = search(images, texts, 10, device="cpu", memory_cap=cap)
     i2t, t2i = topk_both(images, texts, 10)
     np.testing.assert_array_equal(result.image_to_text, i2t)
