@@ -66,15 +66,16 @@ def select_topk(values: np.ndarray, k: int) -> np.ndarray:
         return np.broadcast_to(np.arange(cols), (rows, cols))
     theta = np.partition(values, cols - k, axis=1)[:, cols - k, None]
     take = values >= theta
-    over = np.flatnonzero(np.count_nonzero(take, axis=1) > k)
-    if over.size:  # ties at the k-th value: keep the leftmost of them
+    flat = np.flatnonzero(take)
+    if flat.size > rows * k:  # ties at the k-th value (every row has k or more): keep the leftmost of them
+        over = np.flatnonzero(np.count_nonzero(take, axis=1) > k)
         sub = values[over]
         greater = sub > theta[over]
         equal = sub == theta[over]
         room = k - np.count_nonzero(greater, axis=1)
         take[over] = greater | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
-    flat = np.flatnonzero(take).reshape(rows, k)
-    return flat - (np.arange(rows) * cols)[:, None]
+        flat = np.flatnonzero(take)
+    return flat.reshape(rows, k) - (np.arange(rows) * cols)[:, None]
 
 
 def descending_key(values: np.ndarray) -> np.ndarray:
