@@ -51,7 +51,7 @@ BLOCK_ELEMENTS = 1 << 27  # a 512 MB block at most: large GEMM calls, few of the
 FIRST_BLOCK_DIVISOR = 4  # the first block has about a quarter of the buffer's rows
 SLACK_BYTES = 4 << 20  # allocator and thread-pool overhead
 CANDIDATE_ELEMENTS = 1 << 16  # elements read at a time by a later block's column update
-CHUNK_ROWS = 2048  # rows per worker GEMM after the first block: large enough for BLAS, small enough for cache
+CHUNK_ROWS = 2048  # rows per worker GEMM after the first block: enough for one BLAS thread at full speed
 
 
 def select_topk(values: np.ndarray, k: int) -> np.ndarray:
@@ -274,9 +274,9 @@ class _Search:
     def later_rows(self, pool: ThreadPoolExecutor, start: int, workers: int) -> None:
         """Rows ``start…n`` in chunks, each worker's GEMM on one BLAS thread followed by its rows' work.
 
-        Each worker owns a slice of the block buffer: it computes a chunk there, ranks its rows while the
-        chunk is still in cache, and returns the elements above their column's running θ (as of the
-        chunk's start: an older, lower θ only lets more through). The main thread merges them into the
+        Each worker owns a slice of the block buffer: it computes a chunk there, ranks its rows, and
+        returns the elements above their column's running θ (as of the chunk's start: an older, lower
+        θ only lets more through), at most k per column. The main thread merges them into the
         columns' top k in row order, so ties still go to the earlier rows, while the workers go on.
         """
         n, chunk = self.a.shape[0], self.chunk
