@@ -1,37 +1,44 @@
 """Exact top-k in both directions on the CPU with numpy: one float32 GEMM pass, pruned by tile maxima.
 
-The similarity matrix ``S = A·Bᵀ`` is computed in blocks of rows of ``A``
-(the larger side); every block holds all of ``B``. Each block serves both
-directions before the next one overwrites it:
+The similarity matrix ``S = A·Bᵀ`` is computed in chunks of rows of ``A``
+(the larger side); every chunk holds all of ``B``. Each chunk serves both
+directions before its buffer is reused:
 
-* rows (complete in the block): ``B`` is stored permuted so that a
+* rows (complete in the chunk): ``B`` is stored permuted so that a
   *contiguous* tile of ``w`` item indices lies at ``w`` columns ``T`` apart.
-  The tile maxima are then ``w - 1`` element-wise maxima of contiguous slices
-  (fast SIMD) rather than a reduction over a short axis (slow in numpy). The
-  ``k`` best tiles of a row, ties to the lower tile, hold the row's top ``k``:
-  each chosen tile's best element ranks before anything in an unchosen tile.
-  Only their ``k·w`` elements are then ranked exactly.
-* columns (spread over blocks): in the first, small block, the same with
-  groups of ``g`` consecutive rows (element-wise maxima of rows). Later blocks
-  only add elements above a column's running k-th best score θ (ties go to the
+  A row viewed as (w, T) then gives the tile maxima as one reduction over
+  its first axis (contiguous SIMD passes, not a reduction over a short
+  axis). The ``k`` best tiles of a row, ties to the lower tile, hold the
+  row's top ``k``: each chosen tile's best element ranks before anything in
+  an unchosen tile. Only their ``k·w`` elements are then ranked exactly.
+* columns (spread over chunks): in the first block, the same with groups of
+  ``g`` consecutive rows (element-wise maxima of rows). Later chunks only add
+  elements above a column's running k-th best score θ (ties go to the
   earlier, lower rows): a row can hold one only in a tile whose maximum —
-  already known from the row direction — reaches the smallest θ of the tile's
-  columns. Those few (row, tile) pairs are read and merged with the running
-  top ``k``. Blocks double in size, so each adds about ``k`` elements per
-  column, and the GEMM calls stay few and large.
+  already known from the row direction — reaches the smallest θ of the
+  tile's columns. Those few (row, tile) pairs are read, cut to the chunk's
+  best k per column, and merged with the running top ``k`` in row order.
+
+After the first block (one GEMM on every BLAS thread, then its rows and
+column groups in tasks), each worker thread computes its own chunk with a
+single-threaded GEMM and ranks it at once, side by side with the others,
+while the main thread merges finished chunks into the columns: no core waits
+for a phase to end. Every GEMM call has the same shape, so no score depends
+on where a chunk ends.
 
 Every selection breaks ties by index, so the result equals a full stable sort
-of the same scores by (score descending, index ascending). numpy releases the
-GIL in these loops, so the per-block work runs on all cores.
+of the same scores by (score descending, index ascending). numpy and BLAS
+release the GIL in these loops, so the work runs on all cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -41,9 +48,10 @@ COL_TASK = 512  # columns per column-direction task (first block)
 MAX_TILE = 32  # tile width w of the row direction
 MAX_GROUP = 16  # row group g of the column direction
 BLOCK_ELEMENTS = 1 << 27  # a 512 MB block at most: large GEMM calls, few of them
-FIRST_BLOCK_DIVISOR = 4  # the first block has a quarter of the largest block's rows
+FIRST_BLOCK_DIVISOR = 4  # the first block has about a quarter of the buffer's rows
 SLACK_BYTES = 4 << 20  # allocator and thread-pool overhead
 CANDIDATE_ELEMENTS = 1 << 16  # elements read at a time by a later block's column update
+CHUNK_ROWS = 2048  # rows per worker GEMM after the first block: enough for one BLAS thread at full speed
 
 
 def select_topk(values: np.ndarray, k: int) -> np.ndarray:
@@ -58,15 +66,16 @@ def select_topk(values: np.ndarray, k: int) -> np.ndarray:
         return np.broadcast_to(np.arange(cols), (rows, cols))
     theta = np.partition(values, cols - k, axis=1)[:, cols - k, None]
     take = values >= theta
-    over = np.flatnonzero(np.count_nonzero(take, axis=1) > k)
-    if over.size:  # ties at the k-th value: keep the leftmost of them
+    flat = np.flatnonzero(take)
+    if flat.size > rows * k:  # ties at the k-th value (every row has k or more): keep the leftmost of them
+        over = np.flatnonzero(np.count_nonzero(take, axis=1) > k)
         sub = values[over]
         greater = sub > theta[over]
         equal = sub == theta[over]
         room = k - np.count_nonzero(greater, axis=1)
         take[over] = greater | (equal & (np.cumsum(equal, axis=1) <= room[:, None]))
-    flat = np.flatnonzero(take).reshape(rows, k)
-    return flat - (np.arange(rows) * cols)[:, None]
+        flat = np.flatnonzero(take)
+    return flat.reshape(rows, k) - (np.arange(rows) * cols)[:, None]
 
 
 def descending_key(values: np.ndarray) -> np.ndarray:
@@ -123,21 +132,23 @@ class Plan:
     group: int
     """Rows per group g of the column direction."""
 
-    def blocks(self, n: int) -> list[tuple[int, int]]:
-        """Row ranges of the blocks: small at first, then doubling up to :attr:`rows`.
+    def chunk_rows(self, workers: int) -> int:
+        """Rows per GEMM call, and per chunk after the first block.
 
-        The first block seeds every column's running top k by the costlier group
-        method; each later block then adds about k elements per column however
-        large it is (its rows are as many as all before it), so growing blocks
-        keep both the first block and the number of GEMM calls small.
+        Every worker's chunk fits the buffer; at most :data:`CHUNK_ROWS`; and at most half the first
+        block, so that the θ a chunk starts from (merged up to a chunk or two before it) is nearly the
+        latest one and lets few more elements through.
         """
-        size = max(self.group, self.rows // FIRST_BLOCK_DIVISOR // self.group * self.group)
-        out, start = [], 0
-        while start < n:
-            out.append((start, min(start + size, n)))
-            start += size
-            size = min(2 * size, self.rows)
-        return out
+        return max(1, min(CHUNK_ROWS, self.rows // workers, self.rows // FIRST_BLOCK_DIVISOR // 2))
+
+    def first_rows(self, n: int, chunk: int) -> int:
+        """Rows of the first block (a whole number of chunks, at most ``n``), ranked in both directions.
+
+        Its columns are ranked by the group method, which seeds every column's running top k; each
+        later chunk adds only its elements above the running k-th best θ. The group method costs more
+        per row than that, so the first block is a small part of the buffer.
+        """
+        return min(n, max(chunk, self.rows // FIRST_BLOCK_DIVISOR // chunk * chunk))
 
     @classmethod
     def fit(cls, n: int, layout: Layout, k: int, d: int, memory_cap: int, threads: int) -> Plan | None:
@@ -145,8 +156,9 @@ class Plan:
         width = layout.width
         # The permuted copy of B, the running and final top k of both sides (with their sort), and slack.
         fixed = width * d * FLOAT_BYTES + width * k * 48 + n * k * 12 + SLACK_BYTES
+        # A chunk's rows, and the column candidates of two chunks (one running, one waiting to be merged).
         per_task = max(
-            min(ROW_TASK, n) * (layout.tiles * 4 + k * layout.w * 40) + CANDIDATE_ELEMENTS * 40,
+            min(ROW_TASK, n) * (layout.tiles * 4 + k * layout.w * 40) + CANDIDATE_ELEMENTS * 40 + 2 * k * width * 20,
             min(COL_TASK, width) * k * min(MAX_GROUP, n) * 40,
         )
         # A block row: its scores, its tile maxima, and its share of the first block's group maxima.
@@ -193,7 +205,6 @@ def search_both(
         raise MemoryError(f"one block needs {need / 1e6:.1f} MB, the cap is {memory_cap / 1e6:.1f} MB")
     permuted = np.zeros((layout.width, d), dtype=np.float32)
     permuted[layout.column(np.arange(m))] = b
-    pad_columns = layout.padding
     g = plan.group
     scores = np.empty((min(plan.rows, -(-n // g) * g), layout.width), dtype=np.float32)
     out = _Results(
@@ -203,30 +214,131 @@ def search_both(
         col_val=np.full((layout.width, k_col), -np.inf, dtype=np.float32),
     )
     tile_max = np.empty((scores.shape[0], layout.tiles), dtype=np.float32)
+    chunk = min(plan.chunk_rows(workers), n)
+    first = plan.first_rows(n, chunk)
+    search = _Search(a, permuted, layout, scores, tile_max, out, k_row, k_col, chunk)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start, stop in plan.blocks(n):
-            used = stop - start
-            block = scores[: -(-used // g) * g]
-            np.matmul(a[start:stop], permuted.T, out=scores[:used])
-            block[:used, pad_columns] = -np.inf
-            block[used:] = -np.inf
-            bound = _ColumnBound.of(out, layout) if start > 0 else None
-            tasks: list[Callable[[], _Entries | None]] = [
-                _row_task(block, q, min(q + ROW_TASK, used), start, layout, k_row, out, tile_max, bound)
-                for q in range(0, used, ROW_TASK)
-            ]
-            if start == 0:
-                tasks += [
-                    _column_task(block, p, min(p + COL_TASK, layout.width), start, g, k_col, out)
-                    for p in range(0, layout.width, COL_TASK)
-                ]
-            found = [entries for entries in pool.map(lambda task: task(), tasks) if entries is not None]
-            if found:
-                _merge_columns(out, *(np.concatenate(parts) for parts in zip(*found, strict=True)))
+        search.first_block(pool, first, g)
+        if first < n:
+            search.later_rows(pool, first, workers)
     del scores, tile_max
     col_val, col_idx = order_best_first(out.col_val, out.col_idx)
     columns = layout.column(np.arange(m))
     return out.row_idx, out.row_val, col_idx[columns], col_val[columns]
+
+
+@dataclasses.dataclass
+class _Search:
+    """One search's inputs, buffers and outputs, and its two phases."""
+
+    a: np.ndarray
+    permuted: np.ndarray
+    layout: Layout
+    scores: np.ndarray
+    """The block buffer: the first block, then one chunk per worker."""
+    tile_max: np.ndarray
+    out: _Results
+    k_row: int
+    k_col: int
+    chunk: int
+    """Rows of every GEMM call (the same shape each time: see :meth:`compute`) and of each later chunk."""
+
+    def compute(self, start: int, stop: int, out: np.ndarray) -> None:
+        """Scores of rows ``start…stop`` (at least :attr:`chunk` of them) into ``out``, in calls of ``chunk`` rows.
+
+        BLAS may sum a dot product in another order for another shape of call (a small-matrix kernel,
+        GEMV for one row), so scores, and the exact ties among them, would depend on where the chunks
+        happen to end. Every call has the same shape: the last one reaches back over rows already computed.
+        """
+        size = self.chunk
+        for first in range(start, stop, size):
+            first = min(first, stop - size)
+            np.matmul(self.a[first : first + size], self.permuted.T, out=out[first - start : first - start + size])
+
+    def first_block(self, pool: ThreadPoolExecutor, rows: int, g: int) -> None:
+        """Rows ``0…rows``: one GEMM on every BLAS thread, then rows and columns (by row groups) in tasks."""
+        block = self.scores[: -(-rows // g) * g]
+        self.compute(0, rows, block[:rows])
+        block[:rows, self.layout.padding] = -np.inf
+        block[rows:] = -np.inf
+        tasks: list[Callable[[], object]] = [
+            _row_task(block, q, min(q + ROW_TASK, rows), 0, self.layout, self.k_row, self.out, self.tile_max, None)
+            for q in range(0, rows, ROW_TASK)
+        ]
+        tasks += [
+            _column_task(block, p, min(p + COL_TASK, self.layout.width), 0, g, self.k_col, self.out)
+            for p in range(0, self.layout.width, COL_TASK)
+        ]
+        list(pool.map(lambda task: task(), tasks))
+
+    def later_rows(self, pool: ThreadPoolExecutor, start: int, workers: int) -> None:
+        """Rows ``start…n`` in chunks, each worker's GEMM on one BLAS thread followed by its rows' work.
+
+        Each worker owns a slice of the block buffer: it computes a chunk there, ranks its rows, and
+        returns the elements above their column's running θ (as of the chunk's start: an older, lower
+        θ only lets more through), at most k per column. The main thread merges them into the
+        columns' top k in row order, so ties still go to the earlier rows, while the workers go on.
+        """
+        n, chunk = self.a.shape[0], self.chunk
+        slots = list(range(min(workers, self.scores.shape[0] // chunk)))
+        ahead = 2 * len(slots) * chunk  # rows computed but not yet merged, at most
+        running: dict[Future[_Entries], tuple[int, int, int]] = {}
+        done_chunks: dict[int, tuple[int, _Entries]] = {}
+        merged = submitted = start
+        bound = _ColumnBound.of(self.out, self.layout)
+
+        def submit() -> None:
+            """Start chunks on the free workers, at most two per worker ahead of the merge (bounded memory)."""
+            nonlocal submitted
+            while slots and submitted < min(n, merged + ahead):
+                stop = min(submitted + chunk, n)
+                slot = slots.pop()
+                running[pool.submit(self.rank_chunk, slot * chunk, submitted, stop, bound)] = (slot, submitted, stop)
+                submitted = stop
+
+        with _single_threaded_blas(len(slots) > 1):
+            while merged < n:
+                submit()
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    slot, first_row, stop = running.pop(future)
+                    slots.append(slot)
+                    done_chunks[first_row] = (stop, future.result())
+                ready = []
+                while merged in done_chunks:
+                    merged, entries = done_chunks.pop(merged)
+                    ready.append(entries)
+                if not ready:
+                    continue
+                submit()  # the free workers' next chunks first, so that they do not wait on the merge
+                _merge_columns(self.out, *(np.concatenate(parts) for parts in zip(*ready, strict=True)))
+                bound = _ColumnBound.of(self.out, self.layout)
+
+    def rank_chunk(self, at: int, start: int, stop: int, bound: _ColumnBound) -> _Entries:
+        """Scores of rows ``start…stop`` into the buffer from row ``at``; rank them; their column candidates."""
+        low = min(start, stop - self.chunk)  # a short last chunk recomputes rows before it: one GEMM shape
+        self.compute(low, stop, self.scores[at : at + stop - low])
+        block = self.scores[at + start - low : at + stop - low]
+        block[:, self.layout.padding] = -np.inf
+        tiles = self.tile_max[at : at + stop - start]
+        found = [
+            _row_task(block, q, min(q + ROW_TASK, len(block)), start, self.layout, self.k_row, self.out, tiles, bound)()
+            for q in range(0, len(block), ROW_TASK)
+        ]
+        rows, cols, vals = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        return _best_per_column(rows, cols, vals, self.k_col)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas(active: bool) -> Iterator[None]:
+    """BLAS calls on one thread each while ``active``: the workers run their GEMMs side by side instead."""
+    if not active:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 _Entries = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -273,9 +385,7 @@ def _row_task(
         t, w = layout.tiles, layout.w
         rows = block[q0:q1]
         tile_max = tiles[q0:q1]
-        np.copyto(tile_max, rows[:, :t])
-        for s in range(1, w):
-            np.maximum(tile_max, rows[:, s * t : (s + 1) * t], out=tile_max)
+        np.max(rows.reshape(len(rows), w, t), axis=1, out=tile_max)
         best_tiles = select_topk(tile_max, k)
         # Candidates in ascending item order: tile-major, then offset inside the tile.
         items = (best_tiles[:, :, None] * w + np.arange(w)).reshape(len(rows), -1)
@@ -333,8 +443,18 @@ def _column_candidates(
     return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
 
 
+def _best_per_column(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> _Entries:
+    """The best ``k`` entries of each column, ties to the lower row (``rows`` ascend): at most k per column."""
+    order = np.argsort((cols.astype(np.int64) << 32) | descending_key(vals), kind="stable")
+    ordered = cols[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    keep = order[rank < k]
+    return rows[keep], cols[keep], vals[keep]
+
+
 def _merge_columns(out: _Results, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
-    """Merge new elements (in ascending row order, all below the running ones) into the columns' top k."""
+    """Merge new elements (in ascending row order within a column, all below the running ones) into the top k."""
     if not cols.size:
         return
     k = out.col_val.shape[1]

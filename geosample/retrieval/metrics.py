@@ -63,8 +63,10 @@ def popcount(words: np.ndarray) -> np.ndarray:
 
 def shared_labels(query_bits: np.ndarray, item_bits: np.ndarray, ranking: np.ndarray) -> np.ndarray:
     """r[q, j]: the number of labels query ``q`` shares with its item at rank ``j``."""
-    common = query_bits[:, None, :] & item_bits[ranking]
-    return popcount(common).sum(axis=2, dtype=np.int64)
+    shared = np.zeros(ranking.shape, dtype=np.int64)
+    for word in range(query_bits.shape[1]):  # a few words: one pass each, no reduction over a short axis
+        shared += popcount(query_bits[:, word, None] & np.ascontiguousarray(item_bits[:, word])[ranking])
+    return shared
 
 
 def average_precision(shared: np.ndarray, k: int) -> np.ndarray:
@@ -110,20 +112,28 @@ def precision_at_cutoffs(
     prefix sums over ranks, so one cumulative sum serves every cut-off, and
     dividing each r_j by the query's label count divides WAP@k by it.
     """
-    depth = max(cutoffs)
-    rel = shared[:, :depth] > 0
-    ranks = np.arange(1, rel.shape[1] + 1)
-    hits = np.cumsum(rel, axis=1)
-    ap_sum = np.cumsum(np.where(rel, hits / ranks, 0.0), axis=1)
-    wap_sum = np.cumsum(np.where(rel, np.cumsum(shared[:, :depth], axis=1) / ranks, 0.0), axis=1)
+    depth = min(max(cutoffs), shared.shape[1])
+    by_rank = np.ascontiguousarray(shared[:, :depth].T)  # rank-major: each prefix sum is one pass per rank
+    n = by_rank.shape[1]
+    hits, gain = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    ap_sum, wap_sum = np.zeros(n), np.zeros(n)
+    at_rank = {}
+    wanted = {min(k, depth) - 1 for k in cutoffs}
+    for j in range(depth):
+        rel = by_rank[j] > 0
+        hits += rel
+        gain += by_rank[j]
+        ap_sum += np.where(rel, hits / (j + 1), 0.0)
+        wap_sum += np.where(rel, gain / (j + 1), 0.0)
+        if j in wanted:
+            at_rank[j] = (hits.copy(), ap_sum.copy(), wap_sum.copy())
     counts = label_counts.astype(np.float64)
     out = {}
     for k in cutoffs:
-        j = min(k, rel.shape[1]) - 1
-        n_rel = hits[:, j]
-        ap = np.divide(ap_sum[:, j], n_rel, out=np.zeros(len(rel)), where=n_rel > 0)
-        wap = np.divide(wap_sum[:, j], n_rel, out=np.zeros(len(rel)), where=n_rel > 0)
-        out[k] = (ap, wap, np.divide(wap, counts, out=np.zeros(len(rel)), where=counts > 0))
+        n_rel, ap_k, wap_k = at_rank[min(k, depth) - 1]
+        ap = np.divide(ap_k, n_rel, out=np.zeros(n), where=n_rel > 0)
+        wap = np.divide(wap_k, n_rel, out=np.zeros(n), where=n_rel > 0)
+        out[k] = (ap, wap, np.divide(wap, counts, out=np.zeros(n), where=counts > 0))
     return out
 
 

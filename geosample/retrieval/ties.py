@@ -175,13 +175,18 @@ def recall_at(ties: FirstHitTies, k: int, policy: str) -> np.ndarray:
     if policy != "expected":
         raise ConfigError(f"no closed form for --ties {policy!r}")
     slots = np.clip(k - a, 0, None)
-    # P(no relevant item in the first `slots` places of the group) = Π_{i<slots} (t−g−i)/(t−i).
-    miss = np.ones(len(a))
+    recall = np.where(found & (slots > 0), 1.0, 0.0)
+    # P(no relevant item in the first `slots` places of the group) = Π_{i<slots} (t−g−i)/(t−i): 0 from the
+    # first place on where the group is all relevant (t = g), so only groups with other items are computed.
+    mixed = np.flatnonzero(found & (slots > 0) & (t > g))
+    t, g, slots = t[mixed], g[mixed], slots[mixed]
+    miss = np.ones(mixed.size)
     for i in range(int(slots.max(initial=0))):
         step = i < slots
-        ratio = np.divide(np.clip(t - g - i, 0, None), t - i, out=np.zeros(len(a)), where=step & (t - i > 0))
+        ratio = np.divide(np.clip(t - g - i, 0, None), t - i, out=np.zeros(mixed.size), where=step & (t - i > 0))
         miss = np.where(step, miss * ratio, miss)
-    return np.where(found & (slots > 0), 1.0 - miss, 0.0)
+    recall[mixed] = 1.0 - miss
+    return recall
 
 
 def report(scores: np.ndarray, ties: FirstHitTies, cutoffs: Sequence[int], n_items: int) -> TieReport:

@@ -49,20 +49,38 @@ def test_equals_full_stable_sort_with_ties(n: int, m: int, d: int, k: int, high:
 
 @pytest.mark.parametrize(("n", "m"), [(500, 6000), (6000, 500)])
 def test_many_blocks_tiles_and_groups(n: int, m: int) -> None:
-    """Sizes where tiles, row groups and several growing blocks are all in play (both orientations)."""
+    """Sizes where tiles, row groups, the first block and several chunks per worker are in play (both orientations)."""
     rng = np.random.default_rng(7)
     images, texts = small_int_vectors(rng, n, 12, 5), small_int_vectors(rng, m, 12, 5)
     texts[100:140] = texts[3]  # planted duplicates: many exact ties at the top of some rankings
     images[50:60] = images[7]
-    cap = 40 * 1024**2
+    cap = 20 * 1024**2
     big, small = max(n, m), min(n, m)
     layout = _numpy_search.Layout.for_items(small, 10)
     plan = _numpy_search.Plan.fit(big, layout, 10, 12, cap, 2)
-    assert plan is not None and layout.w > 1 and plan.group > 1 and len(plan.blocks(big)) > 2
+    assert plan is not None and layout.w > 1 and plan.group > 1
+    assert big - plan.first_rows(big, plan.chunk_rows(2)) > 4 * plan.chunk_rows(2)
     result = search(images, texts, 10, device="cpu", memory_cap=cap)
     i2t, t2i = topk_both(images, texts, 10)
     np.testing.assert_array_equal(result.image_to_text, i2t)
     np.testing.assert_array_equal(result.text_to_image, t2i)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_chunks_on_any_number_of_workers(threads: int) -> None:
+    """Chunks run in turn on one worker, or side by side on three (finishing out of order): the same rankings."""
+    rng = np.random.default_rng(11)
+    a, b = small_int_vectors(rng, 3000, 12, 5), small_int_vectors(rng, 400, 12, 5)
+    a[1500:1600] = a[5]  # duplicates of an early row in later chunks: its columns' ties go to row 5 first
+    plan = _numpy_search.Plan.fit(3000, _numpy_search.Layout.for_items(400, 10), 10, 12, 16 * 2**20, threads)
+    assert plan is not None and 3000 - plan.first_rows(3000, plan.chunk_rows(threads)) > 10 * plan.chunk_rows(threads)
+    row_idx, row_val, col_idx, col_val = _numpy_search.search_both(a, b, 10, memory_cap=16 * 2**20, threads=threads)
+    rows_want, cols_want = topk_both(a, b, 10)
+    np.testing.assert_array_equal(row_idx, rows_want)
+    np.testing.assert_array_equal(col_idx, cols_want)
+    scores = a @ b.T
+    np.testing.assert_array_equal(row_val, np.take_along_axis(scores, rows_want, 1))
+    np.testing.assert_array_equal(col_val, np.take_along_axis(scores.T, cols_want, 1))
 
 
 def test_all_scores_equal_ranks_by_index() -> None:
