@@ -27,7 +27,7 @@ import yaml
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._preview import render_png
-from geosample.export._records import BASE_PLAN_COLUMNS
+from geosample.export._records import BASE_PLAN_COLUMNS, iter_rows
 from geosample.export.splits import SPLITS
 
 __all__ = ["table_schema", "write_parquet"]
@@ -111,7 +111,7 @@ def write_parquet(
         size = 0.0
         batch: list[dict[str, Any]] = []
         batch_bytes = 0.0
-        for row in rows.to_dict("records"):
+        for row in iter_rows(rows):
             image, tif = _image_bytes(content, row)
             row["image"], row["geotiff"] = image, tif
             row["crs"] = f"EPSG:{int(row['epsg'])}"  # the chip's CRS, as GeoCroissant and GDAL spell it

@@ -23,7 +23,7 @@ import pandas as pd
 from geosample._paths import check_name
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
-from geosample.export._records import record_metadata
+from geosample.export._records import iter_rows, record_metadata
 from geosample.export.splits import SPLITS
 
 __all__ = ["write_webdataset"]
@@ -47,7 +47,7 @@ def write_webdataset(
         shards: list[str] = []
         writer: tarfile.TarFile | None = None
         size = 0.0
-        for row in rows.to_dict("records"):
+        for row in iter_rows(rows):
             members = _members(row, content, with_text)
             record_size = sum(_tar_size(len(data)) for _, data in members)
             if writer is None or (size > 0 and size + record_size > limit):
