@@ -35,6 +35,8 @@ Usage::
     python benchmarks/pipeline_bench.py --sizes 2000,10000 --json /tmp/pipeline.json
     python benchmarks/pipeline_bench.py --with-200k            # also 200k
     python benchmarks/pipeline_bench.py --tiny                 # 200 samples on a small AOI (the test's mode)
+    python benchmarks/pipeline_bench.py --work W --keep        # keep the datasets in W/DS-<size> ...
+    python benchmarks/pipeline_bench.py --work W --stages export-webdataset,export-parquet,stats  # ... re-run these
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def run_pipeline(
                     if "error" in result:
                         print(result["error"], file=log, flush=True)
                         break
-                if not keep:
+                if not keep and stages[0] == "plan":  # a dataset this run did not build stays
                     shutil.rmtree(ds, ignore_errors=True)
     finally:
         files.stop()
@@ -414,7 +416,7 @@ def main() -> int:
         sizes.append(200_000)
     work = args.work or Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     try:
-        results = run_pipeline(work, sizes, tiny=args.tiny, keep=args.keep or stages[0] != "plan", stages=stages)
+        results = run_pipeline(work, sizes, tiny=args.tiny, keep=args.keep, stages=stages)
         verdict = report(results)
         if args.json:
             args.json.write_text(json.dumps({"machine": machine(), "results": results, **verdict}, indent=1))

@@ -132,11 +132,16 @@ def load_content(ds: str | Path) -> DatasetContent:
     captions = _mine(captions, mine)
     if captions is not None:
         if "kind" in captions:  # a sample's own captions; change captions of before/after pairs go separately
-            change = captions[captions["kind"] == "change"].reset_index(drop=True)
-            captions = captions[captions["kind"] != "change"]
+            is_change = captions["kind"] == "change"
+            change = captions[is_change].reset_index(drop=True)
+            if is_change.any():  # no copy of the scene captions when there is nothing to take out
+                captions = captions[~is_change]
         else:
             change = None
-        captions = captions.sort_values(["sample_id", "caption_index"], kind="stable").reset_index(drop=True)
+        order = ["sample_id", "caption_index"]
+        if not pd.MultiIndex.from_frame(captions[order]).is_monotonic_increasing:  # caption writes them sorted
+            captions = captions.sort_values(order, kind="stable")
+        captions = captions.reset_index(drop=True)
     else:
         change = None
     balance_path = ds / BALANCE_FILE
@@ -166,7 +171,8 @@ def _mine(table: pd.DataFrame | None, samples: set[str]) -> pd.DataFrame | None:
     """The rows of the dataset's samples."""
     if table is None:
         return None
-    return table[table["sample_id"].isin(samples)].reset_index(drop=True)
+    mine = table["sample_id"].isin(samples)
+    return table if mine.all() else table[mine].reset_index(drop=True)  # no copy when every row is the dataset's
 
 
 def _checked(

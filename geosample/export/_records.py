@@ -67,14 +67,16 @@ def record_table(content: DatasetContent, split: pd.Series) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def iter_rows(table: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """``table.to_dict("records")``, one row at a time: only :data:`ROWS_PER_CHUNK` rows exist as dicts at once.
+def iter_rows(table: pd.DataFrame, positions: np.ndarray | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of ``table`` at ``positions`` (default: all, in order) as dicts, as ``to_dict("records")`` makes them.
 
-    A dict per row costs kilobytes (every cell a Python object), so the writers
-    stream them rather than hold the whole table's.
+    Only :data:`ROWS_PER_CHUNK` rows exist as dicts (or as a copied frame) at once: a dict per row costs
+    kilobytes (every cell a Python object), so the writers stream them rather than hold a whole table's.
     """
-    for start in range(0, len(table), ROWS_PER_CHUNK):
-        yield from table.iloc[start : start + ROWS_PER_CHUNK].to_dict("records")
+    if positions is None:
+        positions = np.arange(len(table))
+    for start in range(0, len(positions), ROWS_PER_CHUNK):
+        yield from table.iloc[positions[start : start + ROWS_PER_CHUNK]].to_dict("records")
 
 
 def _caption_lists(content: DatasetContent, sample_ids: pd.Series) -> tuple[Any, list[list[dict]]]:
@@ -90,7 +92,7 @@ def _caption_lists(content: DatasetContent, sample_ids: pd.Series) -> tuple[Any,
     none = np.empty(0, dtype=np.intp)
     picks = [at.get(s, none) for s in sample_ids]
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in picks])]).astype(np.int32)
-    texts = pa.array(captions["caption"], type=pa.string())
+    texts = pa.array(captions["caption"])  # the column's own Arrow type: no cast, no copy
     if isinstance(texts, pa.ChunkedArray):  # a column read in several batches
         texts = texts.combine_chunks()
     texts = texts.take(np.concatenate([none, *picks]))
