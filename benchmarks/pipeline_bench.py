@@ -35,6 +35,8 @@ Usage::
     python benchmarks/pipeline_bench.py --sizes 2000,10000 --json /tmp/pipeline.json
     python benchmarks/pipeline_bench.py --with-200k            # also 200k
     python benchmarks/pipeline_bench.py --tiny                 # 200 samples on a small AOI (the test's mode)
+    python benchmarks/pipeline_bench.py --work W --keep        # keep the datasets in W/DS-<size> ...
+    python benchmarks/pipeline_bench.py --work W --stages export-webdataset,export-parquet,stats  # ... re-run these
 """
 
 from __future__ import annotations
@@ -272,12 +274,15 @@ def run_pipeline(
     *,
     tiny: bool = False,
     keep: bool = False,
+    stages: tuple[str, ...] = STAGES,
     in_process: bool = False,
     log: Any = sys.stderr,
 ) -> list[dict[str, Any]]:
-    """Build (or reuse) the archive under ``work``, serve it, and run every stage at every size.
+    """Build (or reuse) the archive under ``work``, serve it, and run ``stages`` at every size.
 
-    ``in_process`` runs the stages in this process (the tests' quick mode: peak RSS is then the whole run's).
+    A run that starts with ``plan`` builds each dataset afresh; one that does not re-runs its stages on the
+    datasets a ``keep`` run left in ``work``. ``in_process`` runs the stages in this process (the tests' quick
+    mode: peak RSS is then the whole run's).
     """
     sys.path.insert(0, str(ROOT / "tests"))
     from stac.servers import FileServer, rustac_serve
@@ -294,8 +299,11 @@ def run_pipeline(
         with rustac_serve(*hrefs) as api:
             for n in sizes:
                 ds = work / f"DS-{n}"
-                shutil.rmtree(ds, ignore_errors=True)
-                for stage in STAGES:
+                if stages[0] == "plan":
+                    shutil.rmtree(ds, ignore_errors=True)
+                elif not ds.is_dir():
+                    raise SystemExit(f"{ds} does not exist: run the stages before {stages[0]} with --keep first")
+                for stage in stages:
                     print(f"{n:>7} samples: {stage} ...", file=log, flush=True)
                     result = run_stage(stage, ds, n, api, aoi) if in_process else spawn(stage, ds, n, api, aoi)
                     results.append(result)
@@ -306,7 +314,7 @@ def run_pipeline(
                     if "error" in result:
                         print(result["error"], file=log, flush=True)
                         break
-                if not keep:
+                if not keep and stages[0] == "plan":  # a dataset this run did not build stays
                     shutil.rmtree(ds, ignore_errors=True)
     finally:
         files.stop()
@@ -382,7 +390,12 @@ def main() -> int:
     parser.add_argument("--with-200k", action="store_true", help="also 200,000 samples")
     parser.add_argument("--tiny", action="store_true", help="200 samples on a small AOI (what the tests run)")
     parser.add_argument("--work", type=Path, help="folder for the archive and datasets (default: a temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the datasets")
+    parser.add_argument("--keep", action="store_true", help="keep the datasets (under --work, to re-run stages)")
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma-separated stages to run, in pipeline order; without plan, re-run them on --work's kept datasets",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--ds", help=argparse.SUPPRESS)
@@ -393,11 +406,17 @@ def main() -> int:
     if args.stage:
         return child_main(args)
     sizes = [200] if args.tiny else [int(s) for s in args.sizes.split(",")]
+    stages = tuple(s.strip() for s in args.stages.split(","))
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}: choose from {', '.join(STAGES)}")
+    if stages[0] != "plan" and not args.work:
+        parser.error("--stages without plan re-runs kept datasets: name their folder with --work")
     if args.with_200k and 200_000 not in sizes:
         sizes.append(200_000)
     work = args.work or Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
     try:
-        results = run_pipeline(work, sizes, tiny=args.tiny, keep=args.keep)
+        results = run_pipeline(work, sizes, tiny=args.tiny, keep=args.keep, stages=stages)
         verdict = report(results)
         if args.json:
             args.json.write_text(json.dumps({"machine": machine(), "results": results, **verdict}, indent=1))

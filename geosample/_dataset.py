@@ -185,18 +185,23 @@ def _ids(path: Path) -> set[str]:
         return set()
 
 
-def read_table(ds: str | Path, name: str, *, hint: str) -> pd.DataFrame | None:
+def read_table(ds: str | Path, name: str, *, hint: str, columns: Iterable[str] | None = None) -> pd.DataFrame | None:
     """A stage's Parquet table in ``DS`` (plain pandas), or None if that stage has not run.
 
     ``hint`` names the command that writes it, for the error raised when the file is unreadable.
+    ``columns`` reads only those of the file's columns (the ones it lacks are left out), not every one.
     """
     import pandas as pd
+    import pyarrow.parquet as pq
 
     path = Path(ds) / name
     if not path.exists():
         return None
     try:
-        table = pd.read_parquet(path)
+        if columns is not None:
+            present = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in present]
+        table = pd.read_parquet(path, columns=columns)
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run '{hint}'") from None
     if name == CHIPS_FILE:  # stages read and send the files it names: only under DS/chips

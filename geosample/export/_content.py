@@ -26,11 +26,14 @@ if TYPE_CHECKING:
 
     from geosample.labels.taxonomy import Taxonomy
 
-__all__ = ["DatasetContent", "load_content"]
+__all__ = ["CAPTION_COLUMNS_READ", "DatasetContent", "load_content"]
 
 BALANCE_FILE = "report/balance.json"
 _CHIP_COLUMNS = ("sample_id", "status", "collection", "path")
 _CAPTION_COLUMNS = ("sample_id", "caption_index", "caption")
+CAPTION_COLUMNS_READ = (*_CAPTION_COLUMNS, "kind", "backend", "model", "prompt_sha256", "evidence")
+"""The columns of ``captions.parquet`` that exports and stats use; the others (tags, usage, cache hits, ...) stay
+in the file: at five captions a sample they would be most of the memory the content takes."""
 _LABEL_COLUMNS = ("sample_id", "l1", "l1_dominant")
 
 
@@ -48,7 +51,8 @@ class DatasetContent:
     chips: pd.DataFrame | None
     """The ``ok`` rows of ``chips.parquet`` (one per sample and collection)."""
     captions: pd.DataFrame | None
-    """``captions.parquet``'s scene captions (``kind`` ``scene``), sorted by sample and ``caption_index``."""
+    """``captions.parquet``'s scene captions (``kind`` ``scene``), sorted by sample and ``caption_index``; only the
+    columns of :data:`CAPTION_COLUMNS_READ`."""
     change_captions: pd.DataFrame | None
     """Its change captions of before/after pairs and revisits (``kind`` ``change``), if any."""
     taxonomy: Taxonomy | None
@@ -124,14 +128,20 @@ def load_content(ds: str | Path) -> DatasetContent:
                 f"{len(gone)} chip file(s) listed in {ds / CHIPS_FILE} are missing, e.g. {ds / gone[0]}; "
                 f"run 'geosample fetch {ds}' again to restore them"
             )
-    captions = _mine(_checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known), mine)
+    captions = _checked(ds, CAPTIONS_FILE, "geosample caption", _CAPTION_COLUMNS, known, read=CAPTION_COLUMNS_READ)
+    captions = _mine(captions, mine)
     if captions is not None:
         if "kind" in captions:  # a sample's own captions; change captions of before/after pairs go separately
-            change = captions[captions["kind"] == "change"].reset_index(drop=True)
-            captions = captions[captions["kind"] != "change"]
+            is_change = captions["kind"] == "change"
+            change = captions[is_change].reset_index(drop=True)
+            if is_change.any():  # no copy of the scene captions when there is nothing to take out
+                captions = captions[~is_change]
         else:
             change = None
-        captions = captions.sort_values(["sample_id", "caption_index"], kind="stable").reset_index(drop=True)
+        order = ["sample_id", "caption_index"]
+        if not pd.MultiIndex.from_frame(captions[order]).is_monotonic_increasing:  # caption writes them sorted
+            captions = captions.sort_values(order, kind="stable")
+        captions = captions.reset_index(drop=True)
     else:
         change = None
     balance_path = ds / BALANCE_FILE
@@ -161,12 +171,18 @@ def _mine(table: pd.DataFrame | None, samples: set[str]) -> pd.DataFrame | None:
     """The rows of the dataset's samples."""
     if table is None:
         return None
-    return table[table["sample_id"].isin(samples)].reset_index(drop=True)
+    mine = table["sample_id"].isin(samples)
+    return table if mine.all() else table[mine].reset_index(drop=True)  # no copy when every row is the dataset's
 
 
-def _checked(ds: Path, name: str, command: str, columns: tuple[str, ...], known: set[str]) -> pd.DataFrame | None:
-    """A stage's table, refused when it lacks its columns or names samples the plan does not have."""
-    table = read_table(ds, name, hint=f"{command} {ds}")
+def _checked(
+    ds: Path, name: str, command: str, columns: tuple[str, ...], known: set[str], *, read: tuple[str, ...] | None = None
+) -> pd.DataFrame | None:
+    """A stage's table, refused when it lacks ``columns`` or names samples the plan does not have.
+
+    ``read``: read only these of its columns (those it has), not all of them.
+    """
+    table = read_table(ds, name, hint=f"{command} {ds}", columns=read)
     if table is None:
         return None
     absent = [c for c in columns if c not in table.columns]

@@ -19,6 +19,9 @@ from geosample.export._content import DatasetContent
 
 __all__ = ["verify_chips"]
 
+HASH_SLICE = 4096
+"""Chips hashed per call of :func:`chip_file_faults`."""
+
 
 def verify_chips(content: DatasetContent, *, skip_invalid: bool = False) -> tuple[DatasetContent, list[str]]:
     """``content`` with only the chips whose file matches its recorded sha256, and the paths left out.
@@ -29,7 +32,11 @@ def verify_chips(content: DatasetContent, *, skip_invalid: bool = False) -> tupl
     chips = content.chips
     if chips is None or chips.empty:
         return content, []
-    faults = chip_file_faults(content.ds, chips)
+    faults = [  # in slices: a thread pool's map makes a future for every item it is given at once
+        fault
+        for start in range(0, len(chips), HASH_SLICE)
+        for fault in chip_file_faults(content.ds, chips.iloc[start : start + HASH_SLICE])
+    ]
     good = np.array([fault is None for fault in faults], dtype=bool)
     if good.all():
         return content, []

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from geosample import __version__
 from geosample.errors import DatasetError
 from geosample.export._content import DatasetContent
 
-__all__ = ["BASE_PLAN_COLUMNS", "record_metadata", "record_table", "safe_key"]
+__all__ = ["BASE_PLAN_COLUMNS", "iter_rows", "record_metadata", "record_table", "safe_key"]
 
 BASE_PLAN_COLUMNS = (
     "sample_id", "site_id", "h3", "h3_res", "lon", "lat", "stratum", "time_bin", "start_datetime", "end_datetime",
@@ -32,6 +33,8 @@ CHIP_COLUMNS = (
     "resolution", "sha256",
 )  # fmt: skip
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+ROWS_PER_CHUNK = 1024
+"""Rows :func:`iter_rows` turns into dicts at a time."""
 
 
 def safe_key(text: str) -> str:
@@ -64,17 +67,43 @@ def record_table(content: DatasetContent, split: pd.Series) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def _caption_lists(content: DatasetContent, sample_ids: pd.Series) -> tuple[list[list[str]], list[list[dict]]]:
-    """Every record's captions (in ``caption_index`` order) and the distinct (backend, model, prompt) that made them."""
+def iter_rows(table: pd.DataFrame, positions: np.ndarray | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of ``table`` at ``positions`` (default: all, in order) as dicts, as ``to_dict("records")`` makes them.
+
+    Only :data:`ROWS_PER_CHUNK` rows exist as dicts (or as a copied frame) at once: a dict per row costs
+    kilobytes (every cell a Python object), so the writers stream them rather than hold a whole table's.
+    """
+    if positions is None:
+        positions = np.arange(len(table))
+    for start in range(0, len(positions), ROWS_PER_CHUNK):
+        yield from table.iloc[positions[start : start + ROWS_PER_CHUNK]].to_dict("records")
+
+
+def _caption_lists(content: DatasetContent, sample_ids: pd.Series) -> tuple[Any, list[list[dict]]]:
+    """Every record's captions (in ``caption_index`` order) and the distinct (backend, model, prompt) that made them.
+
+    The captions are an Arrow list column (a list of ``str`` per record when read as a row): a third of the
+    memory of Python lists of strings.
+    """
     if content.captions is None:
         return [[] for _ in range(len(sample_ids))], [[] for _ in range(len(sample_ids))]
     captions = content.captions
-    texts = captions.groupby("sample_id", sort=False)["caption"].agg(list)
+    at = captions.groupby("sample_id", sort=False).indices  # a sample's rows, in caption_index order
+    none = np.empty(0, dtype=np.intp)
+    picks = [at.get(s, none) for s in sample_ids]
+    offsets = np.concatenate([[0], np.cumsum([len(p) for p in picks])]).astype(np.int32)
+    texts = pa.array(captions["caption"])  # the column's own Arrow type: no cast, no copy
+    if isinstance(texts, pa.ChunkedArray):  # a column read in several batches
+        texts = texts.combine_chunks()
+    texts = texts.take(np.concatenate([none, *picks]))
+    lists = pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(pa.array(offsets), texts))
     columns = [c for c in ("backend", "model", "prompt_sha256") if c in captions.columns]
     sources: dict[str, list[dict]] = {}
+    distinct: dict[tuple, dict] = {}  # one dict per distinct source, shared by its records (a few, not one a record)
     for record in captions[["sample_id", *columns]].drop_duplicates().itertuples(index=False):
-        sources.setdefault(record[0], []).append({k: plain(v) for k, v in zip(columns, record[1:], strict=True)})
-    return [list(texts.get(s, [])) for s in sample_ids], [list(sources.get(s, [])) for s in sample_ids]
+        source = distinct.setdefault(record[1:], {k: plain(v) for k, v in zip(columns, record[1:], strict=True)})
+        sources.setdefault(record[0], []).append(source)
+    return lists, [list(sources.get(s, [])) for s in sample_ids]
 
 
 def _keys(table: pd.DataFrame, *, multi: bool) -> pd.Series:

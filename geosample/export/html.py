@@ -227,9 +227,15 @@ def gallery_rows(content: DatasetContent, n: int) -> pd.DataFrame:
 
 def _gallery_section(content: DatasetContent, report: dict[str, Any], n: int) -> str:
     rows = gallery_rows(content, n)
-    chips = content.chips.drop_duplicates("sample_id").set_index("sample_id") if content.chips is not None else None
-    labels = content.labels.set_index("sample_id") if content.labels is not None else None
-    captions = content.captions.groupby("sample_id")["caption"].agg(list) if content.captions is not None else None
+    shown = rows["sample_id"]
+
+    def mine(table: pd.DataFrame | None) -> pd.DataFrame | None:  # the gallery's rows of a stage's table
+        return None if table is None else table[table["sample_id"].isin(shown)]
+
+    chips, labels, captions = mine(content.chips), mine(content.labels), mine(content.captions)
+    chips = chips.drop_duplicates("sample_id").set_index("sample_id") if chips is not None else None
+    labels = labels.set_index("sample_id") if labels is not None else None
+    captions = captions.groupby("sample_id")["caption"].agg(list) if captions is not None else None
     cards = []
     for _, sample in rows.iterrows():
         sid = sample["sample_id"]

@@ -27,7 +27,7 @@ import yaml
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._preview import render_png
-from geosample.export._records import BASE_PLAN_COLUMNS
+from geosample.export._records import BASE_PLAN_COLUMNS, iter_rows
 from geosample.export.splits import SPLITS
 
 __all__ = ["table_schema", "write_parquet"]
@@ -104,14 +104,14 @@ def write_parquet(
     bar = progress_bar(range(len(records)), len(records), progress, "parquet")
     files: dict[str, list[str]] = {}
     for split in SPLITS:
-        rows = records[records["split"] == split]
-        rows = rows.iloc[rng.permutation(len(rows))]
+        mine = np.flatnonzero((records["split"] == split).to_numpy())
+        order = mine[rng.permutation(len(mine))]  # positions in records, shuffled (no copy of the split's rows)
         parts: list[Path] = []
         writer: pq.ParquetWriter | None = None
         size = 0.0
         batch: list[dict[str, Any]] = []
         batch_bytes = 0.0
-        for row in rows.to_dict("records"):
+        for row in iter_rows(records, order):
             image, tif = _image_bytes(content, row)
             row["image"], row["geotiff"] = image, tif
             row["crs"] = f"EPSG:{int(row['epsg'])}"  # the chip's CRS, as GeoCroissant and GDAL spell it

@@ -32,7 +32,7 @@ from geosample._paths import inside
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
 from geosample.export._rasters import chip_grid
-from geosample.export._records import iso, plain
+from geosample.export._records import iso, iter_rows, plain
 from geosample.export.splits import ML_AOI_SPLITS
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def write_stac(
     groups: dict[str, list[dict[str, Any]]] = {}
     features: dict[str, list[tuple[str, str]]] = {}
     bar = progress_bar(range(len(records)), len(records), progress, "stac")
-    for row in records.to_dict("records"):
+    for row in iter_rows(records):
         if isinstance(row["path"], str):
             item, files = _chip_item(content, row)
             group = str(row["collection"])

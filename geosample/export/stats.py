@@ -34,6 +34,8 @@ EARTH_RADIUS_KM = 6371.0088
 """Mean Earth radius (IUGG), for great-circle distances."""
 STATS_FILE = "report/stats.json"
 UNIFORMITY_RES = 2
+_CAPTIONS_AT_ONCE = 8192
+"""Captions whose words are counted at a time."""
 _WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 _STOPWORDS = frozenset(
     "a an and are as at by for from in into is it its of on or over the this that to with".split()
@@ -174,16 +176,21 @@ def _captions(content: DatasetContent) -> dict[str, Any] | None:
     if captions is None:
         return None
     texts = captions["caption"].astype(str)
-    words = [_WORD.findall(t.lower()) for t in texts]
-    lengths = np.array([len(w) for w in words], dtype=np.float64)
-    vocabulary = Counter(word for ws in words for word in ws)
+    lengths = np.empty(len(texts), dtype=np.float64)
+    vocabulary: Counter[str] = Counter()
+    for start in range(0, len(texts), _CAPTIONS_AT_ONCE):  # not every caption's words (or text) as Python objects
+        for i, text in enumerate(texts.iloc[start : start + _CAPTIONS_AT_ONCE].tolist(), start):
+            words = _WORD.findall(text.lower())
+            lengths[i] = len(words)
+            vocabulary.update(words)
     frequent = [(w, n) for w, n in vocabulary.most_common() if w not in _STOPWORDS and len(w) > 2][:15]
     per_sample = captions.groupby("sample_id").size().reindex(content.plan["sample_id"], fill_value=0).to_numpy()
-    backends = Counter(
-        f"{b}/{m}" if isinstance(m, str) and m else str(b)
-        for b, m in zip(captions.get("backend", pd.Series(["?"] * len(captions))),
-                        captions.get("model", pd.Series([None] * len(captions))), strict=True)
-    )  # fmt: skip
+    made_by = pd.DataFrame(
+        {"backend": captions.get("backend", "?"), "model": captions.get("model")}, index=captions.index
+    )
+    backends: Counter[str] = Counter()  # counted per distinct (backend, model), in order of first appearance
+    for (b, m), n in made_by.groupby(["backend", "model"], dropna=False, sort=False).size().items():
+        backends[f"{b}/{m}" if isinstance(m, str) and m else str(b)] += int(n)
     return {
         "total": len(captions),
         "samples_with_captions": int((per_sample > 0).sum()),

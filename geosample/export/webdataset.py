@@ -23,7 +23,7 @@ import pandas as pd
 from geosample._paths import check_name
 from geosample.export._content import DatasetContent
 from geosample.export._export import ExportConfig, progress_bar
-from geosample.export._records import record_metadata
+from geosample.export._records import iter_rows, record_metadata
 from geosample.export.splits import SPLITS
 
 __all__ = ["write_webdataset"]
@@ -42,12 +42,12 @@ def write_webdataset(
     index: dict[str, Any] = {}
     bar = progress_bar(range(len(records)), len(records), progress, "webdataset")
     for split in SPLITS:
-        rows = records[records["split"] == split]
-        rows = rows.iloc[rng.permutation(len(rows))]
+        mine = np.flatnonzero((records["split"] == split).to_numpy())
+        order = mine[rng.permutation(len(mine))]  # positions in records, shuffled (no copy of the split's rows)
         shards: list[str] = []
         writer: tarfile.TarFile | None = None
         size = 0.0
-        for row in rows.to_dict("records"):
+        for row in iter_rows(records, order):
             members = _members(row, content, with_text)
             record_size = sum(_tar_size(len(data)) for _, data in members)
             if writer is None or (size > 0 and size + record_size > limit):
@@ -63,8 +63,8 @@ def write_webdataset(
         if writer is not None:
             writer.close()
         index[split] = {
-            "records": len(rows),
-            "images": int(rows["path"].notna().sum()),
+            "records": len(order),
+            "images": int(records["path"].iloc[mine].notna().sum()),
             "shards": shards,
             "url": _brace(split, len(shards)),
         }

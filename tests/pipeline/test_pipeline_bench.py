@@ -42,6 +42,13 @@ def test_tiny_pipeline_runs_every_stage_and_reports_the_ratios(bench, tmp_path: 
         by_stage = {r["stage"]: r for r in results if r["samples"] == n}
         assert by_stage["fetch"]["files"] >= 2 * n  # a chip and a preview per sample, at least
         assert by_stage["plan"]["files"] >= 2 and by_stage["stats"]["files"] >= 1
+    # --stages without plan re-runs those stages on the kept datasets (nothing before them is redone or removed)
+    stats_before = (tmp_path / "DS-40" / "report" / "stats.json").read_bytes()
+    again = bench.run_pipeline(tmp_path, [40], tiny=True, stages=("export-parquet", "stats"), in_process=True,
+                               log=io.StringIO())  # fmt: skip
+    assert [(r["stage"], r.get("error")) for r in again] == [("export-parquet", None), ("stats", None)]
+    assert len(pd.read_parquet(tmp_path / "DS-40" / "chips.parquet")) == 40
+    assert (tmp_path / "DS-40" / "report" / "stats.json").read_bytes() == stats_before
     out = io.StringIO()
     with redirect_stdout(out):
         verdict = bench.report(results)
