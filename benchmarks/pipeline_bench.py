@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -53,6 +52,9 @@ import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, also when a test loads this file
+from _machine import describe, peak_rss_mb  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_TAG = "PIPELINE_BENCH_RESULT "
@@ -178,16 +180,6 @@ def write_api_files(meta: dict[str, Any], base: str, folder: Path) -> list[Path]
 # --------------------------------------------------------------------------- one stage, in its own process
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak RSS (``VmHWM``; ``ru_maxrss`` would carry the parent's peak across exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for root, _, files in os.walk(folder):
@@ -241,7 +233,7 @@ def run_stage(stage: str, ds: Path, samples: int, api: str, aoi: tuple[float, ..
     after = _snapshot(ds)
     written = [p for p, v in after.items() if before.get(p) != v]
     return {
-        "stage": stage, "samples": samples, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": _peak_rss_mb(),
+        "stage": stage, "samples": samples, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(),
         "files": len(written), "mb_written": sum(after[p][0] for p in written) / 1e6, "load_average": load,
     }  # fmt: skip
 
@@ -321,32 +313,11 @@ def run_pipeline(
     return results
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines()
-                   if x.startswith("model name"))  # fmt: skip
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ram = next((int(x.split()[1]) / 2**20 for x in Path("/proc/meminfo").read_text().splitlines()
-                if x.startswith("MemTotal")), 0.0)  # fmt: skip
-    try:
-        import numpy  # noqa: F401 - loads the BLAS that threadpoolctl reports
-        from threadpoolctl import threadpool_info
-
-        blas = ", ".join(f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info())
-    except ImportError:
-        blas = "unknown"
-    return f"{cpu}, {cores} cores, {ram:.1f} GB RAM, Python {platform.python_version()}, BLAS {blas}"
-
-
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Print the per-stage table and the ratios of the largest size to the smallest; return the verdicts."""
     good = [r for r in results if "error" not in r]
     sizes = sorted({r["samples"] for r in good})
-    print(f"\n{machine()}")
-    print(f"load average now: {', '.join(f'{x:.1f}' for x in os.getloadavg())} (a shared machine)\n")
+    print(f"\n{describe()}\n")
     print("| stage | samples | wall s | s per 1,000 | CPU s | CPU s per 1,000 | peak RSS MB | files | MB written "
           "| load |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -419,7 +390,7 @@ def main() -> int:
         results = run_pipeline(work, sizes, tiny=args.tiny, keep=args.keep, stages=stages)
         verdict = report(results)
         if args.json:
-            args.json.write_text(json.dumps({"machine": machine(), "results": results, **verdict}, indent=1))
+            args.json.write_text(json.dumps({"machine": describe(), "results": results, **verdict}, indent=1))
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
