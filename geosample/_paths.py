@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from geosample.errors import UnsafeInputError
 
-__all__ = ["MAX_NAME_LENGTH", "NAME_RULE", "check_name", "in_folder", "inside", "is_inside", "name_problem"]
+__all__ = [
+    "MAX_NAME_LENGTH", "NAME_RULE", "check_name", "folder_test", "in_folder", "inside", "is_inside", "name_problem",
+]  # fmt: skip
 
 MAX_NAME_LENGTH = 128
 """Longest id or name used as a file or folder name (file systems allow 255 bytes; suffixes are added)."""
@@ -64,10 +67,33 @@ def is_inside(root: str | Path, path: str | Path) -> bool:
 
 def in_folder(ds: str | Path, relative: object, folder: str) -> bool:
     """Whether ``relative`` (a path from a manifest, relative to ``DS``) names something inside ``DS/folder``."""
-    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
-        return False
-    target = Path(ds) / relative
-    return is_inside(ds, target) and is_inside(Path(ds) / folder, target)  # a linked DS/folder leads out too
+    return folder_test(ds, folder)(relative)
+
+
+def folder_test(ds: str | Path, folder: str) -> Callable[[object], bool]:
+    """:func:`in_folder` for many paths of one manifest: ``DS`` and ``DS/folder`` are resolved once, each path once.
+
+    Make one per use (a pass over a manifest): it keeps what ``DS/folder`` resolved to when it was made.
+    """
+    try:
+        base = os.path.realpath(ds)
+        root = os.path.realpath(Path(ds) / folder)
+    except (ValueError, OSError):  # an embedded NUL, a loop of links
+        return lambda relative: False
+    # A linked DS/folder that leads out of DS puts nothing inside it.
+    usable = root == base or root.startswith(base.rstrip(os.sep) + os.sep)
+    prefix = root.rstrip(os.sep) + os.sep
+
+    def test(relative: object) -> bool:
+        if not usable or not isinstance(relative, str) or not relative or os.path.isabs(relative):
+            return False
+        try:
+            target = os.path.realpath(os.path.join(ds, relative))
+        except (ValueError, OSError):
+            return False
+        return target == root or target.startswith(prefix)
+
+    return test
 
 
 def inside(root: str | Path, *parts: str, what: str = "path") -> Path:

@@ -275,14 +275,15 @@ def chip_file_faults(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from geosample._paths import in_folder
+    from geosample._paths import folder_test
 
     ds = Path(ds)
     paths = chips["path"].tolist()
     recorded = chips["sha256"].tolist() if "sha256" in chips.columns else [None] * len(chips)
+    in_chips = folder_test(ds, "chips")
 
     def fault(path: object, want: object) -> str | None:
-        if not in_folder(ds, path, "chips"):
+        if not in_chips(path):
             return f"lies outside {ds / 'chips'}"
         if not isinstance(want, str) or len(want) != 64:
             return "has no sha256 in chips.parquet"

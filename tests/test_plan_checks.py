@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import string
 from collections.abc import Callable
 from pathlib import Path
@@ -191,3 +192,34 @@ def test_vectorised_h3_validity_agrees_with_h3(points: list[tuple[float, float, 
         cells.append(f"{index ^ (1 << bit) if bit >= 0 else index:x}")
     cells += junk
     assert valid_h3_cells(np.array(cells, dtype=object)).tolist() == [_h3_says(c) for c in cells]
+
+
+@pytest.mark.parametrize("chips_link_out", [False, True])
+def test_folder_test_agrees_with_resolving_both_folders_per_path(tmp_path: Path, chips_link_out: bool) -> None:
+    """The one-pass checker answers as ``is_inside`` of DS and of DS/chips, path by path."""
+    from geosample._paths import folder_test, in_folder, is_inside
+
+    ds, outside = tmp_path / "DS", tmp_path / "elsewhere"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "a.tif").write_bytes(b"")
+    ds.mkdir()
+    if chips_link_out:
+        (ds / "chips").symlink_to(outside)
+    else:
+        (ds / "chips" / "x").mkdir(parents=True)
+        (ds / "chips" / "x" / "a.tif").write_bytes(b"")
+        (ds / "chips" / "out").symlink_to(outside / "x")
+        (ds / "chips" / "x" / "loop").symlink_to(ds / "chips" / "x" / "loop")
+    (ds / "labels").mkdir()
+    candidates = [
+        "chips", "chips/x/a.tif", "chips/x/../x/a.tif", "chips/out/a.tif", "chips/missing/b.tif",
+        "chips/../labels", "labels/a.tif", "../elsewhere/x/a.tif", str(outside / "x" / "a.tif"),
+        "chips/x/loop", "chips/x/a\x00.tif", "", None, 3,
+    ]  # fmt: skip
+    test = folder_test(ds, "chips")
+    for relative in candidates:
+        expected = (
+            isinstance(relative, str) and bool(relative) and not os.path.isabs(relative)
+            and is_inside(ds, ds / relative) and is_inside(ds / "chips", ds / relative)
+        )  # fmt: skip
+        assert test(relative) == in_folder(ds, relative, "chips") == expected, relative

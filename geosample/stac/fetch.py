@@ -35,7 +35,7 @@ from geosample._dataset import (
     write_section,
     writing,
 )
-from geosample._paths import check_name, in_folder, inside
+from geosample._paths import check_name, folder_test, in_folder, inside
 from geosample._plan_checks import check_pixel_budget
 from geosample.errors import (
     ConfigError,
@@ -281,10 +281,11 @@ def _follow_up(
     ok = mine[mine["status"] == "ok"]
     done = set() if redo or not len(ok) else set(ok.loc[_verify(runner.ds, ok), "sample_id"])
     todo = rows[~rows["sample_id"].isin(done)].reset_index(drop=True)
+    in_chips = folder_test(runner.ds, CHIPS_DIR)
     old_paths = {
-        str(r.sample_id): (r.path, r.preview if in_folder(runner.ds, r.preview, CHIPS_DIR) else None)
+        str(r.sample_id): (r.path, r.preview if in_chips(r.preview) else None)
         for r in mine.itertuples()
-        if in_folder(runner.ds, r.path, CHIPS_DIR)
+        if in_chips(r.path)
     }
     if run.options.assets or len(todo) == 0:
         return dataclasses.replace(
@@ -323,9 +324,10 @@ def _resolve_config(cfg: FetchConfig, recorded: Mapping[str, Any]) -> FetchConfi
 
 def _verify(ds: Path, rows: pd.DataFrame) -> np.ndarray:
     """Which ``ok`` rows still match their file's sha256 (hashed on a few threads)."""
+    in_chips = folder_test(ds, CHIPS_DIR)
 
     def check(path: str | None, digest: str | None) -> bool:
-        if not path or not digest or not in_folder(ds, path, CHIPS_DIR):
+        if not path or not digest or not in_chips(path):
             return False
         try:
             with open(ds / path, "rb") as fh:
@@ -363,10 +365,11 @@ def _prepare(
         if not cfg.retry_failed:
             done |= set(rows.loc[rows["status"].isin(["failed", "no_item", "cloudy", "nodata"]), "sample_id"])
     todo = samples[~samples["sample_id"].isin(done)].reset_index(drop=True)
+    in_chips = folder_test(ds, CHIPS_DIR)
     old_paths = {
-        str(r.sample_id): (r.path, r.preview if in_folder(ds, r.preview, CHIPS_DIR) else None)
+        str(r.sample_id): (r.path, r.preview if in_chips(r.preview) else None)
         for r in rows.itertuples()
-        if in_folder(ds, r.path, CHIPS_DIR)  # a manifest naming files elsewhere is ignored, never written or removed
+        if in_chips(r.path)  # a manifest naming files elsewhere is ignored, never written or removed
     }
     groups = group_samples(todo)
     prefetched = []
