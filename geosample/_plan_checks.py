@@ -199,9 +199,10 @@ def chip_table_problems(ds: str | Path, table: pd.DataFrame, *, rows_shown: int 
     or file on them is a symbolic link leading out of ``DS/chips``. At most
     ``rows_shown`` rows are listed per rule; one more problem counts the rest.
     """
-    from geosample._paths import in_folder
+    from geosample._paths import folder_test
 
     ds = Path(ds)
+    in_chips = folder_test(ds, "chips")
     problems: list[PlanProblem] = []
     ids = table["sample_id"] if "sample_id" in table.columns else pd.Series([None] * len(table), index=table.index)
     report = functools.partial(_report, problems, ids, rows_shown)
@@ -230,8 +231,8 @@ def chip_table_problems(ds: str | Path, table: pd.DataFrame, *, rows_shown: int 
             value = shown[int(i)]
             parent = value.rsplit("/", 1)[0]
             if parent not in parents:
-                parents[parent] = in_folder(ds, parent, "chips")
-            out[i] = not parents[parent] or (os.path.islink(ds / value) and not in_folder(ds, value, "chips"))
+                parents[parent] = in_chips(parent)
+            out[i] = not parents[parent] or (os.path.islink(ds / value) and not in_chips(value))
         report(out, column, lambda i, c=column, v=shown: f"{c} {v[i]!r} leads out of {ds / 'chips'}")
     return problems
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from geosample._paths import in_folder
+from geosample._paths import folder_test
 from geosample._plan_checks import chip_file_faults, chip_table_problems, empty_h3, file_sha256, plan_problems
 
 __all__ = ["TABLES", "TableSpec", "check_tables", "sha256_of"]
@@ -353,7 +353,8 @@ def _check_change(ds: Path, name: str, table: pd.DataFrame, report: Report, hash
         report(name, f"unknown kind {odd[0]!r}; a pair is an event or a revisit")
     for column in (*CHANGE_SHARES, "valid_fraction"):
         _check_shares(name, table, column, report)
-    gone = [m for m in table["mask"].dropna() if not in_folder(ds, m, "change") or not (ds / m).is_file()]
+    in_change = folder_test(ds, "change")
+    gone = [m for m in table["mask"].dropna() if not in_change(m) or not (ds / m).is_file()]
     if gone:
         report(name, _few(gone, "change masks are missing or outside the dataset"))
 
