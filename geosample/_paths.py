@@ -58,11 +58,14 @@ def check_name(name: object, what: str) -> str:
 def is_inside(root: str | Path, path: str | Path) -> bool:
     """Whether ``path`` (absolute, or relative to ``root``), resolved, is ``root`` or lies under it."""
     try:
-        base = Path(os.path.realpath(root))
-        target = Path(os.path.realpath(Path(root) / path))
+        return _under(os.path.realpath(root), os.path.realpath(Path(root) / path))
     except (ValueError, OSError):  # an embedded NUL, a loop of links
         return False
-    return target == base or base in target.parents
+
+
+def _under(root: str, target: str) -> bool:
+    """Whether the resolved path ``target`` is the resolved folder ``root`` or lies under it."""
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def in_folder(ds: str | Path, relative: object, folder: str) -> bool:
@@ -80,9 +83,7 @@ def folder_test(ds: str | Path, folder: str) -> Callable[[object], bool]:
         root = os.path.realpath(Path(ds) / folder)
     except (ValueError, OSError):  # an embedded NUL, a loop of links
         return lambda relative: False
-    # A linked DS/folder that leads out of DS puts nothing inside it.
-    usable = root == base or root.startswith(base.rstrip(os.sep) + os.sep)
-    prefix = root.rstrip(os.sep) + os.sep
+    usable = _under(base, root)  # a linked DS/folder that leads out of DS puts nothing inside it
 
     def test(relative: object) -> bool:
         if not usable or not isinstance(relative, str) or not relative or os.path.isabs(relative):
@@ -91,7 +92,7 @@ def folder_test(ds: str | Path, folder: str) -> Callable[[object], bool]:
             target = os.path.realpath(os.path.join(ds, relative))
         except (ValueError, OSError):
             return False
-        return target == root or target.startswith(prefix)
+        return _under(root, target)
 
     return test
 
