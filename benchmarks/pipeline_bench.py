@@ -42,6 +42,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +209,6 @@ def run_stage(stage: str, ds: Path, samples: int, api: str, aoi: tuple[float, ..
 
     warnings.simplefilter("ignore")  # capacity notes, coarse-source and observation warnings of the synthetic data
     load = os.getloadavg()[0]
-    before = _snapshot(ds) if ds.exists() else {}
     t0, c0 = time.perf_counter(), time.process_time()
     if stage == "plan":
         west, south, east, north = aoi
@@ -230,12 +231,21 @@ def run_stage(stage: str, ds: Path, samples: int, api: str, aoi: tuple[float, ..
     else:
         raise SystemExit(f"unknown stage {stage!r}")
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"stage": stage, "samples": samples, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(),
+            "load_average": load}  # fmt: skip
+
+
+def with_files_written(ds: Path, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s result with the files it wrote in ``ds`` (new, or changed in size or time) and their MB.
+
+    Called in the parent of a stage's process: the listing of a dataset's files (a path per chip and preview)
+    would otherwise count in the stage's peak RSS.
+    """
+    before = _snapshot(ds) if ds.exists() else {}
+    result = run()
     after = _snapshot(ds)
     written = [p for p, v in after.items() if before.get(p) != v]
-    return {
-        "stage": stage, "samples": samples, "wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_rss_mb(),
-        "files": len(written), "mb_written": sum(after[p][0] for p in written) / 1e6, "load_average": load,
-    }  # fmt: skip
+    return {**result, "files": len(written), "mb_written": sum(after[p][0] for p in written) / 1e6}
 
 
 def child_main(args: argparse.Namespace) -> int:
@@ -297,7 +307,9 @@ def run_pipeline(
                     raise SystemExit(f"{ds} does not exist: run the stages before {stages[0]} with --keep first")
                 for stage in stages:
                     print(f"{n:>7} samples: {stage} ...", file=log, flush=True)
-                    result = run_stage(stage, ds, n, api, aoi) if in_process else spawn(stage, ds, n, api, aoi)
+                    result = with_files_written(
+                        ds, functools.partial(run_stage if in_process else spawn, stage, ds, n, api, aoi)
+                    )
                     results.append(result)
                     if "error" not in result:
                         r = result

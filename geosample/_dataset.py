@@ -191,19 +191,26 @@ def read_table(ds: str | Path, name: str, *, hint: str, columns: Iterable[str] |
     ``hint`` names the command that writes it, for the error raised when the file is unreadable.
     ``columns`` reads only those of the file's columns (the ones it lacks are left out), not every one.
     """
-    import pandas as pd
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(ds) / name
     if not path.exists():
         return None
     try:
+        file = pq.ParquetFile(path)
         if columns is not None:
-            present = set(pq.read_schema(path).names)
+            present = set(file.schema_arrow.names)
             columns = [c for c in columns if c in present]
-        table = pd.read_parquet(path, columns=columns)
+        # Row group by row group: a column is one Arrow chunk per row group (pandas' reader cuts it in batches
+        # of 131,072 rows), so later steps can use a column's buffers as they are instead of joining copies.
+        table = file.read(columns=columns, use_pandas_metadata=True).to_pandas()
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run '{hint}'") from None
+    finally:
+        # Arrow's allocator (mimalloc) keeps the read's freed decoding buffers for reuse, about as much again
+        # as the table itself; the stages read their tables once, so hand them back to the system.
+        pa.default_memory_pool().release_unused()
     if name == CHIPS_FILE:  # stages read and send the files it names: only under DS/chips
         from geosample._plan_checks import check_chip_table
 

@@ -93,9 +93,11 @@ def _caption_lists(content: DatasetContent, sample_ids: pd.Series) -> tuple[Any,
     picks = [at.get(s, none) for s in sample_ids]
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in picks])]).astype(np.int32)
     texts = pa.array(captions["caption"])  # the column's own Arrow type: no cast, no copy
-    if isinstance(texts, pa.ChunkedArray):  # a column read in several batches
-        texts = texts.combine_chunks()
-    texts = texts.take(np.concatenate([none, *picks]))
+    if isinstance(texts, pa.ChunkedArray):  # one chunk per row group; joining them copies (even a single one)
+        texts = texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
+    positions = np.concatenate([none, *picks])
+    if not (positions.size == len(texts) and (positions == np.arange(positions.size)).all()):
+        texts = texts.take(positions)  # records in another order than the captions (the usual case needs none)
     lists = pd.arrays.ArrowExtensionArray(pa.ListArray.from_arrays(pa.array(offsets), texts))
     columns = [c for c in ("backend", "model", "prompt_sha256") if c in captions.columns]
     sources: dict[str, list[dict]] = {}
