@@ -78,6 +78,18 @@ def test_quality_figures_equal_brute_force(rows: list[tuple[str, list[str]]]) ->
     assert near["captions_with_near_duplicate"] == expected["touched"]
     ceiling = q.recall_ceiling(ids, texts)
     assert ceiling["R@1"] == pytest.approx(expected[1], abs=1e-6) and ceiling["R@5"] == pytest.approx(expected[5])
+    images = {t: len({i for i, u in zip(ids, texts, strict=True) if u == t}) for t in texts}
+    assert dup["distinct_texts"] == len(images)
+    repeated = sorted((n for n in images.values() if n > 1), reverse=True)[:10]
+    assert [m["images"] for m in dup["most_repeated"]] == repeated
+    assert all(images[m["caption"]] == m["images"] for m in dup["most_repeated"])
+    grams = q.ngram_diversity(texts)
+    for n in (1, 2, 3, 4):
+        every = [
+            tuple(w[i : i + n]) for w in (re.findall(r"\w+", t.lower()) for t in texts) for i in range(len(w) - n + 1)
+        ]
+        assert grams[f"distinct_{n}"] == (round(len(set(every)) / len(every), 6) if every else 0.0)
+    assert grams["vocabulary"] == len(set().union(*(_tokens(t) for t in texts)))
 
 
 def test_issue_example_a_third_duplicated_caps_recall_at_two_thirds() -> None:
