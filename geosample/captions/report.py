@@ -57,12 +57,14 @@ def _groups(table: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
         yield str(uniques[codes[rows[0]]]), rows
 
 
-def near_duplicates(table: pd.DataFrame, threshold: float = NEAR_DUPLICATE_JACCARD) -> dict[str, Any]:
-    """Near-duplicate caption pairs within each sample."""
+def near_duplicates(
+    table: pd.DataFrame, threshold: float = NEAR_DUPLICATE_JACCARD, *, texts: list[str] | None = None
+) -> dict[str, Any]:
+    """Near-duplicate caption pairs within each sample (``texts``: the caption column as a list, if already made)."""
     pairs = near = 0
     flagged: list[str] = []
     total = 0.0
-    captions = table["caption"].to_numpy()
+    captions = texts if texts is not None else table["caption"].tolist()
     for sample_id, rows in _groups(table):
         tokens = [set(_TOKEN.findall(captions[r].lower())) for r in rows]
         hit = False
@@ -95,11 +97,14 @@ def hallucinations(
     labels: pd.DataFrame | None,
     taxonomy: Taxonomy | None,
     extra: Mapping[str, Iterable[str]] | None = None,
+    *,
+    texts: list[str] | None = None,
 ) -> dict[str, Any]:
     """Captions that name a land-cover class that neither the sample's labels nor its other facts support.
 
     ``extra``: per sample, further class codes its facts give (the observed
     cover classes, the classes of the embedded MODIS map around the site).
+    ``texts``: the caption column as a list, if already made.
     """
     method = (
         "a caption is flagged when it names a class (by its taxonomy name, a part of it or a common synonym; "
@@ -115,7 +120,7 @@ def hallucinations(
         rec[0]: [list(v) if v is not None else [] for v in rec[1:]]
         for rec in labels[["sample_id", *depth_columns]].itertuples(index=False)
     }
-    captions = table["caption"].to_numpy()
+    captions = texts if texts is not None else table["caption"].tolist()
     indexes = table["caption_index"].to_numpy()
     focus = table["focus"].to_numpy() if "focus" in table else np.full(len(table), None, dtype=object)
     flagged_ids: list[str] = []
@@ -191,7 +196,7 @@ def caption_report(
     """The whole ``report/captions.json`` document for a table of scene captions (the same for every backend)."""
     from geosample.captions.quality import quality
 
-    texts = table["caption"].tolist()
+    texts = table["caption"].tolist()  # one list of the caption strings, shared by the checks below
     words = pd.Series([len(text.split()) for text in texts], index=table.index)
     chars = pd.Series([len(text) for text in texts], index=table.index)
     by_focus = {}
@@ -211,10 +216,10 @@ def caption_report(
         "backends": {
             f"{backend} / {model}": int(n) for (backend, model), n in table.groupby(["backend", "model"]).size().items()
         },
-        "quality": quality(table, semantic=semantic),
+        "quality": quality(table, semantic=semantic, texts=texts),
         "length": {"words": length_stats(words), "chars": length_stats(chars), "by_focus": by_focus},
-        "near_duplicates": near_duplicates(table),
-        "hallucination": hallucinations(table, labels, taxonomy, extra),
+        "near_duplicates": near_duplicates(table, texts=texts),
+        "hallucination": hallucinations(table, labels, taxonomy, extra, texts=texts),
         "usage": usage(table, run),
         "failed_samples": {"count": len(failed), "sample_ids": failed[:MAX_LISTED]},
         "attribution": ATTRIBUTION,
