@@ -19,9 +19,9 @@ directions before its buffer is reused:
   tile's columns. Those few (row, tile) pairs are read, cut to the chunk's
   best k per column, and merged with the running top ``k`` in row order.
 
-After the first block (one GEMM on every BLAS thread, then its rows and
-column groups in tasks), each worker thread computes its own chunk with a
-single-threaded GEMM and ranks it at once, side by side with the others,
+Every GEMM runs on one BLAS thread, in the worker threads side by side. After
+the first block (its chunks' GEMMs, then its rows and column groups in
+tasks), each worker computes its own chunk and ranks it at once,
 while the main thread merges finished chunks into the columns: no core waits
 for a phase to end. Every GEMM call has the same shape, so no score depends
 on where a chunk ends.
@@ -256,9 +256,17 @@ class _Search:
             np.matmul(self.a[first : first + size], self.permuted.T, out=out[first - start : first - start + size])
 
     def first_block(self, pool: ThreadPoolExecutor, rows: int, g: int) -> None:
-        """Rows ``0…rows``: one GEMM on every BLAS thread, then rows and columns (by row groups) in tasks."""
+        """Rows ``0…rows``: its chunks' GEMMs side by side in the workers, then rows and columns (by row groups) in tasks.
+
+        Each worker's GEMM runs on one BLAS thread, as later chunks do: one GEMM on every BLAS thread here
+        would leave BLAS's own threads spinning (busy-waiting for more work) beside the tasks that follow.
+        """
         block = self.scores[: -(-rows // g) * g]
-        self.compute(0, rows, block[:rows])
+        # Pieces of whole chunks (the last one takes the rest): every piece is at least one chunk long.
+        starts = list(range(0, rows, self.chunk))[: max(1, rows // self.chunk)]
+        bounds = list(zip(starts, [*starts[1:], rows], strict=True))
+        with _single_threaded_blas(len(bounds) > 1):
+            list(pool.map(lambda span: self.compute(span[0], span[1], block[span[0] : span[1]]), bounds))
         block[:rows, self.layout.padding] = -np.inf
         block[rows:] = -np.inf
         tasks: list[Callable[[], object]] = [
@@ -383,16 +391,16 @@ def _row_task(
 ) -> Callable[[], _Entries | None]:
     def run() -> _Entries | None:
         t, w = layout.tiles, layout.w
-        rows = block[q0:q1]
+        rows = block[q0:q1].reshape(q1 - q0, w, t)  # rows[r, i, j]: item j·w + i, the i-th of tile j
         tile_max = tiles[q0:q1]
-        np.max(rows.reshape(len(rows), w, t), axis=1, out=tile_max)
+        np.max(rows, axis=1, out=tile_max)
         best_tiles = select_topk(tile_max, k)
         # Candidates in ascending item order: tile-major, then offset inside the tile.
-        items = (best_tiles[:, :, None] * w + np.arange(w)).reshape(len(rows), -1)
-        flat = np.arange(q0, q1)[:, None, None] * block.shape[1] + np.arange(w) * t + best_tiles[:, :, None]
-        values = np.take(block, flat.reshape(len(rows), -1))
+        values = rows[np.arange(q1 - q0)[:, None], :, best_tiles].reshape(q1 - q0, -1)
         pick = select_topk(values, k)
-        val, idx = order_best_first(np.take_along_axis(values, pick, 1), np.take_along_axis(items, pick, 1))
+        tile, inside = np.divmod(pick, w)
+        items = np.take_along_axis(best_tiles, tile, 1) * w + inside
+        val, idx = order_best_first(np.take_along_axis(values, pick, 1), items)
         out.row_idx[offset + q0 : offset + q1] = idx
         out.row_val[offset + q0 : offset + q1] = val
         return None if bound is None else _column_candidates(block, tile_max, q0, offset, layout, bound)
@@ -429,15 +437,17 @@ def _column_candidates(
     """Elements of rows ``q0…`` above their column's θ, read only in tiles whose maximum reaches the tile's bound."""
     t, w = layout.tiles, layout.w
     pairs = np.flatnonzero(tile_max >= bound.tile)
+    rows_by_tile = block.reshape(len(block), w, t)
+    theta_by_tile = bound.theta.reshape(w, t)
     found: list[_Entries] = []
     step = max(1, CANDIDATE_ELEMENTS // w)
     for first in range(0, pairs.size, step):
         rows, tiles = np.divmod(pairs[first : first + step], t)
         rows += q0
-        cols = tiles[:, None] + np.arange(w) * t
-        values = np.take(block, (rows * block.shape[1])[:, None] + cols)
-        better = values > bound.theta[cols]  # equal scores lose to the earlier rows already kept
-        found.append((np.broadcast_to(rows[:, None], cols.shape)[better] + offset, cols[better], values[better]))
+        values = rows_by_tile[rows, :, tiles]  # (pairs, w): the tile's elements in item order
+        better = values > theta_by_tile[:, tiles].T  # equal scores lose to the earlier rows already kept
+        pair, inside = np.nonzero(better)
+        found.append((rows[pair] + offset, inside * t + tiles[pair], values[better]))
     if not found:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
