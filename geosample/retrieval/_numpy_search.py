@@ -256,7 +256,7 @@ class _Search:
             np.matmul(self.a[first : first + size], self.permuted.T, out=out[first - start : first - start + size])
 
     def first_block(self, pool: ThreadPoolExecutor, rows: int, g: int) -> None:
-        """Rows ``0…rows``: its chunks' GEMMs side by side in the workers, then rows and columns (by row groups) in tasks.
+        """Rows ``0…rows``: its chunks' GEMMs in the workers, then rows and columns (by row groups) in tasks.
 
         Each worker's GEMM runs on one BLAS thread, as later chunks do: one GEMM on every BLAS thread here
         would leave BLAS's own threads spinning (busy-waiting for more work) beside the tasks that follow.
