@@ -319,7 +319,8 @@ class _Search:
                 if not ready:
                     continue
                 submit()  # the free workers' next chunks first, so that they do not wait on the merge
-                _merge_columns(self.out, *(np.concatenate(parts) for parts in zip(*ready, strict=True)))
+                for entries in ready:  # in row order: the running top k holds only earlier rows
+                    _merge_columns(self.out, *entries)
                 bound = _ColumnBound.of(self.out, self.layout)
 
     def rank_chunk(self, at: int, start: int, stop: int, bound: _ColumnBound) -> _Entries:
@@ -454,7 +455,10 @@ def _column_candidates(
 
 
 def _best_per_column(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> _Entries:
-    """The best ``k`` entries of each column, ties to the lower row (``rows`` ascend): at most k per column."""
+    """The best ``k`` entries of each column, ties to the lower row (``rows`` ascend): at most k per column.
+
+    They come sorted by column, then best first (ties by row), as :func:`_merge_columns` takes them.
+    """
     order = np.argsort((cols.astype(np.int64) << 32) | descending_key(vals), kind="stable")
     ordered = cols[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
@@ -464,18 +468,27 @@ def _best_per_column(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: in
 
 
 def _merge_columns(out: _Results, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
-    """Merge new elements (in ascending row order within a column, all below the running ones) into the top k."""
+    """Merge one chunk's :func:`_best_per_column` entries (on rows after every running one) into the top k.
+
+    Each touched column's running k come first in a row, its new entries (best first, ties by row) after
+    them: :func:`select_topk` keeps the leftmost of equal scores, so every tie goes to the earlier row.
+    The running top k is kept in that left-to-right order (equal scores in row order), not sorted.
+    """
     if not cols.size:
         return
     k = out.col_val.shape[1]
-    touched = np.unique(cols)
-    all_cols = np.concatenate([np.repeat(touched, k), cols])
-    all_vals = np.concatenate([out.col_val[touched].ravel(), vals])
-    all_rows = np.concatenate([out.col_idx[touched].ravel(), rows])
-    # Running entries come first, tied scores in row order; the new ones follow, on later rows: a stable
-    # sort by (column, score descending) therefore breaks every tie by row.
-    order = np.argsort((all_cols.astype(np.int64) << 32) | descending_key(all_vals), kind="stable")
-    starts = np.searchsorted(all_cols[order], touched)
-    keep = order[starts[:, None] + np.arange(k)]
-    out.col_val[touched] = all_vals[keep]
-    out.col_idx[touched] = all_rows[keep]
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    counts = np.diff(np.r_[starts, cols.size])
+    touched = cols[starts]
+    line = np.repeat(np.arange(touched.size), counts)
+    place = k + np.arange(cols.size) - np.repeat(starts, counts)
+    width = k + int(counts.max())
+    all_val = np.full((touched.size, width), -np.inf, dtype=np.float32)  # -inf fillers: right of k running ones
+    all_idx = np.full((touched.size, width), -1, dtype=np.int64)
+    all_val[:, :k] = out.col_val[touched]
+    all_idx[:, :k] = out.col_idx[touched]
+    all_val[line, place] = vals
+    all_idx[line, place] = rows
+    keep = select_topk(all_val, k)
+    out.col_val[touched] = np.take_along_axis(all_val, keep, 1)
+    out.col_idx[touched] = np.take_along_axis(all_idx, keep, 1)
