@@ -19,12 +19,13 @@ directions before its buffer is reused:
   tile's columns. Those few (row, tile) pairs are read, cut to the chunk's
   best k per column, and merged with the running top ``k`` in row order.
 
-Every GEMM runs on one BLAS thread, in the worker threads side by side. After
-the first block (its chunks' GEMMs, then its rows and column groups in
-tasks), each worker computes its own chunk and ranks it at once,
-while the main thread merges finished chunks into the columns: no core waits
-for a phase to end. Every GEMM call has the same shape, so no score depends
-on where a chunk ends.
+The GEMMs run in the worker threads side by side, each on one BLAS thread (a
+GEMM on every BLAS thread would leave BLAS's own threads spinning, waiting for
+more work, beside the ranking that follows it). After the first block (its
+chunks' GEMMs, then its rows and column groups in tasks), each worker computes
+its own chunk and ranks it at once, while the main thread merges finished
+chunks into the columns: no core waits for a phase to end. Every GEMM call has
+the same shape, so no score depends on where a chunk ends.
 
 Every selection breaks ties by index, so the result equals a full stable sort
 of the same scores by (score descending, index ascending). numpy and BLAS
@@ -242,6 +243,8 @@ class _Search:
     k_col: int
     chunk: int
     """Rows of every GEMM call (the same shape each time: see :meth:`compute`) and of each later chunk."""
+    bound: _ColumnBound | None = None
+    """The columns' running θ after the latest merge (replaced whole by the main thread, read by the workers)."""
 
     def compute(self, start: int, stop: int, out: np.ndarray) -> None:
         """Scores of rows ``start…stop`` (at least :attr:`chunk` of them) into ``out``, in calls of ``chunk`` rows.
@@ -264,9 +267,9 @@ class _Search:
         block = self.scores[: -(-rows // g) * g]
         # Pieces of whole chunks (the last one takes the rest): every piece is at least one chunk long.
         starts = list(range(0, rows, self.chunk))[: max(1, rows // self.chunk)]
-        bounds = list(zip(starts, [*starts[1:], rows], strict=True))
-        with _single_threaded_blas(len(bounds) > 1):
-            list(pool.map(lambda span: self.compute(span[0], span[1], block[span[0] : span[1]]), bounds))
+        spans = list(zip(starts, [*starts[1:], rows], strict=True))
+        with _single_threaded_blas(len(spans) > 1):
+            list(pool.map(lambda span: self.compute(span[0], span[1], block[span[0] : span[1]]), spans))
         block[:rows, self.layout.padding] = -np.inf
         block[rows:] = -np.inf
         tasks: list[Callable[[], object]] = [
@@ -283,9 +286,10 @@ class _Search:
         """Rows ``start…n`` in chunks, each worker's GEMM on one BLAS thread followed by its rows' work.
 
         Each worker owns a slice of the block buffer: it computes a chunk there, ranks its rows, and
-        returns the elements above their column's running θ (as of the chunk's start: an older, lower
-        θ only lets more through), at most k per column. The main thread merges them into the
-        columns' top k in row order, so ties still go to the earlier rows, while the workers go on.
+        returns the elements above their column's running θ (the latest merged one as each of its row
+        tasks starts: it holds only earlier rows, and an older, lower θ only lets more through), at most
+        k per column. The main thread merges them into the columns' top k in row order, so ties still
+        go to the earlier rows, while the workers go on.
         """
         n, chunk = self.a.shape[0], self.chunk
         slots = list(range(min(workers, self.scores.shape[0] // chunk)))
@@ -293,7 +297,7 @@ class _Search:
         running: dict[Future[_Entries], tuple[int, int, int]] = {}
         done_chunks: dict[int, tuple[int, _Entries]] = {}
         merged = submitted = start
-        bound = _ColumnBound.of(self.out, self.layout)
+        self.bound = _ColumnBound.of(self.out, self.layout)
 
         def submit() -> None:
             """Start chunks on the free workers, at most two per worker ahead of the merge (bounded memory)."""
@@ -301,7 +305,7 @@ class _Search:
             while slots and submitted < min(n, merged + ahead):
                 stop = min(submitted + chunk, n)
                 slot = slots.pop()
-                running[pool.submit(self.rank_chunk, slot * chunk, submitted, stop, bound)] = (slot, submitted, stop)
+                running[pool.submit(self.rank_chunk, slot * chunk, submitted, stop)] = (slot, submitted, stop)
                 submitted = stop
 
         with _single_threaded_blas(len(slots) > 1):
@@ -321,9 +325,9 @@ class _Search:
                 submit()  # the free workers' next chunks first, so that they do not wait on the merge
                 for entries in ready:  # in row order: the running top k holds only earlier rows
                     _merge_columns(self.out, *entries)
-                bound = _ColumnBound.of(self.out, self.layout)
+                self.bound = _ColumnBound.of(self.out, self.layout)
 
-    def rank_chunk(self, at: int, start: int, stop: int, bound: _ColumnBound) -> _Entries:
+    def rank_chunk(self, at: int, start: int, stop: int) -> _Entries:
         """Scores of rows ``start…stop`` into the buffer from row ``at``; rank them; their column candidates."""
         low = min(start, stop - self.chunk)  # a short last chunk recomputes rows before it: one GEMM shape
         self.compute(low, stop, self.scores[at : at + stop - low])
@@ -331,7 +335,9 @@ class _Search:
         block[:, self.layout.padding] = -np.inf
         tiles = self.tile_max[at : at + stop - start]
         found = [
-            _row_task(block, q, min(q + ROW_TASK, len(block)), start, self.layout, self.k_row, self.out, tiles, bound)()
+            _row_task(
+                block, q, min(q + ROW_TASK, len(block)), start, self.layout, self.k_row, self.out, tiles, self.bound
+            )()
             for q in range(0, len(block), ROW_TASK)
         ]
         rows, cols, vals = (np.concatenate(parts) for parts in zip(*found, strict=True))
