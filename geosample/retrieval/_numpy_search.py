@@ -19,12 +19,13 @@ directions before its buffer is reused:
   tile's columns. Those few (row, tile) pairs are read, cut to the chunk's
   best k per column, and merged with the running top ``k`` in row order.
 
-After the first block (one GEMM on every BLAS thread, then its rows and
-column groups in tasks), each worker thread computes its own chunk with a
-single-threaded GEMM and ranks it at once, side by side with the others,
-while the main thread merges finished chunks into the columns: no core waits
-for a phase to end. Every GEMM call has the same shape, so no score depends
-on where a chunk ends.
+The GEMMs run in the worker threads side by side, each on one BLAS thread (a
+GEMM on every BLAS thread would leave BLAS's own threads spinning, waiting for
+more work, beside the ranking that follows it). After the first block (its
+chunks' GEMMs, then its rows and column groups in tasks), each worker computes
+its own chunk and ranks it at once, while the main thread merges finished
+chunks into the columns: no core waits for a phase to end. Every GEMM call has
+the same shape, so no score depends on where a chunk ends.
 
 Every selection breaks ties by index, so the result equals a full stable sort
 of the same scores by (score descending, index ascending). numpy and BLAS
@@ -242,6 +243,8 @@ class _Search:
     k_col: int
     chunk: int
     """Rows of every GEMM call (the same shape each time: see :meth:`compute`) and of each later chunk."""
+    bound: _ColumnBound | None = None
+    """The columns' running θ after the latest merge (replaced whole by the main thread, read by the workers)."""
 
     def compute(self, start: int, stop: int, out: np.ndarray) -> None:
         """Scores of rows ``start…stop`` (at least :attr:`chunk` of them) into ``out``, in calls of ``chunk`` rows.
@@ -256,9 +259,17 @@ class _Search:
             np.matmul(self.a[first : first + size], self.permuted.T, out=out[first - start : first - start + size])
 
     def first_block(self, pool: ThreadPoolExecutor, rows: int, g: int) -> None:
-        """Rows ``0…rows``: one GEMM on every BLAS thread, then rows and columns (by row groups) in tasks."""
+        """Rows ``0…rows``: its chunks' GEMMs in the workers, then rows and columns (by row groups) in tasks.
+
+        Each worker's GEMM runs on one BLAS thread, as later chunks do: one GEMM on every BLAS thread here
+        would leave BLAS's own threads spinning (busy-waiting for more work) beside the tasks that follow.
+        """
         block = self.scores[: -(-rows // g) * g]
-        self.compute(0, rows, block[:rows])
+        # Pieces of whole chunks (the last one takes the rest): every piece is at least one chunk long.
+        starts = list(range(0, rows, self.chunk))[: max(1, rows // self.chunk)]
+        spans = list(zip(starts, [*starts[1:], rows], strict=True))
+        with _single_threaded_blas(len(spans) > 1):
+            list(pool.map(lambda span: self.compute(span[0], span[1], block[span[0] : span[1]]), spans))
         block[:rows, self.layout.padding] = -np.inf
         block[rows:] = -np.inf
         tasks: list[Callable[[], object]] = [
@@ -275,9 +286,10 @@ class _Search:
         """Rows ``start…n`` in chunks, each worker's GEMM on one BLAS thread followed by its rows' work.
 
         Each worker owns a slice of the block buffer: it computes a chunk there, ranks its rows, and
-        returns the elements above their column's running θ (as of the chunk's start: an older, lower
-        θ only lets more through), at most k per column. The main thread merges them into the
-        columns' top k in row order, so ties still go to the earlier rows, while the workers go on.
+        returns the elements above their column's running θ (the latest merged one as each of its row
+        tasks starts: it holds only earlier rows, and an older, lower θ only lets more through), at most
+        k per column. The main thread merges them into the columns' top k in row order, so ties still
+        go to the earlier rows, while the workers go on.
         """
         n, chunk = self.a.shape[0], self.chunk
         slots = list(range(min(workers, self.scores.shape[0] // chunk)))
@@ -285,7 +297,7 @@ class _Search:
         running: dict[Future[_Entries], tuple[int, int, int]] = {}
         done_chunks: dict[int, tuple[int, _Entries]] = {}
         merged = submitted = start
-        bound = _ColumnBound.of(self.out, self.layout)
+        self.bound = _ColumnBound.of(self.out, self.layout)
 
         def submit() -> None:
             """Start chunks on the free workers, at most two per worker ahead of the merge (bounded memory)."""
@@ -293,7 +305,7 @@ class _Search:
             while slots and submitted < min(n, merged + ahead):
                 stop = min(submitted + chunk, n)
                 slot = slots.pop()
-                running[pool.submit(self.rank_chunk, slot * chunk, submitted, stop, bound)] = (slot, submitted, stop)
+                running[pool.submit(self.rank_chunk, slot * chunk, submitted, stop)] = (slot, submitted, stop)
                 submitted = stop
 
         with _single_threaded_blas(len(slots) > 1):
@@ -311,10 +323,11 @@ class _Search:
                 if not ready:
                     continue
                 submit()  # the free workers' next chunks first, so that they do not wait on the merge
-                _merge_columns(self.out, *(np.concatenate(parts) for parts in zip(*ready, strict=True)))
-                bound = _ColumnBound.of(self.out, self.layout)
+                for entries in ready:  # in row order: the running top k holds only earlier rows
+                    _merge_columns(self.out, *entries)
+                self.bound = _ColumnBound.of(self.out, self.layout)
 
-    def rank_chunk(self, at: int, start: int, stop: int, bound: _ColumnBound) -> _Entries:
+    def rank_chunk(self, at: int, start: int, stop: int) -> _Entries:
         """Scores of rows ``start…stop`` into the buffer from row ``at``; rank them; their column candidates."""
         low = min(start, stop - self.chunk)  # a short last chunk recomputes rows before it: one GEMM shape
         self.compute(low, stop, self.scores[at : at + stop - low])
@@ -322,7 +335,9 @@ class _Search:
         block[:, self.layout.padding] = -np.inf
         tiles = self.tile_max[at : at + stop - start]
         found = [
-            _row_task(block, q, min(q + ROW_TASK, len(block)), start, self.layout, self.k_row, self.out, tiles, bound)()
+            _row_task(
+                block, q, min(q + ROW_TASK, len(block)), start, self.layout, self.k_row, self.out, tiles, self.bound
+            )()
             for q in range(0, len(block), ROW_TASK)
         ]
         rows, cols, vals = (np.concatenate(parts) for parts in zip(*found, strict=True))
@@ -383,16 +398,16 @@ def _row_task(
 ) -> Callable[[], _Entries | None]:
     def run() -> _Entries | None:
         t, w = layout.tiles, layout.w
-        rows = block[q0:q1]
+        rows = block[q0:q1].reshape(q1 - q0, w, t)  # rows[r, i, j]: item j·w + i, the i-th of tile j
         tile_max = tiles[q0:q1]
-        np.max(rows.reshape(len(rows), w, t), axis=1, out=tile_max)
+        np.max(rows, axis=1, out=tile_max)
         best_tiles = select_topk(tile_max, k)
         # Candidates in ascending item order: tile-major, then offset inside the tile.
-        items = (best_tiles[:, :, None] * w + np.arange(w)).reshape(len(rows), -1)
-        flat = np.arange(q0, q1)[:, None, None] * block.shape[1] + np.arange(w) * t + best_tiles[:, :, None]
-        values = np.take(block, flat.reshape(len(rows), -1))
+        values = rows[np.arange(q1 - q0)[:, None], :, best_tiles].reshape(q1 - q0, -1)
         pick = select_topk(values, k)
-        val, idx = order_best_first(np.take_along_axis(values, pick, 1), np.take_along_axis(items, pick, 1))
+        tile, inside = np.divmod(pick, w)
+        items = np.take_along_axis(best_tiles, tile, 1) * w + inside
+        val, idx = order_best_first(np.take_along_axis(values, pick, 1), items)
         out.row_idx[offset + q0 : offset + q1] = idx
         out.row_val[offset + q0 : offset + q1] = val
         return None if bound is None else _column_candidates(block, tile_max, q0, offset, layout, bound)
@@ -429,22 +444,27 @@ def _column_candidates(
     """Elements of rows ``q0…`` above their column's θ, read only in tiles whose maximum reaches the tile's bound."""
     t, w = layout.tiles, layout.w
     pairs = np.flatnonzero(tile_max >= bound.tile)
+    rows_by_tile = block.reshape(len(block), w, t)
+    theta_by_tile = bound.theta.reshape(w, t)
     found: list[_Entries] = []
     step = max(1, CANDIDATE_ELEMENTS // w)
     for first in range(0, pairs.size, step):
         rows, tiles = np.divmod(pairs[first : first + step], t)
         rows += q0
-        cols = tiles[:, None] + np.arange(w) * t
-        values = np.take(block, (rows * block.shape[1])[:, None] + cols)
-        better = values > bound.theta[cols]  # equal scores lose to the earlier rows already kept
-        found.append((np.broadcast_to(rows[:, None], cols.shape)[better] + offset, cols[better], values[better]))
+        values = rows_by_tile[rows, :, tiles]  # (pairs, w): the tile's elements in item order
+        better = values > theta_by_tile[:, tiles].T  # equal scores lose to the earlier rows already kept
+        pair, inside = np.nonzero(better)
+        found.append((rows[pair] + offset, inside * t + tiles[pair], values[better]))
     if not found:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
     return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
 
 
 def _best_per_column(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int) -> _Entries:
-    """The best ``k`` entries of each column, ties to the lower row (``rows`` ascend): at most k per column."""
+    """The best ``k`` entries of each column, ties to the lower row (``rows`` ascend): at most k per column.
+
+    They come sorted by column, then best first (ties by row), as :func:`_merge_columns` takes them.
+    """
     order = np.argsort((cols.astype(np.int64) << 32) | descending_key(vals), kind="stable")
     ordered = cols[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
@@ -454,18 +474,27 @@ def _best_per_column(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: in
 
 
 def _merge_columns(out: _Results, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
-    """Merge new elements (in ascending row order within a column, all below the running ones) into the top k."""
+    """Merge one chunk's :func:`_best_per_column` entries (on rows after every running one) into the top k.
+
+    Each touched column's running k come first in a row, its new entries (best first, ties by row) after
+    them: :func:`select_topk` keeps the leftmost of equal scores, so every tie goes to the earlier row.
+    The running top k is kept in that left-to-right order (equal scores in row order), not sorted.
+    """
     if not cols.size:
         return
     k = out.col_val.shape[1]
-    touched = np.unique(cols)
-    all_cols = np.concatenate([np.repeat(touched, k), cols])
-    all_vals = np.concatenate([out.col_val[touched].ravel(), vals])
-    all_rows = np.concatenate([out.col_idx[touched].ravel(), rows])
-    # Running entries come first, tied scores in row order; the new ones follow, on later rows: a stable
-    # sort by (column, score descending) therefore breaks every tie by row.
-    order = np.argsort((all_cols.astype(np.int64) << 32) | descending_key(all_vals), kind="stable")
-    starts = np.searchsorted(all_cols[order], touched)
-    keep = order[starts[:, None] + np.arange(k)]
-    out.col_val[touched] = all_vals[keep]
-    out.col_idx[touched] = all_rows[keep]
+    starts = np.flatnonzero(np.r_[True, cols[1:] != cols[:-1]])
+    counts = np.diff(np.r_[starts, cols.size])
+    touched = cols[starts]
+    line = np.repeat(np.arange(touched.size), counts)
+    place = k + np.arange(cols.size) - np.repeat(starts, counts)
+    width = k + int(counts.max())
+    all_val = np.full((touched.size, width), -np.inf, dtype=np.float32)  # -inf fillers: right of k running ones
+    all_idx = np.full((touched.size, width), -1, dtype=np.int64)
+    all_val[:, :k] = out.col_val[touched]
+    all_idx[:, :k] = out.col_idx[touched]
+    all_val[line, place] = vals
+    all_idx[line, place] = rows
+    keep = select_topk(all_val, k)
+    out.col_val[touched] = np.take_along_axis(all_val, keep, 1)
+    out.col_idx[touched] = np.take_along_axis(all_idx, keep, 1)

@@ -63,10 +63,13 @@ def popcount(words: np.ndarray) -> np.ndarray:
 
 def shared_labels(query_bits: np.ndarray, item_bits: np.ndarray, ranking: np.ndarray) -> np.ndarray:
     """r[q, j]: the number of labels query ``q`` shares with its item at rank ``j``."""
-    shared = np.zeros(ranking.shape, dtype=np.int64)
-    for word in range(query_bits.shape[1]):  # a few words: one pass each, no reduction over a short axis
-        shared += popcount(query_bits[:, word, None] & np.ascontiguousarray(item_bits[:, word])[ranking])
-    return shared
+    words = query_bits.shape[1]
+    shared = np.zeros(ranking.shape, dtype=np.uint16 if words < 1024 else np.int64)  # at most 64 per word
+    for word in range(words):  # a few words: one pass each, no reduction over a short axis
+        gathered = np.ascontiguousarray(item_bits[:, word])[ranking]
+        np.bitwise_and(gathered, query_bits[:, word, None], out=gathered)
+        shared += popcount(gathered)
+    return shared.astype(np.int64)
 
 
 def average_precision(shared: np.ndarray, k: int) -> np.ndarray:

@@ -152,3 +152,57 @@ def test_working_memory_stays_under_the_cap(cap_mb: int) -> None:
     finally:
         tracemalloc.stop()
     assert 0.3 * cap_mb * 2**20 < peak <= cap_mb * 2**20
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    columns=st.integers(1, 6),
+    k=st.integers(1, 5),
+    new=st.integers(0, 30),
+    high=st.sampled_from([1, 3, 50]),
+    seed=st.integers(0, 2**31),
+)
+def test_merge_keeps_the_best_k_ties_to_earlier_rows(columns: int, k: int, new: int, high: int, seed: int) -> None:
+    """One chunk's entries merged into the running top k equal a stable sort of both (score descending, row)."""
+    rng = np.random.default_rng(seed)
+    # Running top k: distinct earlier rows per column, equal scores in row order (as the search keeps them).
+    run_idx = np.sort(np.stack([rng.choice(100, size=k, replace=False) for _ in range(columns)]), axis=1)
+    run_val = rng.integers(0, high + 1, size=(columns, k)).astype(np.float32)
+    out = _numpy_search._Results(None, None, run_idx.copy(), run_val.copy())  # type: ignore[arg-type]
+    rows = np.sort(rng.choice(np.arange(100, 400), size=new, replace=False))  # the chunk's later rows, ascending
+    cols = rng.integers(0, columns, size=new)
+    vals = rng.integers(0, high + 1, size=new).astype(np.float32)
+    _numpy_search._merge_columns(out, *_numpy_search._best_per_column(rows, cols, vals, k))
+    for c in range(columns):
+        pairs = [
+            *zip(run_val[c].tolist(), run_idx[c].tolist(), strict=True),
+            *zip(vals[cols == c].tolist(), rows[cols == c].tolist(), strict=True),
+        ]
+        want = sorted(pairs, key=lambda p: (-p[0], p[1]))[:k]
+        got = list(zip(out.col_val[c].tolist(), out.col_idx[c].tolist(), strict=True))
+        assert sorted(got, key=lambda p: (-p[0], p[1])) == want
+        for value in set(out.col_val[c].tolist()):  # equal scores stay in row order for the next merge
+            tied = out.col_idx[c][out.col_val[c] == value]
+            assert np.all(np.diff(tied) > 0)
+
+
+def test_every_gemm_runs_on_one_blas_thread_beside_two_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first block's GEMMs too: none leaves BLAS threads spinning beside the workers' ranking."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen: list[int] = []
+    compute = _numpy_search._Search.compute
+
+    def spy(self: _numpy_search._Search, start: int, stop: int, out: np.ndarray) -> None:
+        seen.extend(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+        compute(self, start, stop, out)
+
+    monkeypatch.setattr(_numpy_search._Search, "compute", spy)
+    rng = np.random.default_rng(3)
+    a, b = small_int_vectors(rng, 3000, 12, 5), small_int_vectors(rng, 400, 12, 5)
+    with threadpool_limits(limits=2, user_api="blas"):
+        row_idx, _, col_idx, _ = _numpy_search.search_both(a, b, 10, memory_cap=16 * 2**20, threads=2)
+    assert seen and set(seen) == {1}
+    rows_want, cols_want = topk_both(a, b, 10)
+    np.testing.assert_array_equal(row_idx, rows_want)
+    np.testing.assert_array_equal(col_idx, cols_want)
