@@ -10,7 +10,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 import webdataset as wds
-from export.builders import invoke, write_chips
+from export.builders import invoke, write_captions, write_chips
 from independent import cross_split_gaps
 
 from geosample.export.splits import SPLITS
@@ -119,6 +119,25 @@ def test_two_collections_give_one_record_per_chip(planned_ds: Path) -> None:
         record = by_key[f"{row.sample_id}_{row.collection}"]
         assert hashlib.sha256(record["tif"]).hexdigest() == row.sha256
         assert json.loads(record["json"])["image"]["collection"] == row.collection
+
+
+@pytest.mark.parametrize("collections", [("sentinel-2-l2a",), ("sentinel-2-l2a", "landsat-c2-l2")])
+def test_each_record_carries_its_samples_captions(planned_ds: Path, collections: tuple[str, ...]) -> None:
+    # One collection: records in caption order (the captions' column is used as it is); two: a sample's
+    # captions repeat on each of its records (they are gathered). The first sample has no caption.
+    from geosample.export._content import load_content
+    from geosample.export._records import record_table
+
+    write_chips(planned_ds, collections)
+    written = write_captions(planned_ds, per_sample=3, skip=1)
+    content = load_content(planned_ds)
+    records = record_table(content, pd.Series("train", index=content.plan.index))
+    expected = {
+        sid: group.sort_values("caption_index")["caption"].tolist() for sid, group in written.groupby("sample_id")
+    }
+    assert len(records) > len(content.plan) if len(collections) > 1 else len(records) == len(content.plan)
+    for sample_id, captions in zip(records["sample_id"], records["captions"], strict=True):
+        assert list(captions) == expected.get(sample_id, [])
 
 
 def test_the_readme_snippet_runs(
