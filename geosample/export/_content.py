@@ -188,7 +188,7 @@ def _checked(
     absent = [c for c in columns if c not in table.columns]
     if absent:
         raise DatasetError(f"{ds / name} has no column {', '.join(absent)}; re-run '{command} {ds}'")
-    strangers = set(table.loc[~table["sample_id"].isin(known), "sample_id"])  # isin: no string object per row
+    strangers = set(table["sample_id"]) - known
     if strangers:
         raise DatasetError(
             f"{ds / name} names {len(strangers)} sample(s) that plan.parquet does not have "
