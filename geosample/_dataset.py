@@ -198,13 +198,13 @@ def read_table(ds: str | Path, name: str, *, hint: str, columns: Iterable[str] |
     if not path.exists():
         return None
     try:
-        file = pq.ParquetFile(path)
-        if columns is not None:
-            present = set(file.schema_arrow.names)
-            columns = [c for c in columns if c in present]
-        # Row group by row group: a column is one Arrow chunk per row group (pandas' reader cuts it in batches
-        # of 131,072 rows), so later steps can use a column's buffers as they are instead of joining copies.
-        table = file.read(columns=columns, use_pandas_metadata=True).to_pandas()
+        with pq.ParquetFile(path) as file:
+            if columns is not None:
+                present = set(file.schema_arrow.names)
+                columns = [c for c in columns if c in present]
+            # Row group by row group: a column is one Arrow chunk per row group (pandas' reader cuts it in
+            # batches of 131,072 rows), so later steps can use a column's buffers as they are, not join copies.
+            table = file.read(columns=columns, use_pandas_metadata=True).to_pandas()
     except Exception as exc:  # noqa: BLE001
         raise DatasetError(f"{path} cannot be read ({exc.__class__.__name__}); re-run '{hint}'") from None
     finally:
