@@ -76,7 +76,10 @@ BLOCK_CACHE_BYTES = 256 << 20
 RASTER_EXTENSIONS = (".tif", ".tiff", ".TIF", ".TIFF", ".jp2", ".JP2", ".vrt", ".png", ".jpg")
 
 # Errors that retrying cannot fix: the file is not there, or access is refused (a signer may fix 403).
-_PERMANENT = ("HTTP response code: 404", "HTTP response code: 410", "not recognized as being in a supported")
+_PERMANENT = ("HTTP response code: 404", "HTTP response code: 410")
+# A file GDAL cannot recognise: permanent for a local file. A remote one answers so too when every
+# request GDAL made for its header failed (429, 5xx, a dropped connection), so it is read once more.
+_UNRECOGNISED = "not recognized as being in a supported"
 _FORBIDDEN = ("HTTP response code: 403", "HTTP response code: 401", "HTTP response code: 409")
 
 
@@ -116,6 +119,10 @@ def bound_block_cache() -> None:
 
 def _vsi(href: str) -> str:
     return f"/vsicurl/{href}" if href.startswith(("http://", "https://")) else href
+
+
+def _is_remote(href: str) -> bool:
+    return "://" in href or href.startswith("/vsi")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -413,8 +420,10 @@ def _read_with_retry(
         except (RasterioError, OSError) as exc:
             cache.drop(href)
             message = _one_line(exc)
-            permanent = any(p in message for p in _PERMANENT) or (
-                cache.signer is None and any(p in message for p in _FORBIDDEN)
+            permanent = (
+                any(p in message for p in _PERMANENT)
+                or (cache.signer is None and any(p in message for p in _FORBIDDEN))
+                or (_UNRECOGNISED in message and (attempt > 0 or not _is_remote(href)))
             )
             if permanent or attempt == retries:
                 raise ReadError(f"{href}: {message}") from None

@@ -114,7 +114,11 @@ class FileServer(_Process):
         self.root = Path(root)
 
     def control(self, **settings: Any) -> None:
-        """Set ``missing`` (paths), ``delay`` (s), ``fail`` ({pattern, status, count}), ``token_ttl`` (s or None)."""
+        """Set ``missing`` (paths), ``delay`` (s), ``fail`` and ``token_ttl`` (s or None).
+
+        ``fail`` is {pattern, status, count, skip}: after letting ``skip`` matching requests through
+        (0 if absent), answer the next ``count`` with ``status``.
+        """
         _post(f"{self.url}/_control", settings)
 
     def reset(self) -> None:
@@ -238,7 +242,11 @@ def _serve_files(root: Path, port: int) -> None:
                 hits[rel] += 1
                 delay, fail, ttl = state["delay"], state["fail"], state["token_ttl"]
                 missing = rel in state["missing"]
-                failing = fail is not None and fail["pattern"] in rel and fail["count"] > 0
+                matching = fail is not None and fail["pattern"] in rel
+                if matching and fail.get("skip", 0) > 0:  # let the first few requests through
+                    fail["skip"] -= 1
+                    matching = False
+                failing = matching and fail["count"] > 0
                 if failing:
                     fail["count"] -= 1
             if delay:

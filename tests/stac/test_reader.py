@@ -153,6 +153,47 @@ def test_transient_errors_are_retried_past_gdal_cache(
     np.testing.assert_array_equal(as_expected(got[0]), expected(files_root / rel, grid))
 
 
+def write_source(path: Path, grid: ChipGrid) -> None:
+    """A small COG under ``grid`` (twice its extent), written where no other test reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    west, north = grid.transform.c - grid.width * 5.0, grid.transform.f + grid.height * 5.0
+    values = np.arange(4 * grid.width * grid.height, dtype=np.uint16).reshape(1, 2 * grid.height, 2 * grid.width)
+    profile = {"driver": "COG", "width": 2 * grid.width, "height": 2 * grid.height, "count": 1, "dtype": "uint16",
+               "crs": grid.crs, "transform": from_origin(west, north, 10.0, 10.0), "blocksize": 256}  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(values)
+
+
+def test_header_lost_after_the_first_request_is_read_again(
+    files_root: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDAL calls a remote file it could not read the header of "not recognized": a fault, read again."""
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "1")
+    monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.01")
+    grid = chip_grid(15.0, 45.0, 32633, 640.0, 10.0)
+    rel = "reader-tests/header-lost.tif"
+    write_source(files_root / rel, grid)
+    # The first request answers; the next two (the header's range, and GDAL's own retry of it) fail.
+    file_server.control(fail={"pattern": rel, "status": 500, "count": 2, "skip": 1})
+    try:
+        got = read_onto_grid([f"{file_server.url}/{rel}"], grid, retries=3)
+    finally:
+        file_server.reset()
+    np.testing.assert_array_equal(as_expected(got[0]), expected(files_root / rel, grid))
+
+
+def test_a_file_that_is_not_a_raster_fails_without_a_retry_loop(files_root: Path, file_server: FileServer) -> None:
+    grid = chip_grid(15.0, 45.0, 32633, 100.0, 10.0)
+    rel = "reader-tests/not-a-raster.tif"
+    (files_root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (files_root / rel).write_text("<html>an error page saved as a .tif</html>\n" * 100)
+    with pytest.raises(ReadError, match="not recognized"):
+        read_onto_grid([str(files_root / rel)], grid, retries=3)  # a local file: at once
+    with pytest.raises(ReadError, match="not recognized"):
+        read_onto_grid([f"{file_server.url}/{rel}"], grid, retries=3)  # a remote one: read once more
+    assert file_server.hits()["paths"][rel] <= 4  # two opens of two requests; three retries make ten
+
+
 def test_write_cog_is_a_valid_deterministic_cog() -> None:
     grid = chip_grid(15.0, 45.0, 32633, 5120.0, 10.0)
     rng = np.random.default_rng(0)
