@@ -346,7 +346,9 @@ def read_onto_grid(
         cache: Open sources to reuse (and keep open) across calls; otherwise opened and closed here.
         signer: Turns an href into a readable URL just before each open (e.g. a SAS-token signer).
         retries: Further attempts after a transient error (network, 5xx, 429); a retry bypasses
-            GDAL's cache of the failed file. 404s fail at once, 403s retry only with a signer.
+            GDAL's cache of the failed file. 404s fail at once, 403s retry only with a signer; a
+            file GDAL does not recognise fails at once if local and after one more read if remote
+            (GDAL says so too of a remote header whose requests all failed).
 
     Returns:
         A (bands, height, width) masked array, masked where no source has valid data; its
