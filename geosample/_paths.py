@@ -84,12 +84,27 @@ def folder_test(ds: str | Path, folder: str) -> Callable[[object], bool]:
     except (ValueError, OSError):  # an embedded NUL, a loop of links
         return lambda relative: False
     usable = _under(base, root)  # a linked DS/folder that leads out of DS puts nothing inside it
+    # Resolving a path walks every component (an lstat each); a manifest's files share a few folders,
+    # so each folder is resolved once and a file is then one lstat: resolved folder + name, unless the
+    # name is itself a link (then resolved in full).
+    folders: dict[str, str] = {}
 
     def test(relative: object) -> bool:
         if not usable or not isinstance(relative, str) or not relative or os.path.isabs(relative):
             return False
+        if "\0" in relative:
+            return False
+        head, name = os.path.split(os.path.join(ds, relative))
         try:
-            target = os.path.realpath(os.path.join(ds, relative))
+            if name in ("", ".", ".."):
+                target = os.path.realpath(os.path.join(head, name))
+            else:
+                folder = folders.get(head)
+                if folder is None:
+                    folder = folders[head] = os.path.realpath(head)
+                target = os.path.join(folder, name)
+                if os.path.islink(target):
+                    target = os.path.realpath(target)
         except (ValueError, OSError):
             return False
         return _under(root, target)

@@ -119,13 +119,20 @@ def overlapping_chip_pairs(plan) -> list[tuple[str, str]]:
 
 def footprint_gap_m(a, b) -> float:
     """Distance in metres between two lon/lat footprints (0 if they touch or overlap), in an azimuthal
-    equidistant CRS centred within 0.1° of the midpoint between them."""
-    ca, cb = a.centroid, b.centroid
+    equidistant CRS centred within 0.1° of the midpoint between them (their representative points':
+    a footprint split at the antimeridian has its centroid near lon 0)."""
+    ca, cb = a.representative_point(), b.representative_point()
     mid_lon = np.degrees(np.arctan2(np.sin(np.radians(ca.x)) + np.sin(np.radians(cb.x)),
                                     np.cos(np.radians(ca.x)) + np.cos(np.radians(cb.x))))  # fmt: skip
     transform = _aeqd_transformer(round((ca.y + cb.y) / 2, 1), round(float(mid_lon), 1))
     pa, pb = (_to_metres(g, transform) for g in (a, b))
     return float(pa.distance(pb))
+
+
+def aeqd_gap_m(a, b, lon0: float, lat0: float) -> float:
+    """Distance in metres between two lon/lat footprints in an azimuthal equidistant CRS centred at (lon0, lat0)."""
+    transform = _aeqd_transformer(lat0, lon0)
+    return float(_to_metres(a, transform).distance(_to_metres(b, transform)))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -210,11 +210,17 @@ def test_folder_test_agrees_with_resolving_both_folders_per_path(tmp_path: Path,
         (ds / "chips" / "x" / "a.tif").write_bytes(b"")
         (ds / "chips" / "out").symlink_to(outside / "x")
         (ds / "chips" / "x" / "loop").symlink_to(ds / "chips" / "x" / "loop")
+        (ds / "chips" / "x" / "away.tif").symlink_to(outside / "x" / "a.tif")  # a file link out of DS
+        (ds / "chips" / "x" / "same.tif").symlink_to(ds / "chips" / "x" / "a.tif")  # and one that stays
+        (ds / "chips" / "x" / "up").symlink_to(ds / "labels")  # a folder link to DS/labels
     (ds / "labels").mkdir()
     candidates = [
         "chips", "chips/x/a.tif", "chips/x/../x/a.tif", "chips/out/a.tif", "chips/missing/b.tif",
         "chips/../labels", "labels/a.tif", "../elsewhere/x/a.tif", str(outside / "x" / "a.tif"),
         "chips/x/loop", "chips/x/a\x00.tif", "", None, 3,
+        # paths sharing folders (each resolved once), file links, and names that are not plain
+        "chips/x/away.tif", "chips/x/same.tif", "chips/x/a.tif", "chips/x/up/a.tif", "chips/x/up", "chips/x/",
+        "chips/x/.", "chips/x/..", "chips/x/loop/a.tif", "chips/out/", "chips/out/b.tif", "chips/x\x00/a.tif",
     ]  # fmt: skip
     test = folder_test(ds, "chips")
     for relative in candidates:

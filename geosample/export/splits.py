@@ -60,7 +60,7 @@ from scipy.spatial import cKDTree
 
 from geosample.errors import ConfigError, DatasetError
 from geosample.sampling import _h3
-from geosample.sampling.spacing import PROJECTION_MARGIN, chord, distance_m, footprint_distance_m, unit_vectors
+from geosample.sampling.spacing import PROJECTION_MARGIN, chord, distance_m, footprint_distances_m, unit_vectors
 
 __all__ = [
     "ML_AOI_SPLITS",
@@ -446,15 +446,14 @@ def _conflicts(sites: pd.DataFrame, buffer_m: float) -> np.ndarray:
     pairs = cKDTree(xyz).query_pairs(chord(reach), output_type="ndarray")
     if pairs.size == 0:
         return np.empty((0, 2), dtype=np.int64)
-    geoms = sites["geometry"].to_numpy()
-    close = [footprint_distance_m(geoms[i], geoms[j]) < buffer_m or _overlap(geoms[i], geoms[j]) for i, j in pairs]
-    return pairs[np.asarray(close, dtype=bool)]
-
-
-def _overlap(a: object, b: object) -> bool:
     import shapely
 
-    return bool(shapely.area(shapely.intersection(a, b)) > 0)
+    geoms = sites["geometry"].to_numpy()
+    first, second = geoms[pairs[:, 0]], geoms[pairs[:, 1]]
+    close = footprint_distances_m(first, second) < buffer_m
+    apart = np.flatnonzero(~close)  # with buffer 0, footprints that touch are 0 m apart yet may not overlap
+    close[apart] = shapely.area(shapely.intersection(first[apart], second[apart])) > 0
+    return pairs[close]
 
 
 def _block_res(
@@ -569,8 +568,10 @@ def _min_distance(sites: pd.DataFrame, mine: np.ndarray, others: np.ndarray) -> 
     slack = 2 * float(sites["chip_size_m"].max()) * math.sqrt(2) * PROJECTION_MARGIN
     reach = float(centre.min()) + slack
     geoms = sites["geometry"].to_numpy()
-    best = math.inf
-    for i in a[centre <= reach]:
-        for j in tree.query_ball_point(xyz[i], chord(reach)):
-            best = min(best, footprint_distance_m(geoms[i], geoms[b[j]]))
-    return round(best, 1)
+    near = a[centre <= reach]
+    found = tree.query_ball_point(xyz[near], chord(reach))
+    first = np.repeat(near, [len(f) for f in found])
+    second = b[np.concatenate([np.asarray(f, dtype=np.int64) for f in found])]
+    if second.size == 0:
+        return None
+    return round(float(footprint_distances_m(geoms[first], geoms[second]).min()), 1)

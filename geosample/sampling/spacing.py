@@ -241,27 +241,65 @@ def footprint_distance_m(a: object, b: object) -> float:
     tangent at their middle, where lengths of tens of kilometres are true to well under a
     centimetre; the antimeridian and the poles are nothing special there.
     """
+    pair = np.empty(2, dtype=object)
+    pair[:] = a, b
+    return float(footprint_distances_m(pair[:1], pair[1:])[0])
+
+
+_PAIRS_AT_ONCE = 65_536
+
+
+def footprint_distances_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`footprint_distance_m` of each pair ``(a[k], b[k])``, with shapely's array functions.
+
+    Each pair has its own tangent plane (at the middle of both footprints' vertices); pairs go
+    through in blocks, so memory stays bounded however many there are.
+    """
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    out = np.empty(a.size)
+    for start in range(0, a.size, _PAIRS_AT_ONCE):
+        part = slice(start, start + _PAIRS_AT_ONCE)
+        out[part] = _footprint_distances(a[part], b[part])
+    return out
+
+
+def _footprint_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import shapely
 
-    coords = shapely.get_coordinates(np.array([a, b], dtype=object))
-    xyz = _ecef(coords[:, 0], coords[:, 1])
-    centre = xyz.mean(axis=0)
-    up = centre / np.linalg.norm(centre)
+    n = a.size
+    coords_a, pair_a = shapely.get_coordinates(a, return_index=True)
+    coords_b, pair_b = shapely.get_coordinates(b, return_index=True)
+    xyz_a, xyz_b = _ecef(coords_a[:, 0], coords_a[:, 1]), _ecef(coords_b[:, 0], coords_b[:, 1])
+    count = np.bincount(pair_a, minlength=n) + np.bincount(pair_b, minlength=n)
+    centre = (
+        np.column_stack([np.bincount(pair_a, xyz_a[:, k], n) + np.bincount(pair_b, xyz_b[:, k], n) for k in range(3)])
+        / np.maximum(count, 1)[:, None]
+    )
+    up = centre * _NORMAL_SCALE  # the ellipsoid's normal there (not the geocentric direction, 0.19° off at 45°)
+    up /= np.linalg.norm(up, axis=1, keepdims=True)
     east = np.cross([0.0, 0.0, 1.0], up)
-    east = east / np.linalg.norm(east) if np.linalg.norm(east) > 1e-9 else np.array([1.0, 0.0, 0.0])
+    length = np.linalg.norm(east, axis=1, keepdims=True)
+    east = np.where(length > 1e-9, east / np.where(length > 1e-9, length, 1.0), [1.0, 0.0, 0.0])
     north = np.cross(up, east)
 
-    def to_plane(lonlat: np.ndarray) -> np.ndarray:
-        local = _ecef(lonlat[:, 0], lonlat[:, 1]) - centre
-        return np.column_stack([local @ east, local @ north])
+    def onto_plane(xyz: np.ndarray, pair: np.ndarray) -> np.ndarray:
+        local = xyz - centre[pair]
+        return np.column_stack([np.einsum("ij,ij->i", local, east[pair]), np.einsum("ij,ij->i", local, north[pair])])
 
-    pa, pb = (shapely.make_valid(shapely.transform(g, to_plane)) for g in (a, b))
-    return float(shapely.distance(pa, pb))
+    # shapely.transform hands over the coordinates in get_coordinates' order: those projected here.
+    plane_a = shapely.transform(a, lambda _: onto_plane(xyz_a, pair_a))
+    plane_b = shapely.transform(b, lambda _: onto_plane(xyz_b, pair_b))
+    return shapely.distance(shapely.make_valid(plane_a), shapely.make_valid(plane_b))
+
+
+_WGS84_A, _WGS84_F = 6_378_137.0, 1 / 298.257223563
+_NORMAL_SCALE = np.array([1.0, 1.0, 1.0 / (1 - _WGS84_F) ** 2])
+"""(x, y, z) times this is along the normal of the WGS 84 ellipsoid at a point on it: ∇(x²/a² + y²/a² + z²/b²)."""
 
 
 def _ecef(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Earth-centred, Earth-fixed metres (WGS 84) of lon/lat degrees on the ellipsoid."""
-    a, f = 6_378_137.0, 1 / 298.257223563
+    a, f = _WGS84_A, _WGS84_F
     e2 = f * (2 - f)
     lon_r, lat_r = np.radians(lon), np.radians(lat)
     n = a / np.sqrt(1 - e2 * np.sin(lat_r) ** 2)
