@@ -221,7 +221,9 @@ def run_stage(stage: str, ds: Path, samples: int, api: str, aoi: tuple[float, ..
         if ok < 0.95 * samples:
             raise RuntimeError(f"only {ok} of {samples} chips were fetched: {table['error'].dropna().head(3).tolist()}")
     elif stage == "label":
-        label(ds, LabelConfig(source="stac:bench-landcover", stac=api, scheme="esa-worldcover"), progress=False)
+        # overwrite: a re-run on a kept dataset (--stages) serves the archive at another address
+        label(ds, LabelConfig(source="stac:bench-landcover", stac=api, scheme="esa-worldcover"), progress=False,
+              overwrite=True)  # fmt: skip
     elif stage == "caption":
         caption(ds, progress=False)
     elif stage.startswith("export-"):
