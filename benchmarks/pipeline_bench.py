@@ -24,8 +24,10 @@ Per stage it prints the wall time per 1,000 samples (``time.perf_counter()``
 around the stage call only, imports outside), the CPU time (the process's,
 all threads), the peak RSS of the stage's process (``VmHWM``, imports
 included) and the files it wrote (new or changed under ``DS``), and then the
-ratios of the largest size to the smallest: per-1,000-sample time (target
-≤ 1.2×), peak RSS (target < 2×), and whether any stage passed 4 GB. The
+ratios of each size to the one before it: per-1,000-sample time (target
+≤ 1.2× each time), peak RSS (target < 2× from the first size to the second,
+10,000 to 50,000; shown, not judged, beyond), and whether any stage passed
+4 GB. The
 machine, the load average at each stage's start and the BLAS are printed:
 other engineers share this machine.
 
@@ -328,7 +330,7 @@ def run_pipeline(
 
 
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Print the per-stage table and the ratios of the largest size to the smallest; return the verdicts."""
+    """Print the per-stage table and the ratios of each size to the one before it; return the verdicts."""
     good = [r for r in results if "error" not in r]
     sizes = sorted({r["samples"] for r in good})
     print(f"\n{describe()}\n")
@@ -342,9 +344,12 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
               f"| {r['load_average']:.1f} |")  # fmt: skip
     verdict: dict[str, Any] = {"ratios": {}, "checks": {}}
     largest = max((r["peak_rss_mb"] for r in good), default=0.0)
-    if len(sizes) >= 2:
-        small, big = sizes[0], sizes[-1]
-        by = {(r["stage"], r["samples"]): r for r in good}
+    by = {(r["stage"], r["samples"]): r for r in good}
+    for pair, (small, big) in enumerate(zip(sizes, sizes[1:], strict=False)):  # each size against the one before
+        # The RSS target is the issue's 50,000 / 10,000 (the first two sizes): under 2× for 5× the samples. At
+        # larger sizes the tables each stage holds, which grow with the samples, outweigh the fixed part (the
+        # imports, the caches), so the ratio tends to the samples' own: it is shown, not judged.
+        judge_rss = pair == 0
         print(f"\nratios {big:,} / {small:,} (per-1,000-sample time; peak RSS):\n")
         print("| stage | wall per 1,000 | CPU per 1,000 | peak RSS | time ≤ 1.2× | RSS < 2× |")
         print("| --- | --- | --- | --- | --- | --- |")
@@ -355,11 +360,14 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             wall = (b["wall_s"] / big) / (a["wall_s"] / small)
             cpu = (b["cpu_s"] / big) / (a["cpu_s"] / small)
             rss = b["peak_rss_mb"] / a["peak_rss_mb"]
-            verdict["ratios"][stage] = {"wall": wall, "cpu": cpu, "rss": rss}
+            verdict["ratios"].setdefault(f"{big}/{small}", {})[stage] = {"wall": wall, "cpu": cpu, "rss": rss}
             time_ok, rss_ok = min(wall, cpu) <= TARGET_TIME_RATIO, rss < TARGET_RSS_RATIO
-            verdict["checks"][stage] = {"time": time_ok, "rss": rss_ok}
+            check = {"time": time_ok, **({"rss": rss_ok} if judge_rss else {})}
+            verdict["checks"].setdefault(f"{big}/{small}", {})[stage] = check
+            rss_cell = ("PASS" if rss_ok else "MISS") if judge_rss else f"— ({big / small:.0f}× the samples)"
             print(f"| {stage} | {wall:.2f}× | {cpu:.2f}× | {rss:.2f}× | {'PASS' if time_ok else 'MISS'} "
-                  f"| {'PASS' if rss_ok else 'MISS'} |")  # fmt: skip
+                  f"| {rss_cell} |")  # fmt: skip
+    if len(sizes) >= 2:
         print("\n(time passes when the wall or the CPU ratio is within 1.2×: wall time swings with the load)")
     verdict["max_peak_rss_mb"] = largest
     print(f"\n[{'PASS' if largest < TARGET_RSS_MB else 'MISS'}] no stage over 4 GB (largest peak {largest:.0f} MB)")

@@ -49,8 +49,12 @@ def test_tiny_pipeline_runs_every_stage_and_reports_the_ratios(bench, tmp_path: 
     assert [(r["stage"], r.get("error")) for r in again] == [("export-parquet", None), ("stats", None)]
     assert len(pd.read_parquet(tmp_path / "DS-40" / "chips.parquet")) == 40
     assert (tmp_path / "DS-40" / "report" / "stats.json").read_bytes() == stats_before
+    # label re-runs too, though the archive is now served at another address (another source setting)
+    relabel = bench.run_pipeline(tmp_path, [40], tiny=True, stages=("label",), in_process=True, log=io.StringIO())
+    assert [(r["stage"], r.get("error")) for r in relabel] == [("label", None)]
     out = io.StringIO()
     with redirect_stdout(out):
         verdict = bench.report(results)
-    assert set(verdict["ratios"]) == set(bench.STAGES)
+    assert set(verdict["ratios"]) == {"80/40"} and set(verdict["ratios"]["80/40"]) == set(bench.STAGES)
+    assert all(set(check) == {"time", "rss"} for check in verdict["checks"]["80/40"].values())
     assert "ratios 80 / 40" in out.getvalue() and "no stage over 4 GB" in out.getvalue()
