@@ -246,7 +246,7 @@ def footprint_distance_m(a: object, b: object) -> float:
     return float(footprint_distances_m(pair[:1], pair[1:])[0])
 
 
-_PAIRS_AT_ONCE = 65_536
+_PAIRS_AT_ONCE = 8_192
 
 
 def footprint_distances_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:

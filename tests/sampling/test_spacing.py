@@ -21,6 +21,7 @@ from independent import aeqd_gap_m, close_pairs, nearest_geodesic_m, overlapping
 from pyproj import Geod
 
 import geosample
+from geosample.sampling import spacing
 from geosample.sampling._geometry import chip_footprints
 from geosample.sampling.spacing import R_MIN_M, SpacingIndex, default_min_distance_m, footprint_distances_m
 
@@ -264,7 +265,7 @@ def test_plan_command_records_the_distance(tmp_path: Path, run_cli) -> None:
     assert balance["spacing"]["nearest_neighbour_m"]["min"] >= 9000
 
 
-def test_footprint_distances_agree_with_an_azimuthal_equidistant_projection() -> None:
+def test_footprint_distances_agree_with_an_azimuthal_equidistant_projection(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pairs of chips 0 to ~15 km apart, on the antimeridian (split footprints) and near a pole
     too: the array distances equal pyproj's aeqd distances to a centimetre, and 0 where they touch."""
     rng = np.random.default_rng(7)
@@ -287,3 +288,5 @@ def test_footprint_distances_agree_with_an_azimuthal_equidistant_projection() ->
     assert (want == 0).sum() > 20 and (want > 1000).sum() > 20  # overlapping pairs and distant ones
     np.testing.assert_allclose(got, want, atol=0.01)  # metres
     assert ((got == 0) == (want == 0)).all()
+    monkeypatch.setattr(spacing, "_PAIRS_AT_ONCE", 7)  # many blocks, the last one short: the same answers
+    np.testing.assert_array_equal(footprint_distances_m(a, b), got)
