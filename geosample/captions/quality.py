@@ -193,19 +193,27 @@ def near_duplicates_across(
     }
 
 
-def focus_mix(table: pd.DataFrame) -> dict[str, Any]:
-    """Share of captions and mean length (words) per focus."""
+def focus_mix(table: pd.DataFrame, texts: list[str] | None = None) -> dict[str, Any]:
+    """Share of captions and mean length (words) per focus, in order of first appearance.
+
+    ``texts``: the caption column as a list of ``str``, if the caller already made one. Words are
+    counted caption by caption and summed per focus code: no copy of the table per focus.
+    """
     if "focus" not in table or table["focus"].isna().all():
         return {}
-    words = table["caption"].map(lambda t: len(str(t).split()))
-    out = {}
-    for focus, group in table.groupby(table["focus"].fillna("unknown"), sort=False):
-        out[str(focus)] = {
-            "captions": len(group),
-            "share": round(len(group) / len(table), 6),
-            "mean_words": round(float(words.loc[group.index].mean()), 2),
+    texts = texts if texts is not None else table["caption"].astype(str).tolist()
+    words = np.fromiter((len(t.split()) for t in texts), dtype=np.float64, count=len(texts))
+    codes, focuses = pd.factorize(table["focus"].fillna("unknown"), sort=False)
+    count = np.bincount(codes, minlength=len(focuses))
+    total = np.bincount(codes, weights=words, minlength=len(focuses))  # sums of integers: exact
+    return {
+        str(focus): {
+            "captions": int(count[k]),
+            "share": round(int(count[k]) / len(table), 6),
+            "mean_words": round(float(total[k] / count[k]), 2),
         }
-    return out
+        for k, focus in enumerate(focuses)
+    }
 
 
 def evidence_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -275,7 +283,7 @@ def quality(table: pd.DataFrame, *, semantic: bool = False, texts: list[str] | N
         "duplicates": duplicate_rate(ids, texts),
         "near_duplicates": near_duplicates_across(ids, texts),
         "ngrams": ngram_diversity(texts),
-        "focus": focus_mix(table),
+        "focus": focus_mix(table, texts),
         "evidence": evidence_counts(table),
         "text_to_image_ceiling": recall_ceiling(ids, texts),
     }

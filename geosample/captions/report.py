@@ -201,11 +201,14 @@ def caption_report(
     chars = pd.Series([len(text) for text in texts], index=table.index)
     by_focus = {}
     if "focus" in table and table["focus"].notna().any():
-        for focus, group in table.groupby("focus", sort=False):
+        # By codes, in order of first appearance (as groupby(sort=False)), without a copy of the table per focus.
+        codes, focuses = pd.factorize(table["focus"], sort=False)
+        for k, focus in enumerate(focuses):
+            rows = np.flatnonzero(codes == k)
             by_focus[str(focus)] = {
-                "captions": len(group),
-                "words": length_stats(words.loc[group.index]),
-                "chars": length_stats(chars.loc[group.index]),
+                "captions": len(rows),
+                "words": length_stats(words.iloc[rows]),
+                "chars": length_stats(chars.iloc[rows]),
             }
     counts = table.groupby("sample_id").size()
     return {

@@ -92,6 +92,29 @@ def test_quality_figures_equal_brute_force(rows: list[tuple[str, list[str]]]) ->
     assert grams["vocabulary"] == len(set().union(*(_tokens(t) for t in texts)))
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["land cover", "place", "water", None]),
+            st.text(alphabet=" \t\nab\u00a0\u2003", max_size=12),  # runs of (Unicode) whitespace, ends too
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_focus_mix_equals_a_groupby_of_the_table(rows: list[tuple[str | None, str]]) -> None:
+    table = pd.DataFrame({"focus": [r[0] for r in rows], "caption": [r[1] for r in rows]})
+    expected = {}
+    if table["focus"].notna().any():  # the previous implementation: one group (a copy) per focus
+        words = table["caption"].map(lambda t: len(str(t).split()))
+        for focus, group in table.groupby(table["focus"].fillna("unknown"), sort=False):
+            expected[str(focus)] = {"captions": len(group), "share": round(len(group) / len(table), 6),
+                                    "mean_words": round(float(words.loc[group.index].mean()), 2)}  # fmt: skip
+    assert q.focus_mix(table) == expected
+    assert list(q.focus_mix(table)) == list(expected)  # in order of first appearance
+    assert q.focus_mix(table, table["caption"].tolist()) == expected
+
+
 def test_issue_example_a_third_duplicated_caps_recall_at_two_thirds() -> None:
     # Three images; two share one caption: the shared text can rank only one of them first.
     ids, texts = ["a", "b", "c"], ["mostly forest", "mostly forest", "water to the north"]
