@@ -149,7 +149,7 @@ def caption(
         builder = ContextBuilder(ds, plan[plan["sample_id"].astype(str).isin(wanted)])
         new, failed, run = _run(captioner, builder, cfg, progress, seed)
         n_built = len(builder)
-        # The builder's tables (chips, labels, places: ~0.7 GB at 200,000 samples) are not needed by the
+        # The builder's tables (chips, labels, places: about 1 GB at 200,000 samples) are not needed by the
         # report below, where the run's memory peaks: let them go, and Arrow's pool hand their pages back.
         del builder
         pa.default_memory_pool().release_unused()

@@ -77,8 +77,9 @@ RASTER_EXTENSIONS = (".tif", ".tiff", ".TIF", ".TIFF", ".jp2", ".JP2", ".vrt", "
 
 # Errors that retrying cannot fix: the file is not there, or access is refused (a signer may fix 403).
 _PERMANENT = ("HTTP response code: 404", "HTTP response code: 410")
-# A file GDAL cannot recognise: permanent for a local file. A remote one answers so too when every
-# request GDAL made for its header failed (429, 5xx, a dropped connection), so it is read once more.
+# A file GDAL cannot recognise: permanent for a local file. GDAL says so too of a remote file whose header
+# requests failed after a first answer (429, 5xx, a dropped connection, past its own retries), so a remote
+# one is read once more.
 _UNRECOGNISED = "not recognized as being in a supported"
 _FORBIDDEN = ("HTTP response code: 403", "HTTP response code: 401", "HTTP response code: 409")
 
