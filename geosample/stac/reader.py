@@ -31,6 +31,7 @@ from rasterio.io import DatasetReader, MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geosample.stac._hrefs import REMOTE_SCHEMES
 from geosample.stac.grid import ChipGrid
 
 __all__ = [
@@ -123,7 +124,8 @@ def _vsi(href: str) -> str:
 
 
 def _is_remote(href: str) -> bool:
-    return "://" in href or href.startswith("/vsi")
+    """A URL of a scheme geosample reads remotely (``REMOTE_SCHEMES``, as the href policy), or a GDAL /vsi path."""
+    return urlparse(href).scheme.lower() in REMOTE_SCHEMES or href.startswith("/vsi")
 
 
 def _one_line(exc: BaseException) -> str:
