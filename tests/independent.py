@@ -124,9 +124,7 @@ def footprint_gap_m(a, b) -> float:
     ca, cb = a.representative_point(), b.representative_point()
     mid_lon = np.degrees(np.arctan2(np.sin(np.radians(ca.x)) + np.sin(np.radians(cb.x)),
                                     np.cos(np.radians(ca.x)) + np.cos(np.radians(cb.x))))  # fmt: skip
-    transform = _aeqd_transformer(round((ca.y + cb.y) / 2, 1), round(float(mid_lon), 1))
-    pa, pb = (_to_metres(g, transform) for g in (a, b))
-    return float(pa.distance(pb))
+    return aeqd_gap_m(a, b, round(float(mid_lon), 1), round((ca.y + cb.y) / 2, 1))
 
 
 def aeqd_gap_m(a, b, lon0: float, lat0: float) -> float:

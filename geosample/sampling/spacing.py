@@ -234,26 +234,16 @@ def overlapping_pairs(lon: np.ndarray, lat: np.ndarray, footprints: np.ndarray, 
     return np.sort(pairs[shared > 0], axis=1)
 
 
-def footprint_distance_m(a: object, b: object) -> float:
-    """Distance in metres between two lon/lat footprints (0 when they touch or overlap).
-
-    Their vertices go to Earth-centred coordinates on the WGS 84 ellipsoid and onto the plane
-    tangent at their middle, where lengths of tens of kilometres are true to well under a
-    centimetre; the antimeridian and the poles are nothing special there.
-    """
-    pair = np.empty(2, dtype=object)
-    pair[:] = a, b
-    return float(footprint_distances_m(pair[:1], pair[1:])[0])
-
-
 _PAIRS_AT_ONCE = 8_192
 
 
 def footprint_distances_m(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`footprint_distance_m` of each pair ``(a[k], b[k])``, with shapely's array functions.
+    """Distance in metres between the lon/lat footprints of each pair ``(a[k], b[k])`` (0 where they touch or overlap).
 
-    Each pair has its own tangent plane (at the middle of both footprints' vertices); pairs go
-    through in blocks, so memory stays bounded however many there are.
+    Each pair's vertices go to Earth-centred coordinates on the WGS 84 ellipsoid and onto the plane
+    tangent to the ellipsoid at their middle, where lengths of tens of kilometres are true to well
+    under a centimetre; the antimeridian and the poles are nothing special there. Shapely's array
+    functions do every pair at once, in blocks, so memory stays bounded however many there are.
     """
     a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
     out = np.empty(a.size)
