@@ -56,3 +56,46 @@ def test_centres_and_points_round_trip() -> None:
     lon, lat = _h3.centres(cells)
     np.testing.assert_array_equal(_h3.cells_from_points(lon, lat, 9), cells)
     assert list(_h3.to_hex(cells)) == [h3.int_to_str(int(c)) for c in cells]
+
+
+def _h3_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ref = np.array([h3.api.basic_int.cell_to_latlng(c) for c in cells.tolist()]).reshape(-1, 2)
+    return ref[:, 1], ref[:, 0]
+
+
+def _assert_same_points(lon: np.ndarray, lat: np.ndarray, ref_lon: np.ndarray, ref_lat: np.ndarray) -> None:
+    # 1e-10 degrees is about 11 µm; the two differ by a few 1e-12 (rounding in a different order).
+    np.testing.assert_allclose(lat, ref_lat, rtol=0, atol=1e-10)
+    east = ((lon - ref_lon + 180) % 360 - 180) * np.cos(np.radians(ref_lat))
+    np.testing.assert_allclose(east, 0, rtol=0, atol=1e-10)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(res=st.integers(0, 15), seed=st.integers(0, 2**32 - 1))
+def test_centres_agree_with_h3_at_every_resolution(res: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    # Every base cell, so every face, every face edge the descendants overrun, and the pentagons.
+    parents = np.repeat(np.array([h3.str_to_int(c) for c in RES0], dtype=np.uint64), 20)
+    cells = _h3.random_descendants(parents, res, rng)
+    _assert_same_points(*_h3.centres(cells), *_h3_centres(cells))
+
+
+def test_centres_of_every_cell_below_the_pentagons() -> None:
+    # Pentagons' descendants are rotated (leading digit 5), turned about the pentagon (leading
+    # digit 4) and may overrun two faces: all of them, down to resolution 4 (Class II) and 5 (III).
+    for pentagon in PENTAGONS[0]:
+        for res in (1, 2, 3, 4, 5):
+            cells = np.array([h3.str_to_int(c) for c in h3.cell_to_children(pentagon, res)], dtype=np.uint64)
+            _assert_same_points(*_h3.centres(cells), *_h3_centres(cells))
+
+
+def test_centres_of_mixed_resolutions_across_blocks(monkeypatch) -> None:
+    monkeypatch.setattr(_h3, "_BLOCK", 64)
+    rng = np.random.default_rng(3)
+    parents = np.array([h3.str_to_int(c) for c in rng.choice(RES0, 500)], dtype=np.uint64)
+    cells = np.concatenate([_h3.random_descendants(parents[i::5], res, rng) for i, res in enumerate((0, 4, 9, 12, 15))])
+    cells = cells[rng.permutation(cells.size)]
+    lon, lat = _h3.centres(cells)
+    _assert_same_points(lon, lat, *_h3_centres(cells))
+    empty = _h3.centres(np.empty(0, dtype=np.uint64))
+    assert empty[0].shape == empty[1].shape == (0,)
