@@ -342,14 +342,21 @@ def chip_footprints(
         geoms[crosses] = _split_antimeridian(polys)
     np.clip(unwrapped, -180.0, 180.0, out=unwrapped)
     if common.all():
-        geoms = shapely.polygons(_closed_coords(unwrapped, ring_lat))
+        geoms = _polygons(_closed_coords(unwrapped, ring_lat))
     elif common.any():
-        geoms[common] = shapely.polygons(_closed_coords(unwrapped[common], ring_lat[common]))
+        geoms[common] = _polygons(_closed_coords(unwrapped[common], ring_lat[common]))
     if at_pole.any():
         geoms[at_pole] = _pole_caps(np.clip(ring_lon[at_pole], -180.0, 180.0), ring_lat[at_pole], pole[at_pole])
 
     result[order] = geoms
     return result.reshape(shape)
+
+
+def _polygons(coords: np.ndarray) -> np.ndarray:
+    """Polygons from closed (m, k, 2) rings: ``shapely.polygons``, built twice as fast from flat arrays."""
+    m, k, _ = coords.shape
+    offsets = (np.arange(0, m * k + 1, k), np.arange(m + 1))
+    return shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords.reshape(-1, 2), offsets)
 
 
 def _closed_coords(x: np.ndarray, y: np.ndarray) -> np.ndarray:
