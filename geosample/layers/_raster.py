@@ -81,8 +81,25 @@ class RasterPointSampler:
         inside &= (col_f >= 0) & (col_f < ds.width) & (row_f >= 0) & (row_f < ds.height)
         row = np.floor(np.where(inside, row_f, 0)).astype(np.int64)
         col = np.floor(np.where(inside, col_f, 0)).astype(np.int64)
-        values = np.zeros(lon.shape, dtype=self.dtype)
-        block_id = (row // self._block_h) * (ds.width // self._block_w + 1) + col // self._block_w
+        if self._block_h == ds.height and self._block_w == ds.width:  # held whole: one lookup, no blocks
+            values = np.asarray(self._block(0, 0)[row, col])
+            values[~inside] = 0
+        else:
+            values = self._sample_blocks(inside, row, col)
+        valid = inside.copy()
+        if self.nodata is not None:
+            if np.isnan(self.nodata):
+                valid &= ~np.isnan(values)
+            else:
+                valid &= values != np.asarray(self.nodata).astype(self.dtype)
+        if self.dtype.kind == "f":
+            valid &= np.isfinite(values)
+        return values, valid
+
+    def _sample_blocks(self, inside: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Values at the pixels (0 where not ``inside``), reading each block the points touch once."""
+        values = np.zeros(row.shape, dtype=self.dtype)
+        block_id = (row // self._block_h) * (self._ds.width // self._block_w + 1) + col // self._block_w
         idx = np.flatnonzero(inside)
         if idx.size:
             order = idx[np.argsort(block_id[idx], kind="stable")]
@@ -94,15 +111,7 @@ class RasterPointSampler:
                 c0 = (col[members[0]] // self._block_w) * self._block_w
                 block = self._block(int(r0), int(c0))
                 values[members] = block[row[members] - r0, col[members] - c0]
-        valid = inside.copy()
-        if self.nodata is not None:
-            if np.isnan(self.nodata):
-                valid &= ~np.isnan(values)
-            else:
-                valid &= values != np.asarray(self.nodata).astype(self.dtype)
-        if self.dtype.kind == "f":
-            valid &= np.isfinite(values)
-        return values, valid
+        return values
 
     def _block(self, r0: int, c0: int) -> np.ndarray:
         key = (r0, c0)

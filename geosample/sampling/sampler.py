@@ -71,16 +71,18 @@ class Classifier:
         points = Points(lon, lat)
         n = len(points)
         alive = np.arange(n)
-        codes = np.full((n, len(self.dims)), -1, dtype=np.int64)
-        want = None if target is None else self._key_codes()[target]
+        # With targets, a point's codes are its target's wherever it survives: no table of codes is kept.
+        codes = np.full((n, len(self.dims)), -1, dtype=np.int64) if target is None else None
+        key_codes = None if target is None else self._key_codes()
         reasons: dict[str, int] = {}
         for d in sorted(range(len(self.dims)), key=lambda i: self.dims[i].cost):
             part = points.subset(alive)
             got = self.dims[d].classify(part)
             points.learn(alive, part)  # the AOI test below reuses a country lookup made here
-            codes[alive, d] = got
-            if want is not None:
-                alive = alive[got == want[alive, d]]
+            if codes is not None:
+                codes[alive, d] = got
+            else:
+                alive = alive[got == key_codes[target[alive], d]]
         sub = points.subset(alive)
         inside = self.aoi.contains(sub)
         reasons["outside_aoi"] = int((~inside).sum())
@@ -89,15 +91,19 @@ class Classifier:
             land = sub.country >= 0
             reasons["sea"] = int((valid & ~land).sum())
             valid = valid & land
-            has_data = (codes[alive] >= 0).all(axis=1)
+            if codes is not None:
+                has_data = (codes[alive] >= 0).all(axis=1)
+            else:
+                has_data = (key_codes >= 0).all(axis=1)[target[alive]]
             reasons["no_layer_data"] = int((valid & ~has_data).sum())
             valid = valid & has_data
         alive = alive[valid]
         out = np.full(n, -1, dtype=np.int64)
         if alive.size:
-            if want is not None:
+            if target is not None:
                 out[alive] = target[alive]
             else:
+                assert codes is not None
                 shifted = codes[alive] + 1
                 radix = shifted.max(axis=0) + 1
                 key = np.zeros(alive.size, dtype=np.int64)

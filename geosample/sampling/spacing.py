@@ -25,6 +25,7 @@ The same index serves any sampler that must keep the spacing of a plan
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -45,6 +46,7 @@ PROJECTION_MARGIN = 1.01
 """The default spacing is the chip diagonal times this: a chip is square in its UTM/UPS CRS, whose scale
 factor (down to 0.9996 in UTM, 0.994 in UPS) makes it up to 0.6 % larger on the ground."""
 _CHUNK = 50_000
+_QUERY_WORKERS = min(os.cpu_count() or 1, 8)
 _MAX_CELLS_PER_AXIS = 2**20
 _CORNERS = tuple((i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1))
 
@@ -205,7 +207,8 @@ def nearest_neighbour_m(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     out = np.full(lon.size, np.nan)
     if lon.size < 2:
         return out
-    _, idx = cKDTree(unit_vectors(lon, lat)).query(unit_vectors(lon, lat), k=2)
+    xyz = unit_vectors(lon, lat)
+    _, idx = cKDTree(xyz).query(xyz, k=2, workers=_QUERY_WORKERS)  # the queries split across the cores
     import pyproj
 
     other = np.where(idx[:, 0] == np.arange(lon.size), idx[:, 1], idx[:, 0])
