@@ -8,12 +8,15 @@ where SOURCE_DIR holds the original files listed in
 ``geosample/data/layers/PROVENANCE.md``. It writes the package data under
 ``geosample/data/layers/``: a GeoParquet of the Natural Earth countries, one
 row per country and physical continent (the rules are in ``continents.py``),
-and two tiled, compressed COGs. geosample never reads SOURCE_DIR at run time.
+the 0.1° grid of its whole cells' countries (``--only country-grid`` rebuilds
+just that, from the package's countries file), and two tiled, compressed
+COGs. geosample never reads SOURCE_DIR at run time.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 import zipfile
@@ -27,7 +30,9 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from geosample.layers import SIMPLIFIED_TOLERANCE_DEG
+from geosample.layers._embedded import COUNTRY_GRID_DEG, COUNTRY_GRID_FILE
 from geosample.layers._raster import RunLengthRaster
+from geosample.layers._vector import MIXED, PolygonIndex, build_polygon_grid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from continents import physical_continents  # noqa: E402  (a sibling script module)
@@ -74,6 +79,38 @@ def build_countries(zip_path: Path) -> None:
     )
 
 
+def build_country_grid() -> None:
+    """The 0.1° grid of whole cells' countries that spares most point-in-polygon tests, checked cell by cell."""
+    countries = gpd.read_parquet(OUT / "countries.parquet")
+    cells = build_polygon_grid(countries.geometry.values, COUNTRY_GRID_DEG)
+    check_polygon_grid(cells, countries.geometry.values, COUNTRY_GRID_DEG)
+    digest = hashlib.sha256((OUT / "countries.parquet").read_bytes()).hexdigest()
+    np.savez_compressed(OUT / COUNTRY_GRID_FILE, cells=cells, res_deg=np.float64(COUNTRY_GRID_DEG),
+                        countries_sha256=np.str_(digest))  # fmt: skip
+    mixed = float((cells == MIXED).mean())
+    print(f"{COUNTRY_GRID_FILE}: {cells.shape[1]} x {cells.shape[0]} cells, {mixed:.1%} crossed by an outline")
+
+
+def check_polygon_grid(cells: np.ndarray, geometries: np.ndarray, res_deg: float) -> None:
+    """Every cell not marked mixed lies wholly in the polygon it names (the first that holds it), or touches none."""
+    geoms = np.asarray(geometries, dtype=object)
+    shapely.prepare(geoms)
+
+    def boxes(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        west, north = -180.0 + cols * res_deg, 90.0 - rows * res_deg
+        return shapely.box(west, north - res_deg, west + res_deg, north)
+
+    rows, cols = np.nonzero(cells >= 0)
+    label = cells[rows, cols]
+    assert shapely.contains_properly(geoms[label], boxes(rows, cols)).all(), "a cell is not wholly in its polygon"
+    centre_lon, centre_lat = -180.0 + (cols + 0.5) * res_deg, 90.0 - (rows + 0.5) * res_deg
+    assert (PolygonIndex(geoms).lookup(centre_lon, centre_lat) == label).all(), "a cell names a later polygon"
+    rows, cols = np.nonzero(cells == -1)
+    land = shapely.MultiPolygon(list(shapely.get_parts(geoms)))
+    shapely.prepare(land)
+    assert not shapely.intersects(land, boxes(rows, cols)).any(), "a sea cell touches a polygon"
+
+
 def build_cog(src_path: Path, dst_name: str, crs: str, tags: dict[str, str], runs_name: str = "") -> None:
     """Re-write a stripped global uint8 raster as a tiled, compressed COG (and run-length codes)."""
     with rasterio.open(src_path) as src:
@@ -111,6 +148,10 @@ def main(source: Path, only: str | None = None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     if only in (None, "countries"):
         build_countries(source / "ne_10m_admin_0_countries_deu.zip")
+    if only in (None, "countries", "country-grid"):
+        build_country_grid()
+    if only == "country-grid":
+        return
     if only == "countries":
         return
     build_cog(
@@ -131,6 +172,6 @@ def main(source: Path, only: str | None = None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", default="../shared/data/layers", type=Path)
-    parser.add_argument("--only", choices=["countries", "rasters"], help="rebuild only these layers")
+    parser.add_argument("--only", choices=["countries", "country-grid", "rasters"], help="rebuild only these layers")
     arguments = parser.parse_args()
     main(arguments.source, arguments.only)

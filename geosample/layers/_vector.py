@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -25,7 +26,7 @@ class PolygonIndex:
     outside; where polygons overlap, the first one wins.
     """
 
-    def __init__(self, geometries: np.ndarray) -> None:
+    def __init__(self, geometries: np.ndarray, grid: PolygonGrid | None = None) -> None:
         geoms = np.asarray(geometries, dtype=object)
         parts, owner = shapely.get_parts(geoms, return_index=True)
         keep = ~shapely.is_empty(parts) & (shapely.get_type_id(parts) == 3)  # polygons only
@@ -34,11 +35,25 @@ class PolygonIndex:
         shapely.prepare(self._parts)
         self._bounds = shapely.bounds(self._parts)
         self.size = len(geoms)
+        self.grid = grid
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-        """Position of the polygon holding each point, -1 where none does."""
+        """Position of the polygon holding each point, -1 where none does.
+
+        With a :class:`PolygonGrid`, points in cells no outline crosses take
+        the cell's answer, and only the others are tested on the polygons.
+        """
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)
+        if self.grid is None:
+            return self._lookup_polygons(lon, lat)
+        out = self.grid.answers(lon, lat)
+        open_ = np.flatnonzero(out == MIXED)
+        if open_.size:
+            out[open_] = self._lookup_polygons(lon[open_], lat[open_])
+        return out
+
+    def _lookup_polygons(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
         out = np.full(lon.shape, np.iinfo(np.int64).max, dtype=np.int64)
         order = np.argsort(lon, kind="stable")
         xs = lon[order]
@@ -57,6 +72,89 @@ class PolygonIndex:
                 out[pos] = np.minimum(out[pos], self._owner[k])
         out[out == np.iinfo(np.int64).max] = -1
         return out
+
+
+MIXED = -2
+"""A :class:`PolygonGrid` cell that an outline crosses: its points need the polygons."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PolygonGrid:
+    """The answer of a :class:`PolygonIndex` for whole cells of a lon/lat grid.
+
+    ``cells[row, col]`` is the position of the polygon that holds the whole
+    cell, -1 where no polygon touches it, or :data:`MIXED` where an outline
+    (holes' included) passes through it or its eight neighbours; the grid
+    covers lon -180..180 and lat 90..-90 (row 0 in the north) in cells of
+    ``res_deg``. Points outside it, or on its outer edge, are ``MIXED``.
+    Built by :func:`build_polygon_grid`.
+    """
+
+    cells: np.ndarray
+    res_deg: float
+
+    def answers(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        """The cell's answer for each point (int64; :data:`MIXED` where the polygons must decide)."""
+        height, width = self.cells.shape
+        col = np.floor((lon + 180.0) / self.res_deg)
+        row = np.floor((90.0 - lat) / self.res_deg)
+        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)  # NaN compares False: outside
+        flat = np.where(inside, row * width + col, 0).astype(np.int64)
+        out = self.cells.ravel()[flat].astype(np.int64)
+        out[~inside] = MIXED
+        return out
+
+
+def build_polygon_grid(geometries: np.ndarray, res_deg: float) -> np.ndarray:
+    """The cells of a :class:`PolygonGrid` over ``geometries`` (int16; polygons found by position).
+
+    Each cell takes the polygon holding its centre (the first one where
+    polygons overlap, as :meth:`PolygonIndex.lookup` answers); a cell that an
+    outline touches is :data:`MIXED` (rasterised with GDAL's all-touched
+    rule), and so are its eight neighbours, so that an outline running along
+    a cell's edge or through a corner can never leave a cell it crosses
+    unmarked. The cells along the grid's edges are :data:`MIXED` too.
+    """
+    import rasterio.features
+    from rasterio import Affine
+
+    geoms = np.asarray(geometries, dtype=object)
+    if len(geoms) >= np.iinfo(np.int16).max:
+        raise ValueError("a polygon grid holds at most 32,766 polygons")
+    width, height = round(360 / res_deg), round(180 / res_deg)
+    transform = Affine(res_deg, 0.0, -180.0, 0.0, -res_deg, 90.0)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    keep = ~shapely.is_empty(parts) & (shapely.get_type_id(parts) == 3)
+    parts, owner = parts[keep], owner[keep]
+    last_first = np.argsort(-owner, kind="stable")  # later shapes are burnt over earlier ones: the first wins
+    cells = rasterio.features.rasterize(
+        ((parts[i], int(owner[i])) for i in last_first),
+        out_shape=(height, width),
+        transform=transform,
+        fill=-1,
+        dtype="int16",
+        all_touched=False,
+    )
+    crossed = rasterio.features.rasterize(
+        ((line, 1) for line in shapely.boundary(parts)),
+        out_shape=(height, width),
+        transform=transform,
+        fill=0,
+        dtype="uint8",
+        all_touched=True,
+    ).astype(bool)
+    near = crossed.copy()
+    near[1:] |= crossed[:-1]
+    near[:-1] |= crossed[1:]
+    wide = near.copy()
+    wide[:, 1:] |= near[:, :-1]
+    wide[:, :-1] |= near[:, 1:]
+    cells[wide] = MIXED
+    # The grid's own edges (lon ±180, lat ±90) are outlines too, where polygons are cut at the antimeridian
+    # and the poles, and a raster's edge burns no line: those cells are left to the polygons.
+    cells[[0, -1], :] = MIXED
+    cells[:, [0, -1]] = MIXED
+    return cells
 
 
 def read_vector(path: str | Path, *, what: str = "layer", columns: list[str] | None = None) -> gpd.GeoDataFrame:
