@@ -28,10 +28,7 @@ class PolygonIndex:
 
     def __init__(self, geometries: np.ndarray, grid: PolygonGrid | None = None) -> None:
         geoms = np.asarray(geometries, dtype=object)
-        parts, owner = shapely.get_parts(geoms, return_index=True)
-        keep = ~shapely.is_empty(parts) & (shapely.get_type_id(parts) == 3)  # polygons only
-        self._parts = parts[keep]
-        self._owner = owner[keep]
+        self._parts, self._owner = polygon_parts(geoms)
         shapely.prepare(self._parts)
         self._bounds = shapely.bounds(self._parts)
         self.size = len(geoms)
@@ -72,6 +69,13 @@ class PolygonIndex:
                 out[pos] = np.minimum(out[pos], self._owner[k])
         out[out == np.iinfo(np.int64).max] = -1
         return out
+
+
+def polygon_parts(geometries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The non-empty polygon parts of ``geometries`` and the position of the geometry each comes from."""
+    parts, owner = shapely.get_parts(geometries, return_index=True)
+    keep = ~shapely.is_empty(parts) & (shapely.get_type_id(parts) == 3)  # polygons only
+    return parts[keep], owner[keep]
 
 
 MIXED = -2
@@ -123,9 +127,7 @@ def build_polygon_grid(geometries: np.ndarray, res_deg: float) -> np.ndarray:
         raise ValueError("a polygon grid holds at most 32,766 polygons")
     width, height = round(360 / res_deg), round(180 / res_deg)
     transform = Affine(res_deg, 0.0, -180.0, 0.0, -res_deg, 90.0)
-    parts, owner = shapely.get_parts(geoms, return_index=True)
-    keep = ~shapely.is_empty(parts) & (shapely.get_type_id(parts) == 3)
-    parts, owner = parts[keep], owner[keep]
+    parts, owner = polygon_parts(geoms)
     last_first = np.argsort(-owner, kind="stable")  # later shapes are burnt over earlier ones: the first wins
     cells = rasterio.features.rasterize(
         ((parts[i], int(owner[i])) for i in last_first),
