@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Iterator
 
 import h3
 import numpy as np
@@ -119,20 +120,19 @@ def centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cells = np.asarray(cells, dtype=np.uint64)
     lon = np.empty(cells.size)
     lat = np.empty(cells.size)
-    if cells.size == 0:
-        return lon, lat
-    for start in range(0, cells.size, _BLOCK):  # blocks whose temporaries stay in the CPU's cache
+    for where, level in _blocks(cells):
+        lon[where], lat[where] = _centres_at(cells[where], level)
+    return lon, lat
+
+
+def _blocks(cells: np.ndarray) -> Iterator[tuple[slice | np.ndarray, int]]:
+    """Positions of the cells, a block at a time (its temporaries stay in the CPU's cache), by resolution."""
+    for start in range(0, cells.size, _BLOCK):
         block = slice(start, start + _BLOCK)
-        part = cells[block]
-        res = resolution(part)
+        res = resolution(cells[block])
         levels = np.unique(res)
         for level in levels.tolist():
-            if levels.size == 1:
-                lon[block], lat[block] = _centres_at(part, level)
-            else:
-                idx = np.flatnonzero(res == level) + start
-                lon[idx], lat[idx] = _centres_at(cells[idx], level)
-    return lon, lat
+            yield (block if levels.size == 1 else np.flatnonzero(res == level) + start), level
 
 
 def _centres_at(cells: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray]:
@@ -343,14 +343,8 @@ def cell_areas_km2(cells: np.ndarray) -> np.ndarray:
     """
     cells = np.asarray(cells, dtype=np.uint64)
     out = np.empty(cells.size)
-    for start in range(0, cells.size, _BLOCK):
-        block = slice(start, start + _BLOCK)
-        part = cells[block]
-        res = resolution(part)
-        levels = np.unique(res)
-        for level in levels.tolist():
-            idx = np.arange(start, start + part.size) if levels.size == 1 else np.flatnonzero(res == level) + start
-            out[idx] = _hexagon_areas(cells[idx], level)
+    for where, level in _blocks(cells):
+        out[where] = _hexagon_areas(cells[where], level)
     left = np.flatnonzero(np.isnan(out))
     if left.size:
         area = h3.api.basic_int.cell_area
