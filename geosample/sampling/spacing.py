@@ -183,21 +183,33 @@ class SpacingIndex:
 
 
 def greedy_spacing(xyz: np.ndarray, chord_length: float) -> np.ndarray:
-    """Greedy, in order: keep a point unless an earlier kept point is within ``chord_length`` of it."""
-    keep = np.ones(len(xyz), dtype=bool)
-    if len(xyz) < 2:
+    """Greedy, in order: keep a point unless an earlier kept point is within ``chord_length`` of it.
+
+    Decided in rounds over the close pairs rather than point by point: a
+    point is dropped once an earlier neighbour is kept, and kept once every
+    earlier neighbour is dropped. Each round settles at least the first
+    point still open, so the answer is the in-order one; chains of close
+    points are short, so there are few rounds.
+    """
+    n = len(xyz)
+    keep = np.ones(n, dtype=bool)
+    if n < 2:
         return keep
     pairs = cKDTree(xyz).query_pairs(chord_length * (1 - 1e-12), output_type="ndarray")
     if pairs.size == 0:
         return keep
-    pairs = np.sort(pairs, axis=1)
-    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    first, starts = np.unique(pairs[:, 0], return_index=True)
-    bounds = np.append(starts, len(pairs))
-    for k, i in enumerate(first.tolist()):
-        if keep[i]:
-            keep[pairs[bounds[k] : bounds[k + 1], 1]] = False
-    return keep
+    earlier, later = pairs.min(axis=1), pairs.max(axis=1)
+    state = np.zeros(n, dtype=np.int8)  # 0 open, 1 kept, -1 dropped
+    while True:
+        dropped = later[state[earlier] == 1]
+        state[dropped[state[dropped] == 0]] = -1
+        blocked = np.zeros(n, dtype=bool)  # an earlier neighbour is still open, or kept
+        blocked[later[state[earlier] != -1]] = True
+        settled = (state == 0) & ~blocked
+        if not settled.any():  # the first open point is always settled: none is left open
+            break
+        state[settled] = 1
+    return state == 1
 
 
 def nearest_neighbour_m(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

@@ -290,3 +290,22 @@ def test_footprint_distances_agree_with_an_azimuthal_equidistant_projection(monk
     assert ((got == 0) == (want == 0)).all()
     monkeypatch.setattr(spacing, "_PAIRS_AT_ONCE", 7)  # many blocks, the last one short: the same answers
     np.testing.assert_array_equal(footprint_distances_m(a, b), got)
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    n=st.integers(1, 400),
+    spread=st.sampled_from([0.002, 0.02, 0.5]),
+    chord_length=st.floats(0.001, 0.05),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_greedy_spacing_is_the_in_order_greedy(n: int, spread: float, chord_length: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xyz = np.array([0.0, 0.0, 1.0]) + rng.normal(0, spread, (n, 3))  # a cluster: long chains of close points
+    xyz /= np.linalg.norm(xyz, axis=1, keepdims=True)
+    # Point by point, as the rule is stated: kept unless an earlier kept point is that close.
+    expected = np.zeros(n, dtype=bool)
+    for i in range(n):
+        kept = xyz[:i][expected[:i]]
+        expected[i] = not (np.linalg.norm(kept - xyz[i], axis=1) <= chord_length * (1 - 1e-12)).any()
+    np.testing.assert_array_equal(spacing.greedy_spacing(xyz, chord_length), expected)
