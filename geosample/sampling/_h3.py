@@ -25,7 +25,6 @@ _RES_SHIFT = np.uint64(52)
 _RES_MASK = np.uint64(0xF) << _RES_SHIFT
 _BASE_SHIFT = np.uint64(45)
 _BASE_MASK = np.uint64(0x7F)
-_PENTAGON_BASE_CELLS = np.array(sorted({h3.get_base_cell_number(p) for p in h3.get_pentagons(0)}))
 
 _RES0_U_GNOMONIC = 0.38196601125010500003  # H3's constants.h
 _SQRT3_2 = 0.8660254037844386467637231707529361834714
@@ -35,6 +34,7 @@ _DIGIT_CW = np.array([0, 3, 6, 2, 5, 1, 4, 7], dtype=np.int64)
 """Each digit turned 60° clockwise (K→JK→J→IJ→I→IK→K)."""
 _BASE_FACE = np.array([face for face, _, _ in _tables.BASE_CELLS], dtype=np.int64)
 _BASE_PENTAGON = np.array([bool(p) for _, _, p in _tables.BASE_CELLS])
+_PENTAGON_BASE_CELLS = np.flatnonzero(_BASE_PENTAGON)
 _BASE_OVERAGE = _BASE_PENTAGON | np.array([ijk != (0, 0, 0) for _, ijk, _ in _tables.BASE_CELLS])
 """Base cells whose descendants may lie on a neighbouring face (those not centred on their home face)."""
 _BLOCK = 32_768

@@ -151,3 +151,8 @@ def test_cell_areas_agree_with_h3_everywhere(res: int, seed: int) -> None:
     # Cells beside a face's edge, and pentagons, are h3's own figures.
     left = np.isnan(_h3._hexagon_areas(cells, res))
     np.testing.assert_array_equal(got[left], ref[left])
+
+
+def test_the_tables_pentagons_are_h3s() -> None:
+    expected = sorted({h3.get_base_cell_number(p) for p in h3.get_pentagons(0)})
+    assert _h3._PENTAGON_BASE_CELLS.tolist() == expected
