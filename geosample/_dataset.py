@@ -12,6 +12,7 @@ import errno
 import functools
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -54,6 +55,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it that replaces it only once fully written.
+
+    :func:`atomic_path` for bytes already in hand, with half its file-system work: the temporary file
+    (named as :func:`atomic_path` names it, so a killed run's is removed the same way) is created once,
+    with the permissions of any new file (``0o666`` less the umask), written, and renamed over ``path``.
+    Fetch writes each chip and its STAC item this way.
+    """
+    path = Path(path)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            continue
+        break
+    else:  # pragma: no cover - 100 random names taken
+        raise FileExistsError(f"no free temporary name beside {path}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def read_config(ds: str | Path) -> dict[str, Any]:

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 from untrusted import assert_refused, ignore_sigxfsz, kill_9_at, run_cli, run_process, tree, unprivileged
 
-from geosample._dataset import LOCK_FILE, STALE, dataset_lock, lock_holder, lock_message, remove_stale
+from geosample._dataset import (
+    LOCK_FILE,
+    STALE,
+    dataset_lock,
+    lock_holder,
+    lock_message,
+    remove_stale,
+    write_atomic,
+)
 
 EXAMPLES = Path(__file__).parents[1] / "data" / "examples"
 OFFLINE = ["--stac", EXAMPLES / "offline-stac" / "catalog.json", "--collection", "landsat7-demo"]
@@ -205,3 +213,24 @@ def test_permission_errors_name_the_dataset_and_the_fix(tiny_ds: Path) -> None:
     locked.chmod(0o755)
     assert done.returncode == 2 and done.stderr.startswith(f"geosample: error: no permission to write in {locked} ")
     assert ".parquet-" not in done.stderr and list(locked.iterdir()) == []
+
+
+def test_write_atomic_replaces_whole_files_with_plain_permissions(tmp_path: Path) -> None:
+    chips = tmp_path / "DS" / "chips"
+    target = chips / "s1.tif"
+    write_atomic(target, b"first")  # the folder is made on the way
+    write_atomic(target, b"second")
+    assert target.read_bytes() == b"second"
+    umask = os.umask(0)
+    os.umask(umask)
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert target.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o666 & ~umask
+    # A write that fails leaves the old file and no temporary file.
+    with pytest.raises(TypeError):
+        write_atomic(target, None)  # type: ignore[arg-type]
+    assert target.read_bytes() == b"second" and sorted(p.name for p in chips.iterdir()) == ["s1.tif"]
+    # A killed run's temporary file is one fetch's guard removes.
+    (chips / f".s1.tif.{'ab12cd34'}.tmp").write_bytes(b"half")
+    assert remove_stale(tmp_path / "DS", STALE["fetch"]) == 1
+    assert sorted(p.name for p in chips.iterdir()) == ["s1.tif"]

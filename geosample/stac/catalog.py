@@ -25,7 +25,7 @@ import shapely
 from pystac.extensions.projection import ProjectionExtension
 
 from geosample import __version__
-from geosample._dataset import atomic_path
+from geosample._dataset import atomic_path, write_atomic
 from geosample._paths import inside
 from geosample.stac.grid import ChipGrid
 
@@ -122,9 +122,7 @@ def _multihash(sha256: str) -> str:
 
 def write_item(ds: Path, collection: str, sample_id: str, item: Mapping[str, Any]) -> None:
     """Write one chip's item atomically."""
-    path = item_path(ds, collection, sample_id)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(item, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomic(item_path(ds, collection, sample_id), json.dumps(item, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def remove_item(ds: Path, collection: str, sample_id: str) -> None:

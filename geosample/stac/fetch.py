@@ -28,10 +28,10 @@ import pandas as pd
 from geosample import __version__
 from geosample._dataset import (
     SAMPLES_FILE,
-    atomic_path,
     read_config,
     read_plan,
     read_reserve,
+    write_atomic,
     write_section,
     writing,
 )
@@ -688,16 +688,13 @@ class _Runner:
     def _write_chip(self, run: _Collection, job: ChipJob, result: ChipResult) -> dict[str, Any]:
         path, preview = run.paths(job.sample_id)
         inside(self.ds, path, what="chip path")
-        with atomic_path(self.ds / path) as tmp:
-            tmp.write_bytes(result.cog or b"")
+        write_atomic(self.ds / path, result.cog or b"")
         if result.png is not None:
-            with atomic_path(self.ds / preview) as tmp:
-                tmp.write_bytes(result.png)
+            write_atomic(self.ds / preview, result.png)
         observed_map = None
         if result.map_cog is not None:
             observed_map = run.map_path(path)
-            with atomic_path(self.ds / observed_map) as tmp:
-                tmp.write_bytes(result.map_cog)
+            write_atomic(self.ds / observed_map, result.map_cog)
         else:
             (self.ds / run.map_path(path)).unlink(missing_ok=True)
         chosen, alternates = self._chosen.pop((run.name, job.sample_id))

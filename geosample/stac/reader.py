@@ -17,7 +17,7 @@ import os
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
@@ -31,6 +31,7 @@ from rasterio.io import DatasetReader, MemoryFile
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from geosample.stac._cog import layout_for
 from geosample.stac._hrefs import REMOTE_SCHEMES
 from geosample.stac.grid import ChipGrid
 
@@ -451,31 +452,41 @@ def write_cog(
     Masked pixels are written as ``nodata``; without one, an internal mask marks them.
     ``scales``/``offsets`` (per band: physical value = value × scale + offset) are written as
     GDAL's band scale and offset. The bytes are deterministic (no timestamps), so equal pixels
-    give equal sha256s.
+    give equal sha256s. A chip of one tile (256 × 256 px) is GDAL's COG with its tile compressed
+    by ISA-L (see :mod:`geosample.stac._cog`); larger chips (with overviews) are GDAL's throughout.
     """
     count = data.shape[0]
     dtype = data.dtype
     mask = np.ma.getmaskarray(data)
     fill = nodata if nodata is not None else 0
-    filled = np.where(mask, np.asarray(fill, dtype=dtype), data.data) if mask.any() else data.data
+    masked = bool(mask.any())
+    filled = np.where(mask, np.asarray(fill, dtype=dtype), data.data) if masked else data.data
     profile: dict[str, Any] = {
         "driver": "COG", "width": grid.width, "height": grid.height, "count": count, "dtype": dtype.name,
         "crs": grid.crs, "transform": grid.transform, "nodata": nodata, "compress": "deflate", "level": 1,
-        "predictor": 3 if np.issubdtype(dtype, np.floating) else 2, "blocksize": 256,
+        "predictor": 3 if np.issubdtype(dtype, np.floating) else 2, "blocksize": COG_BLOCK,
         "overview_resampling": "nearest" if categorical else "average",
     }  # fmt: skip
-    with MemoryFile() as memfile:
-        with memfile.open(**profile) as dst:
-            dst.write(filled)
-            for i, name in enumerate(band_names, start=1):
-                dst.set_band_description(i, name)
-            if scales is not None:
-                dst.scales = tuple(float(s) for s in scales)
-            if offsets is not None:
-                dst.offsets = tuple(float(o) for o in offsets)
-            if nodata is None and mask.any():
-                dst.write_mask(np.where(mask.any(axis=0), 0, 255).astype(np.uint8))
-        return bytes(memfile.getbuffer())
+
+    def describe(dst: Any) -> None:
+        for i, name in enumerate(band_names, start=1):
+            dst.set_band_description(i, name)
+        if scales is not None:
+            dst.scales = tuple(float(s) for s in scales)
+        if offsets is not None:
+            dst.offsets = tuple(float(o) for o in offsets)
+
+    if nodata is None and masked:
+        # An internal mask is a second IFD and tile: GDAL writes the whole file.
+        def with_mask(dst: Any) -> None:
+            describe(dst)
+            dst.write_mask(np.where(mask.any(axis=0), 0, 255).astype(np.uint8))
+
+        return _gdal_cog(filled, profile, with_mask)
+    kind = ("chip", tuple(band_names), repr(nodata), categorical,
+            None if scales is None else tuple(float(s) for s in scales),
+            None if offsets is None else tuple(float(o) for o in offsets))  # fmt: skip
+    return _cog(filled, grid, profile, describe, kind)
 
 
 def write_class_cog(
@@ -494,14 +505,44 @@ def write_class_cog(
     profile: dict[str, Any] = {
         "driver": "COG", "width": grid.width, "height": grid.height, "count": 1, "dtype": "uint8",
         "crs": grid.crs, "transform": grid.transform, "nodata": nodata, "compress": "deflate", "level": 1,
-        "predictor": 2, "blocksize": 256, "overview_resampling": "nearest",
+        "predictor": 2, "blocksize": COG_BLOCK, "overview_resampling": "nearest",
     }  # fmt: skip
+    colormap = {int(k): tuple(int(c) for c in v) for k, v in colours.items()}
+    tags = {f"code_{int(k)}": str(v) for k, v in names.items()}
+
+    def describe(dst: Any) -> None:
+        dst.set_band_description(1, description)
+        dst.write_colormap(1, colormap)
+        dst.update_tags(1, **tags)
+
+    kind = ("classes", description, nodata, tuple(sorted(colormap.items())), tuple(sorted(tags.items())))
+    return _cog(np.asarray(codes, dtype=np.uint8)[np.newaxis], grid, profile, describe, kind)
+
+
+COG_BLOCK = 256
+"""Tile size of the chips' COGs."""
+
+
+def _cog(
+    pixels: np.ndarray, grid: ChipGrid, profile: dict[str, Any], describe: Callable[[Any], None], kind: Hashable
+) -> bytes:
+    """The COG of ``pixels`` (bands, rows, columns): a cached one-tile layout when the chip is one tile, else GDAL's."""
+    transform = grid.transform
+    if grid.width == grid.height == COG_BLOCK and transform.b == transform.d == 0:
+        origin = (transform.c, transform.f)
+        key = (kind, grid.width, grid.height, pixels.shape[0], pixels.dtype.str, grid.crs, transform.a, transform.e)
+        layout = layout_for(key, lambda: _gdal_cog(np.ones_like(pixels), profile, describe), origin)
+        if layout is not None:
+            return layout.encode(pixels, *origin)
+    return _gdal_cog(pixels, profile, describe)
+
+
+def _gdal_cog(pixels: np.ndarray, profile: dict[str, Any], describe: Callable[[Any], None]) -> bytes:
+    """The COG of ``pixels`` as GDAL's COG driver writes it with ``profile``; ``describe`` adds the metadata."""
     with MemoryFile() as memfile:
         with memfile.open(**profile) as dst:
-            dst.write(np.asarray(codes, dtype=np.uint8), 1)
-            dst.set_band_description(1, description)
-            dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colours.items()})
-            dst.update_tags(1, **{f"code_{int(k)}": str(v) for k, v in names.items()})
+            dst.write(pixels)
+            describe(dst)
         return bytes(memfile.getbuffer())
 
 
