@@ -13,7 +13,10 @@ libdeflate at the same ratio) and three patched numbers (the origin in the
 
 The files are GDAL's own COGs, byte for byte, except for the compressed
 stream: same tags, same layout, same ghost area; any DEFLATE reader reads
-them (tested against GDAL's decoding and an independent numpy one). What the
+them (tested against GDAL's decoding and an independent numpy one). ISA-L
+chooses its kernels by CPU and does not promise one compressed stream on every
+CPU, so the same pixels may make other bytes (another sha256) on another
+machine; on one machine they make the same bytes every time. What the
 template cannot serve (a chip of several tiles, which has overviews; an
 internal mask; a rotated grid; a layout other than the one checked here)
 goes through GDAL whole.

@@ -451,9 +451,11 @@ def write_cog(
 
     Masked pixels are written as ``nodata``; without one, an internal mask marks them.
     ``scales``/``offsets`` (per band: physical value = value × scale + offset) are written as
-    GDAL's band scale and offset. The bytes are deterministic (no timestamps), so equal pixels
-    give equal sha256s. A chip of one tile (256 × 256 px) is GDAL's COG with its tile compressed
-    by ISA-L (see :mod:`geosample.stac._cog`); larger chips (with overviews) are GDAL's throughout.
+    GDAL's band scale and offset. The bytes are deterministic on one machine (no timestamps), so
+    equal pixels give equal sha256s there. A chip of one tile (256 × 256 px) is GDAL's COG with its
+    tile compressed by ISA-L (see :mod:`geosample.stac._cog`); larger chips (with overviews) are
+    GDAL's throughout. ISA-L picks its kernels by CPU and does not promise the same compressed
+    stream on every CPU: chips made on two machines may differ in bytes, never in pixels.
     """
     count = data.shape[0]
     dtype = data.dtype
