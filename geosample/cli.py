@@ -13,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from geosample import __version__
+from geosample._malloc import cap_malloc_arenas
 from geosample.errors import ConfigError, GeosampleError, GeosampleWarning
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -143,6 +144,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit status 2."""
+    cap_malloc_arenas()  # before any thread allocates: glibc fixes the arena limit once
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if debug:
