@@ -1,8 +1,10 @@
 """Single-tile COGs at the speed of the read: GDAL lays out the file once per kind of chip, ISA-L compresses each tile.
 
-A default chip (256 × 256 px, tiles of 256) is one tile, so its COG is GDAL's
-header, ghost area, IFD and tag values, then the one DEFLATE-compressed tile
-between its size leader and its 4-byte trailer. Everything but the tile and
+A default chip (256 × 256 px, tiles of 256) is one tile, as is any chip up to
+256 px a side (224 px for CLIP, say: GDAL pads the tile with zeros, and so
+does this module), so its COG is GDAL's header, ghost area, IFD and tag
+values, then the one DEFLATE-compressed tile between its size leader and its
+4-byte trailer. Everything but the tile and
 the chip's origin is the same for every chip of a collection in one UTM zone:
 band count, type, CRS, pixel size, nodata, band names, scales, colour table.
 So :class:`TileLayout` asks GDAL's COG driver to write that file once (a
@@ -63,10 +65,18 @@ class TileLayout:
     """TIFF predictor: 1 none, 2 horizontal differencing, 3 floating point."""
     dtype: np.dtype
     """Pixel type (little-endian)."""
+    tile_shape: tuple[int, int] = (256, 256)
+    """Rows and columns of the tile; a smaller chip fills its upper-left corner, the rest zeros as GDAL pads."""
 
     def encode(self, pixels: np.ndarray, x: float, y: float) -> bytes:
-        """The COG of ``pixels`` (bands, rows, columns; one full tile) with its upper-left corner at ``(x, y)``."""
-        tile = isal_zlib.compress(_predict(pixels.astype(self.dtype, copy=False), self.predictor), ISAL_LEVEL)
+        """The COG of ``pixels`` (bands, rows, columns; at most one tile) with its upper-left corner at ``(x, y)``."""
+        pixels = pixels.astype(self.dtype, copy=False)
+        bands, rows, cols = pixels.shape
+        if (rows, cols) != self.tile_shape:
+            padded = np.zeros((bands, *self.tile_shape), dtype=self.dtype)
+            padded[:, :rows, :cols] = pixels
+            pixels = padded
+        tile = isal_zlib.compress(_predict(pixels, self.predictor), ISAL_LEVEL)
         head = bytearray(self.head)
         struct.pack_into("<2d", head, self.tiepoint_at, x, y)
         struct.pack_into("<I", head, self.byte_count_at, len(tile))
@@ -131,7 +141,13 @@ def parse_template(data: bytes, origin: tuple[float, float]) -> TileLayout | Non
     dtype = _tile_dtype(data, entries)
     if dtype is None or tiepoint + 48 > tile_at - 4 or counts[2] + 4 > tile_at - 4:
         return None
-    return TileLayout(data[: tile_at - 4], tiepoint + 24, counts[2], value["predictor"] or 1, dtype)
+    shape = (
+        _short_or_long(data, entries.get(_TAGS["tile_length"])),
+        _short_or_long(data, entries.get(_TAGS["tile_width"])),
+    )
+    if not all(isinstance(n, int) and n > 0 for n in shape):
+        return None
+    return TileLayout(data[: tile_at - 4], tiepoint + 24, counts[2], value["predictor"] or 1, dtype, shape)
 
 
 def _short_or_long(data: bytes, entry: tuple[int, int, int] | None) -> int | None:

@@ -452,7 +452,7 @@ def write_cog(
     Masked pixels are written as ``nodata``; without one, an internal mask marks them.
     ``scales``/``offsets`` (per band: physical value = value × scale + offset) are written as
     GDAL's band scale and offset. The bytes are deterministic on one machine (no timestamps), so
-    equal pixels give equal sha256s there. A chip of one tile (256 × 256 px) is GDAL's COG with its
+    equal pixels give equal sha256s there. A chip of one tile (up to 256 × 256 px) is GDAL's COG with its
     tile compressed by ISA-L (see :mod:`geosample.stac._cog`); larger chips (with overviews) are
     GDAL's throughout. ISA-L picks its kernels by CPU and does not promise the same compressed
     stream on every CPU: chips made on two machines may differ in bytes, never in pixels.
@@ -528,9 +528,9 @@ COG_BLOCK = 256
 def _cog(
     pixels: np.ndarray, grid: ChipGrid, profile: dict[str, Any], describe: Callable[[Any], None], kind: Hashable
 ) -> bytes:
-    """The COG of ``pixels`` (bands, rows, columns): a cached one-tile layout when the chip is one tile, else GDAL's."""
+    """The COG of ``pixels`` (bands, rows, columns): a cached one-tile layout for a chip of one tile, else GDAL's."""
     transform = grid.transform
-    if grid.width == grid.height == COG_BLOCK and transform.b == transform.d == 0:
+    if grid.width <= COG_BLOCK and grid.height <= COG_BLOCK and transform.b == transform.d == 0:
         origin = (transform.c, transform.f)
         key = (kind, grid.width, grid.height, pixels.shape[0], pixels.dtype.str, grid.crs, transform.a, transform.e)
         layout = layout_for(key, lambda: _gdal_cog(np.ones_like(pixels), profile, describe), origin)

@@ -121,6 +121,28 @@ def test_one_tile_chip_is_gdals_file_with_another_deflate_stream(dtype: str, ban
     assert size < 1.05 * their_size
 
 
+@pytest.mark.parametrize(
+    ("size", "dtype", "bands"), [(224, "uint16", 3), (16, "uint16", 3), (100, "float32", 2), (5, "uint8", 1)]
+)
+def test_chips_smaller_than_a_tile_are_gdals_padded_tile(size: int, dtype: str, bands: int) -> None:
+    """A 224-px (CLIP) or 16-px chip is one padded tile: GDAL's file up to the tile, the same pixels, zeros around."""
+    grid = chip_grid(size=size)
+    pixels = imagery(dtype, bands, size=size)
+    names = BANDS[:bands]
+    nodata = float("nan") if pixels.dtype.kind == "f" else 0
+    ours = write_cog(np.ma.MaskedArray(pixels), grid, names, nodata=nodata)
+    theirs = gdal_file(pixels, grid, nodata, names)
+    np.testing.assert_array_equal(read(ours), pixels)
+    assert described(ours) == described(theirs)
+    at, size_ = tile_of(ours)
+    assert at == tile_of(theirs)[0] and len(ours) == at + size_ + 4
+    if dtype == "uint16":
+        raw = np.frombuffer(zlib.decompress(ours[at : at + size_]), dtype="<u2").reshape(256, 256, bands)
+        tile = np.cumsum(raw, axis=1, dtype=np.uint16).transpose(2, 0, 1)
+        np.testing.assert_array_equal(tile[:, :size, :size], pixels)
+        assert not tile[:, size:, :].any() and not tile[:, :, size:].any()
+
+
 def test_integer_tile_decodes_with_plain_zlib_and_a_running_sum() -> None:
     """An independent decoder: zlib, then undo the horizontal differencing per band with a wrapping cumsum."""
     pixels = imagery("uint16", 3, seed=4)
