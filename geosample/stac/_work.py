@@ -5,10 +5,11 @@ A task is a run of nearby chips that share their source items (see
 :class:`~geosample.stac.reader.DatasetCache`, which keeps sources open across
 tasks: each source is opened once per thread and its decoded tiles serve
 every chip that needs them. While a thread reads the next chip, the previous
-one is encoded (COG, PNG, sha256) on the process's encoder threads: GDAL
-releases the GIL, so reading and encoding overlap on two cores even with one
-worker. Workers return bytes and their sha256; only the main process writes
-into ``DS``, so a Dask cluster needs no shared file system.
+one is encoded (COG, PNG, sha256) on the process's encoder threads: GDAL,
+ISA-L (the chips' DEFLATE, :mod:`geosample.stac._cog`) and hashlib release the
+GIL, so reading and encoding overlap on two cores even with one worker.
+Workers return bytes and their sha256; only the main process writes into
+``DS``, so a Dask cluster needs no shared file system.
 
 Two bounds keep a worker's memory flat however many sources it meets:
 
