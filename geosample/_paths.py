@@ -18,7 +18,8 @@ from pathlib import Path
 from geosample.errors import UnsafeInputError
 
 __all__ = [
-    "MAX_NAME_LENGTH", "NAME_RULE", "check_name", "folder_test", "in_folder", "inside", "is_inside", "name_problem",
+    "MAX_NAME_LENGTH", "NAME_RULE", "check_name", "folder_paths", "folder_test", "in_folder", "inside", "is_inside",
+    "name_problem",
 ]  # fmt: skip
 
 MAX_NAME_LENGTH = 128
@@ -110,6 +111,28 @@ def folder_test(ds: str | Path, folder: str) -> Callable[[object], bool]:
         return _under(root, target)
 
     return test
+
+
+def folder_paths(ds: str | Path, folder: str, what: str = "path") -> Callable[[str], Path]:
+    """:func:`inside` for the many files one pass writes under ``DS/folder``: a path relative to ``DS`` → the path.
+
+    Each folder is resolved once (see :func:`folder_test`), so a file costs one ``lstat``; make one per pass.
+
+    Raises:
+        UnsafeInputError: The path does not lie inside ``DS/folder`` once resolved.
+    """
+    test = folder_test(ds, folder)
+    base = Path(ds)
+
+    def path(relative: str) -> Path:
+        if not test(relative):
+            raise UnsafeInputError(
+                f"{what} {relative!r} would lie outside {base / folder}; geosample writes and reads only inside "
+                "the dataset folder (the file naming it is damaged or hostile: re-create it)"
+            )
+        return base / relative
+
+    return path
 
 
 def inside(root: str | Path, *parts: str, what: str = "path") -> Path:

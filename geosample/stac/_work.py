@@ -55,8 +55,9 @@ Signer = Callable[[str], str]
 THREAD_OPEN_SOURCES = 16
 """Sources each worker thread keeps open between tasks, unless ``GEOSAMPLE_OPEN_SOURCES`` says otherwise."""
 OPEN_SOURCES_ENV = "GEOSAMPLE_OPEN_SOURCES"
-ENCODES_IN_FLIGHT = 2
-"""Chips a read thread may have waiting for (or in) the encoder before it reads on: bounds the arrays held."""
+ENCODES_IN_FLIGHT = 4
+"""Chips a read thread may have waiting for (or in) the encoder before it reads on: bounds the arrays held
+(with 2, a read thread waited on busy encoders for 2 % of a one-worker fetch)."""
 TASK_CHIPS = 32
 """Most chips per read task when an item's chips are spread over the workers."""
 TASK_MIN_CHIPS = 16
@@ -236,11 +237,15 @@ def _encoder_pool() -> concurrent.futures.ThreadPoolExecutor:
         return _encoder
 
 
-def run_task(jobs: Sequence[ChipJob], options: ReadOptions, signer: Signer | None = None) -> list[ChipResult]:
+def run_task(
+    jobs: Sequence[ChipJob], options: ReadOptions, signer: Signer | None = None, *, wait: bool = True
+) -> list[ChipResult] | list[ChipResult | concurrent.futures.Future[ChipResult]]:
     """Read, encode and hash each chip of one task; a chip's failure is its result, not an exception.
 
     Chips are read in order on the calling thread; each chip that passes is encoded on the encoder threads
-    while the next is read (at most :data:`ENCODES_IN_FLIGHT` waiting per task).
+    while the next is read (at most :data:`ENCODES_IN_FLIGHT` waiting per task). ``wait=False`` (a thread
+    of this process ran the task) returns once the chips are read, the last encodes as futures: the
+    thread goes on to its next task while they finish.
     """
     hrefs = sorted({h for job in jobs for src in job.sources for h in src.hrefs.values()})
     cache = _thread_cache(signer, options.open_sources)
@@ -261,6 +266,8 @@ def run_task(jobs: Sequence[ChipJob], options: ReadOptions, signer: Signer | Non
                 results.append(future)
             else:
                 results.append(made)
+    if not wait:
+        return results
     return [r.result() if isinstance(r, concurrent.futures.Future) else r for r in results]
 
 

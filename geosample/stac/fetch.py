@@ -35,7 +35,7 @@ from geosample._dataset import (
     write_section,
     writing,
 )
-from geosample._paths import check_name, folder_test, in_folder, inside
+from geosample._paths import check_name, folder_paths, folder_test, in_folder
 from geosample._plan_checks import check_pixel_budget
 from geosample.errors import (
     ConfigError,
@@ -47,7 +47,7 @@ from geosample.errors import (
 )
 from geosample.stac import catalog
 from geosample.stac._assets import check_assets, data_assets, describe_assets, item_hrefs, mask_asset
-from geosample.stac._dask import open_executor
+from geosample.stac._dask import AffinityPool, open_executor
 from geosample.stac._hrefs import HrefPolicy
 from geosample.stac._work import (
     AssetSpec,
@@ -112,12 +112,16 @@ class _Collection:
     old_paths: Mapping[str, tuple[str | None, str | None]]
     """sample_id → (path, preview) of its existing row, kept when a chip is fetched again."""
 
+    @property
+    def folder(self) -> str:
+        """Where new chips go, relative to ``DS``."""
+        return f"{CHIPS_DIR}/{self.name}" if self.nested else CHIPS_DIR
+
     def paths(self, sample_id: str) -> tuple[str, str]:
         old = self.old_paths.get(sample_id)
         if old and old[0]:
             return old[0], old[0][:-4] + ".png"
-        folder = f"{CHIPS_DIR}/{self.name}" if self.nested else CHIPS_DIR
-        return f"{folder}/{sample_id}.tif", f"{folder}/{sample_id}.png"
+        return f"{self.folder}/{sample_id}.tif", f"{self.folder}/{sample_id}.png"
 
     @staticmethod
     def map_path(chip_path: str) -> str:
@@ -207,6 +211,9 @@ def fetch(
             )
             runs.append(run)
             skipped += n_skipped
+        for run in runs:  # a chip or item folder that is a link out of DS: refused before anything is written
+            folder_paths(ds, CHIPS_DIR, what="chip folder")(run.folder)
+            folder_paths(ds, catalog.CATALOG_DIR, what="STAC item folder")(f"{catalog.CATALOG_DIR}/{run.name}")
         # Everything is checked: from here on the dataset is written.
         write_section(ds, "fetch", _section(cfg, recorded, runs, policy.allow_local))
         chips_dir = ds / CHIPS_DIR
@@ -573,6 +580,8 @@ class _Runner:
         self.low_valid: list[str] = []
         self._chosen: dict[tuple[str, str], tuple[list[Candidate], list[Candidate]]] = {}
         self._bar: Any = None
+        self._chip_path = folder_paths(ds, CHIPS_DIR, what="chip path")
+        self._item_path = catalog.ItemPaths(ds)
 
     def run(self, runs: Sequence[_Collection], progress: bool | None) -> dict[str, int]:
         """Search, read and record every chip of ``runs``; returns the counts by status."""
@@ -597,6 +606,7 @@ class _Runner:
             open_executor(self.cfg.dask_scheduler, self.cfg.workers) as (executor, max_reads),
             ThreadPoolExecutor(SEARCH_THREADS, thread_name_prefix="geosample-search") as searcher,
         ):
+            local = isinstance(executor, AffinityPool)
             try:
                 while searches or tasks or in_search or in_read:
                     while searches and len(in_search) < SEARCH_THREADS and len(tasks) < 4 * max_reads:
@@ -608,7 +618,10 @@ class _Runner:
                         in_search[future] = (run, group)
                     while tasks and len(in_read) < max_reads:
                         run, jobs = tasks.popleft()
-                        in_read[executor.submit(run_task, jobs, run.options, self.signer)] = (run, jobs)
+                        # A local thread hands back its last chips still encoding and reads on; a Dask task
+                        # returns its chips whole.
+                        future = executor.submit(run_task, jobs, run.options, self.signer, wait=not local)
+                        in_read[future] = (run, jobs)
                     done, _ = wait([*in_search, *in_read], return_when=FIRST_COMPLETED)
                     for future in done:
                         if future in in_search:
@@ -666,10 +679,9 @@ class _Runner:
 
     def _read(self, run: _Collection, jobs: list[ChipJob], future: Future) -> None:
         try:
-            results: list[ChipResult] = future.result()
+            results = [_chip_result(r, j) for r, j in zip(future.result(), jobs, strict=True)]
         except Exception as exc:  # noqa: BLE001 - a crashed worker fails its chips, not the run
-            message = " ".join(f"{exc.__class__.__name__}: {exc}".split())[:300]
-            results = [ChipResult(j.sample_id, j.collection, error=message) for j in jobs]
+            results = [ChipResult(j.sample_id, j.collection, error=_crash(exc)) for j in jobs]
         by_id = {j.sample_id: j for j in jobs}
         rows = []
         for result in results:
@@ -687,8 +699,7 @@ class _Runner:
 
     def _write_chip(self, run: _Collection, job: ChipJob, result: ChipResult) -> dict[str, Any]:
         path, preview = run.paths(job.sample_id)
-        inside(self.ds, path, what="chip path")
-        write_atomic(self.ds / path, result.cog or b"")
+        write_atomic(self._chip_path(path), result.cog or b"")
         if result.png is not None:
             write_atomic(self.ds / preview, result.png)
         observed_map = None
@@ -715,7 +726,7 @@ class _Runner:
             sources,
             {"geosample:site_id": str(self.sites[job.sample_id])},
         )
-        catalog.write_item(self.ds, run.name, job.sample_id, item)
+        catalog.write_item(self.ds, run.name, job.sample_id, item, self._item_path)
         return row
 
     def _row(
@@ -776,7 +787,7 @@ class _Runner:
                 continue
             ok = table[(table["collection"] == run.name) & (table["status"] == "ok")]
             for row in ok.to_dict("records"):
-                if catalog.item_path(self.ds, run.name, row["sample_id"]).exists():
+                if self._item_path(run.name, row["sample_id"]).exists():
                     continue
                 if plan_rows is None:
                     plan_rows = self.rows.set_index("sample_id")
@@ -790,7 +801,22 @@ class _Runner:
                 item = catalog.chip_item(
                     row, rec.geometry, grid, sources, {"geosample:site_id": str(rec.get("site_id"))}
                 )
-                catalog.write_item(self.ds, run.name, row["sample_id"], item)
+                catalog.write_item(self.ds, run.name, row["sample_id"], item, self._item_path)
+
+
+def _chip_result(result: ChipResult | Future[ChipResult], job: ChipJob) -> ChipResult:
+    """A chip's result, once its encode (still running when its task came back) is done."""
+    if not isinstance(result, Future):
+        return result
+    try:
+        return result.result()
+    except Exception as exc:  # noqa: BLE001 - a failed encode fails its chip, not the run
+        return ChipResult(job.sample_id, job.collection, error=_crash(exc))
+
+
+def _crash(exc: BaseException) -> str:
+    """One line for a chip whose worker or encoder raised."""
+    return " ".join(f"{exc.__class__.__name__}: {exc}".split())[:300]
 
 
 def item_dates(items: Sequence[Any]) -> dict[str, pd.Timestamp | None]:

@@ -154,6 +154,7 @@ class DatasetCache:
         self.signer = signer
         self.max_open = max_open
         self._open: OrderedDict[tuple[str, int | None], DatasetReader] = OrderedDict()
+        self._facts: dict[int, dict[Hashable, Any]] = {}
         self.opens = 0
 
     def get(self, href: str, target_res_m: float | None = None) -> DatasetReader:
@@ -171,7 +172,9 @@ class DatasetCache:
             self._open.move_to_end(key)
         else:
             while self._open and len(self._open) >= self.max_open:
-                self._open.popitem(last=False)[1].close()
+                old = self._open.popitem(last=False)[1]
+                self._facts.pop(id(old), None)
+                old.close()
             url = self.signer(href) if self.signer is not None else href
             kwargs: dict[str, Any] = {} if level is None else {"overview_level": level}
             src = rasterio.open(url, **kwargs)
@@ -179,11 +182,21 @@ class DatasetCache:
             self._open[key] = src
         return src
 
+    def facts(self, src: DatasetReader) -> dict[Hashable, Any]:
+        """What has been worked out about an open source (its CRS against a grid's, its mask kind), kept with it.
+
+        A source's CRS, transform and masks do not change while it is open: each chip read from it
+        asks GDAL (and compares CRSs) once, not once per chip.
+        """
+        return self._facts.setdefault(id(src), {})
+
     def drop(self, href: str) -> None:
         """Close every open level of ``href`` (after an error, so the next try reopens it)."""
         for key in [k for k in self._open if k[0] == href]:
+            src = self._open.pop(key)
+            self._facts.pop(id(src), None)
             with contextlib.suppress(Exception):
-                self._open.pop(key).close()
+                src.close()
 
     def close(self) -> None:
         """Close all open sources."""
@@ -191,6 +204,7 @@ class DatasetCache:
             with contextlib.suppress(Exception):
                 src.close()
         self._open.clear()
+        self._facts.clear()
 
     def __enter__(self) -> DatasetCache:
         return self
@@ -212,10 +226,22 @@ def _overview_level(src: DatasetReader, target_res_m: float) -> int | None:
     return best
 
 
-def _window_inside(src: DatasetReader, grid: ChipGrid) -> Window | None:
-    """The grid's extent as a (fractional) window of ``src`` when ``src`` holds all of it in the same CRS."""
-    st, gt = src.transform, grid.transform
-    if src.crs is None or st.b != 0 or st.d != 0 or st.a <= 0 or st.e >= 0 or src.crs != grid.crs:
+def _window_inside(src: DatasetReader, grid: ChipGrid, facts: dict[Hashable, Any] | None = None) -> Window | None:
+    """The grid's extent as a (fractional) window of ``src`` when ``src`` holds all of it in the same CRS.
+
+    ``facts``: the source's :meth:`DatasetCache.facts`, where its transform and CRS match are kept.
+    """
+    facts = {} if facts is None else facts
+    gt = grid.transform
+    st = facts.get("transform")
+    if st is None:
+        st = facts["transform"] = src.transform
+    aligned = facts.get(("crs", grid.epsg))
+    if aligned is None:
+        aligned = facts[("crs", grid.epsg)] = (
+            src.crs is not None and st.b == 0 and st.d == 0 and st.a > 0 and st.e < 0 and src.crs == grid.crs
+        )
+    if not aligned:
         return None
     col = (gt.c - st.c) / st.a
     row = (gt.f - st.f) / st.e
@@ -233,19 +259,25 @@ def _read_one(
     bands: Sequence[int] | None,
     resampling: Resampling,
     nodata: float | None,
+    facts: dict[Hashable, Any] | None = None,
 ) -> np.ma.MaskedArray:
     """One source onto the grid, masked where it has no data.
 
     The mask is GDAL's (the bands' nodata, alpha or mask band). Where GDAL's mask is a plain comparison with
     an integer nodata value, or the alpha band of a warp, it is computed here from the pixels already read:
-    asking GDAL for it would read (or warp) the window a second time for the same answer.
+    asking GDAL for it would read (or warp) the window a second time for the same answer. ``facts``: the
+    source's :meth:`DatasetCache.facts`.
     """
+    facts = {} if facts is None else facts
     indexes = list(bands) if bands else list(range(1, src.count + 1))
-    window = _window_inside(src, grid)
+    window = _window_inside(src, grid, facts)
     shape = (len(indexes), grid.height, grid.width)
     if window is not None and (nodata is None or nodata == src.nodata):
         # Resampled reads of GDAL's mask follow the data's resampling only for nearest: elsewhere ask GDAL.
-        kind = _mask_kind(src, indexes) if resampling == Resampling.nearest else None
+        kind = None
+        if resampling == Resampling.nearest:
+            key = ("mask", *indexes)
+            kind = facts[key] if key in facts else facts.setdefault(key, _mask_kind(src, indexes))
         if kind is None:
             out = src.read(indexes, window=window, out_shape=shape, resampling=resampling, masked=True)
             return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
@@ -417,12 +449,12 @@ def _read_with_retry(
         try:
             if attempt == 0:
                 src = cache.get(href, grid.resolution)
-                return _read_one(src, grid, bands, resampling, nodata), src.nodata
+                return _read_one(src, grid, bands, resampling, nodata, cache.facts(src)), src.nodata
             # GDAL remembers a failed file; this href (signed or not) must be fetched afresh.
             url = cache.signer(href) if cache.signer is not None else href
             with rasterio.Env(CPL_VSIL_CURL_NON_CACHED=":".join({_vsi(href), _vsi(url)})):
                 src = cache.get(href, grid.resolution)
-                return _read_one(src, grid, bands, resampling, nodata), src.nodata
+                return _read_one(src, grid, bands, resampling, nodata, cache.facts(src)), src.nodata
         except (RasterioError, OSError) as exc:
             cache.drop(href)
             message = _one_line(exc)

@@ -71,6 +71,32 @@ def test_fetch_refuses_local_and_virtual_hrefs_from_an_api(
             assert_refused(*run_cli([*args, "--allow-local-assets"], capsys)[::2], "GDAL virtual path")
 
 
+@pytest.mark.parametrize("folder", ["chips", "stac/hostile"])
+def test_fetch_writes_nothing_through_a_folder_that_links_out_of_the_dataset(
+    andros_ds: Path, tmp_path: Path, secret: Path, capsys: pytest.CaptureFixture[str], folder: str
+) -> None:
+    """The chip and item folders are resolved once per run (not per file); a link out of DS is still refused."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = andros_ds / folder
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    with HostileStac(items=[_item(str(secret))], folder=tmp_path) as server:
+        before = tree(tmp_path)
+        args = ["fetch", andros_ds, "--stac", server.url, "--collection", "hostile", "--assets", "data",
+                "--resolution", "300", "--no-progress", "--allow-local-assets"]  # fmt: skip
+        code, _, err = run_cli(args, capsys)
+        assert_refused(code, err, "would lie outside", f"{andros_ds / folder.split('/')[0]}")
+        assert not any(elsewhere.iterdir())  # no chip and no item went through the link
+        assert_untouched(tmp_path, before)
+        link.unlink()  # the same run without the link makes every chip and item
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+    chips = pd.read_parquet(andros_ds / "chips.parquet")
+    assert (chips["status"] == "ok").all() and len(chips) == len(ANDROS)
+    assert len(list((andros_ds / "stac" / "hostile").glob("*.json"))) == len(ANDROS) + 1  # + collection.json
+
+
 def test_label_refuses_local_hrefs_from_an_api(
     andros_ds: Path, tmp_path: Path, secret: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

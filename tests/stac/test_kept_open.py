@@ -146,6 +146,55 @@ def test_open_sources_budget_is_checked(planned_ds: Path, stac_api: str, monkeyp
     assert not (planned_ds / "chips.parquet").exists() and not (planned_ds / "chips").exists()
 
 
+def test_a_failed_encode_fails_its_chip_only(planned_ds: Path, stac_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task's last chips are still encoding when its thread reads on; an encode that raises fails its chip."""
+    import geosample.stac._work as work
+
+    real_encode = work._encode
+    victims: list[str] = []
+
+    def encode(job: Any, *args: Any) -> Any:
+        if not victims:
+            victims.append(job.sample_id)
+            raise MemoryError("no room for the chip")
+        return real_encode(job, *args)
+
+    monkeypatch.setattr(work, "_encode", encode)
+    table = fetch(planned_ds, stac=stac_api, collection=COLL, assets="red", progress=False, workers=2, limit=12)
+    failed = table[table["status"] == "failed"]
+    assert list(failed["sample_id"]) == victims
+    assert failed["error"].iloc[0] == "MemoryError: no room for the chip"
+    others = table.loc[table["sample_id"] != victims[0], "status"]
+    assert "ok" in set(others) and "failed" not in set(others)
+    assert not (planned_ds / "stac" / COLL / f"{victims[0]}.json").exists()
+
+
+def test_local_tasks_hand_back_their_last_encodes(
+    planned_ds: Path, stac_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the thread pool ``run_task(wait=False)`` returns futures for chips still encoding; on Dask, results."""
+    import importlib
+    from concurrent.futures import Future
+
+    import geosample.stac._work as work
+
+    jobs_seen: list[Any] = []
+    real = work.run_task
+
+    def spy(jobs: Any, options: Any, signer: Any = None, *, wait: bool = True) -> Any:
+        out = real(jobs, options, signer, wait=wait)
+        jobs_seen.append((wait, [type(r) for r in out]))
+        return out
+
+    monkeypatch.setattr(importlib.import_module("geosample.stac.fetch"), "run_task", spy)
+    table = fetch(planned_ds, stac=stac_api, collection=COLL, assets="red", progress=False, workers=1, limit=8)
+    assert (table["status"] != "failed").all()
+    assert jobs_seen and all(not wait for wait, _ in jobs_seen)
+    assert any(kind is Future for _, kinds in jobs_seen for kind in kinds)
+    results = real([], work.ReadOptions(assets=()), wait=True)
+    assert results == []
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     keys=st.lists(st.sampled_from("abcdef"), min_size=1, max_size=40),
