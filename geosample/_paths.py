@@ -126,10 +126,7 @@ def folder_paths(ds: str | Path, folder: str, what: str = "path") -> Callable[[s
 
     def path(relative: str) -> Path:
         if not test(relative):
-            raise UnsafeInputError(
-                f"{what} {relative!r} would lie outside {base / folder}; geosample writes and reads only inside "
-                "the dataset folder (the file naming it is damaged or hostile: re-create it)"
-            )
+            raise _outside(what, relative, base / folder)
         return base / relative
 
     return path
@@ -145,9 +142,13 @@ def inside(root: str | Path, *parts: str, what: str = "path") -> Path:
     root = Path(root)
     path = root.joinpath(*(str(p) for p in parts))
     if not is_inside(root, path):
-        shown = "/".join(str(p) for p in parts)
-        raise UnsafeInputError(
-            f"{what} {shown!r} would lie outside {root}; geosample writes and reads only inside the dataset "
-            "folder (the file naming it is damaged or hostile: re-create it)"
-        )
+        raise _outside(what, "/".join(str(p) for p in parts), root)
     return path
+
+
+def _outside(what: str, shown: str, root: Path) -> UnsafeInputError:
+    """The error for a path built from untrusted names that would leave ``root``."""
+    return UnsafeInputError(
+        f"{what} {shown!r} would lie outside {root}; geosample writes and reads only inside the dataset "
+        "folder (the file naming it is damaged or hostile: re-create it)"
+    )

@@ -26,7 +26,7 @@ from pystac.extensions.projection import ProjectionExtension
 
 from geosample import __version__
 from geosample._dataset import atomic_path, write_atomic
-from geosample._paths import folder_paths, inside
+from geosample._paths import folder_paths
 from geosample.stac.grid import ChipGrid
 
 __all__ = [
@@ -42,7 +42,7 @@ JSON = "application/json"
 
 def item_path(ds: Path, collection: str, sample_id: str) -> Path:
     """Where the item of one chip lives (refused if the ids would lead it out of ``DS/stac``)."""
-    return inside(ds / CATALOG_DIR, collection, f"{sample_id}.json", what="STAC item")
+    return ItemPaths(ds)(collection, sample_id)
 
 
 class ItemPaths:
