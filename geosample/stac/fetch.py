@@ -211,9 +211,11 @@ def fetch(
             )
             runs.append(run)
             skipped += n_skipped
+        chip_folder = folder_paths(ds, CHIPS_DIR, what="chip folder")
+        item_folder = folder_paths(ds, catalog.CATALOG_DIR, what="STAC item folder")
         for run in runs:  # a chip or item folder that is a link out of DS: refused before anything is written
-            folder_paths(ds, CHIPS_DIR, what="chip folder")(run.folder)
-            folder_paths(ds, catalog.CATALOG_DIR, what="STAC item folder")(f"{catalog.CATALOG_DIR}/{run.name}")
+            chip_folder(run.folder)
+            item_folder(f"{catalog.CATALOG_DIR}/{run.name}")
         # Everything is checked: from here on the dataset is written.
         write_section(ds, "fetch", _section(cfg, recorded, runs, policy.allow_local))
         chips_dir = ds / CHIPS_DIR

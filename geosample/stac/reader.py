@@ -226,12 +226,11 @@ def _overview_level(src: DatasetReader, target_res_m: float) -> int | None:
     return best
 
 
-def _window_inside(src: DatasetReader, grid: ChipGrid, facts: dict[Hashable, Any] | None = None) -> Window | None:
+def _window_inside(src: DatasetReader, grid: ChipGrid, facts: dict[Hashable, Any]) -> Window | None:
     """The grid's extent as a (fractional) window of ``src`` when ``src`` holds all of it in the same CRS.
 
     ``facts``: the source's :meth:`DatasetCache.facts`, where its transform and CRS match are kept.
     """
-    facts = {} if facts is None else facts
     gt = grid.transform
     st = facts.get("transform")
     if st is None:
@@ -259,7 +258,7 @@ def _read_one(
     bands: Sequence[int] | None,
     resampling: Resampling,
     nodata: float | None,
-    facts: dict[Hashable, Any] | None = None,
+    facts: dict[Hashable, Any],
 ) -> np.ma.MaskedArray:
     """One source onto the grid, masked where it has no data.
 
@@ -268,7 +267,6 @@ def _read_one(
     asking GDAL for it would read (or warp) the window a second time for the same answer. ``facts``: the
     source's :meth:`DatasetCache.facts`.
     """
-    facts = {} if facts is None else facts
     indexes = list(bands) if bands else list(range(1, src.count + 1))
     window = _window_inside(src, grid, facts)
     shape = (len(indexes), grid.height, grid.width)
@@ -277,7 +275,9 @@ def _read_one(
         kind = None
         if resampling == Resampling.nearest:
             key = ("mask", *indexes)
-            kind = facts[key] if key in facts else facts.setdefault(key, _mask_kind(src, indexes))
+            if key not in facts:  # None (ask GDAL) is a kind too, so a .get() would not tell it from unknown
+                facts[key] = _mask_kind(src, indexes)
+            kind = facts[key]
         if kind is None:
             out = src.read(indexes, window=window, out_shape=shape, resampling=resampling, masked=True)
             return np.ma.MaskedArray(out.data, mask=np.ma.getmaskarray(out))
