@@ -525,7 +525,7 @@ def main() -> None:
                 for case in args.cases.split(","):
                     for workers in [int(w) for w in args.workers.split(",")]:
                         for tool in tools:
-                            r = _child(tool, case, workers, args.chips, data, api, files.url)
+                            r = _child(tool, case, workers, args.chips, data, api, files.url, files.proc.pid)
                             r["round"] = round_
                             runs.append(r)
                             print(f"round {round_ + 1} {case:9s} {tool:9s} {workers:2d} workers: "
@@ -534,7 +534,7 @@ def main() -> None:
                 loads.append(os.getloadavg()[0])
             if "geosample" in tools:
                 for chips in [int(c) for c in args.memory.split(",") if c]:
-                    r = _child("geosample", "aligned-dense", 16, chips, data, api, files.url)
+                    r = _child("geosample", "aligned-dense", 16, chips, data, api, files.url, files.proc.pid)
                     r["memory_probe"] = True
                     runs.append(r)
     finally:
@@ -546,9 +546,12 @@ def main() -> None:
             continue
         k = (r["mode"], r["workers"], r["tool"])
         least = min(r["cpu_seconds"], best[k]["min_cpu_seconds"]) if k in best else r["cpu_seconds"]
+        served = [r.get("server_cpu_seconds"), best.get(k, {}).get("min_server_cpu_seconds")]
+        served = [x for x in served if x is not None]
         if k not in best or r["chips_per_s"] > best[k]["chips_per_s"]:
             best[k] = dict(r)
         best[k]["min_cpu_seconds"] = least
+        best[k]["min_server_cpu_seconds"] = min(served) if served else None
     print(f"\n{describe(gdal=True)}; 1-min load average over the rounds: {', '.join(f'{x:.1f}' for x in loads)}")
     report([*best.values(), *(r for r in runs if r.get("memory_probe"))], args.repeat)
     if args.json:
@@ -631,8 +634,23 @@ def observations(args: argparse.Namespace, data: Path) -> None:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
-def _child(tool: str, case: str, workers: int, chips: int, data: Path, api: str, files: str) -> dict[str, Any]:
+def _process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a running process (Linux ``/proc``); None where that cannot be read."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _child(
+    tool: str, case: str, workers: int, chips: int, data: Path, api: str, files: str, server_pid: int | None = None
+) -> dict[str, Any]:
+    """One case in a fresh process; also the CPU time the file server (``server_pid``) spent meanwhile."""
     load = os.getloadavg()[0]
+    server_before = _process_cpu_seconds(server_pid)
     cmd = [sys.executable, __file__, "--tool", tool, "--mode", case, "--workers", str(workers), "--chips", str(chips),
            "--data", str(data), "--api", api, "--files", files, "--tmp", tempfile.gettempdir()]  # fmt: skip
     done = subprocess.run(
@@ -640,7 +658,9 @@ def _child(tool: str, case: str, workers: int, chips: int, data: Path, api: str,
     )
     if done.returncode != 0:
         raise SystemExit(f"{tool} {case} {workers} failed:\n{done.stderr[-3000:]}")
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": load}
+    server_after = _process_cpu_seconds(server_pid)
+    server = None if server_before is None or server_after is None else server_after - server_before
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": load, "server_cpu_seconds": server}
 
 
 def _ratio(value: float | None, ok: bool) -> str:
@@ -686,6 +706,21 @@ def report(results: list[dict[str, Any]], rounds: int = 1) -> None:
         cells = [rows.get((mode, workers, t)) for t in tools]
         text = " | ".join(f"{1000 * r['min_cpu_seconds'] / max(r['ok'], 1):.1f}" if r else "-" for r in cells)
         print(f"| {mode} | {workers} | {text} |")
+    if any(r.get("min_server_cpu_seconds") is not None for r in rows.values()):
+        print(
+            "\nCPU ms per chip of the benchmark's file server while each tool ran (least of the rounds; it shares "
+            "the same cores):\n"
+        )
+        print("| case | workers | " + " | ".join(tools) + " |")
+        print("| --- | --- | " + " | ".join("---" for _ in tools) + " |")
+        for mode, workers in sorted({(m, w) for m, w, _ in rows}):
+            cells = [rows.get((mode, workers, t)) for t in tools]
+            text = " | ".join(
+                f"{1000 * r['min_server_cpu_seconds'] / max(r['ok'], 1):.1f}"
+                if r and r.get("min_server_cpu_seconds") is not None else "-"
+                for r in cells
+            )  # fmt: skip
+            print(f"| {mode} | {workers} | {text} |")
     probes = [r for r in results if r.get("memory_probe")]
     if probes:
         print("\n| geosample, 16 workers, same scenes | chips | seconds | chips/s | peak RSS MB |")
