@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import describe, peak_rss_mb
+from _machine import describe, peak_rss_mb, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -634,23 +634,12 @@ def observations(args: argparse.Namespace, data: Path) -> None:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
-def _process_cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of a running process (Linux ``/proc``); None where that cannot be read."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _child(
     tool: str, case: str, workers: int, chips: int, data: Path, api: str, files: str, server_pid: int | None = None
 ) -> dict[str, Any]:
     """One case in a fresh process; also the CPU time the file server (``server_pid``) spent meanwhile."""
     load = os.getloadavg()[0]
-    server_before = _process_cpu_seconds(server_pid)
+    server_before = process_cpu_seconds(server_pid)
     cmd = [sys.executable, __file__, "--tool", tool, "--mode", case, "--workers", str(workers), "--chips", str(chips),
            "--data", str(data), "--api", api, "--files", files, "--tmp", tempfile.gettempdir()]  # fmt: skip
     done = subprocess.run(
@@ -658,7 +647,7 @@ def _child(
     )
     if done.returncode != 0:
         raise SystemExit(f"{tool} {case} {workers} failed:\n{done.stderr[-3000:]}")
-    server_after = _process_cpu_seconds(server_pid)
+    server_after = process_cpu_seconds(server_pid)
     server = None if server_before is None or server_after is None else server_after - server_before
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "load": load, "server_cpu_seconds": server}
 
@@ -673,6 +662,19 @@ ODC_FACTOR = 2.0
 """Target: geosample at least this many times odc-stac's chips/s."""
 RSS_LIMIT_MB = 1024
 """Target: peak RSS at 16 workers and 2,000 chips."""
+
+
+def _per_chip_table(rows: dict[tuple[str, int, str], dict[str, Any]], tools: list[str], key: str, title: str) -> None:
+    """A Markdown table of ``rows[...][key]`` (CPU seconds) as ms per chip made, per case and workers, per tool."""
+    print(f"\n{title}:\n")
+    print("| case | workers | " + " | ".join(tools) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in tools) + " |")
+    for mode, workers in sorted({(m, w) for m, w, _ in rows}):
+        cells = [rows.get((mode, workers, t)) for t in tools]
+        text = " | ".join(
+            f"{1000 * r[key] / max(r['ok'], 1):.1f}" if r and r.get(key) is not None else "-" for r in cells
+        )
+        print(f"| {mode} | {workers} | {text} |")
 
 
 def report(results: list[dict[str, Any]], rounds: int = 1) -> None:
@@ -698,29 +700,11 @@ def report(results: list[dict[str, Any]], rounds: int = 1) -> None:
                 tally.append(ratio >= target)
             ratios.append(_ratio(ratio, ratio is not None and ratio >= target))
         print(f"| {mode} | {workers} | {' | '.join(cells)} | {' | '.join(ratios)} |")
-    print("\nCPU ms per chip (each tool's own process; least of the rounds):\n")
     tools = [t for t in TOOLS if any(k[2] == t for k in rows)]
-    print("| case | workers | " + " | ".join(tools) + " |")
-    print("| --- | --- | " + " | ".join("---" for _ in tools) + " |")
-    for mode, workers in sorted({(m, w) for m, w, _ in rows}):
-        cells = [rows.get((mode, workers, t)) for t in tools]
-        text = " | ".join(f"{1000 * r['min_cpu_seconds'] / max(r['ok'], 1):.1f}" if r else "-" for r in cells)
-        print(f"| {mode} | {workers} | {text} |")
+    _per_chip_table(rows, tools, "min_cpu_seconds", "CPU ms per chip (each tool's own process; least of the rounds)")
     if any(r.get("min_server_cpu_seconds") is not None for r in rows.values()):
-        print(
-            "\nCPU ms per chip of the benchmark's file server while each tool ran (least of the rounds; it shares "
-            "the same cores):\n"
-        )
-        print("| case | workers | " + " | ".join(tools) + " |")
-        print("| --- | --- | " + " | ".join("---" for _ in tools) + " |")
-        for mode, workers in sorted({(m, w) for m, w, _ in rows}):
-            cells = [rows.get((mode, workers, t)) for t in tools]
-            text = " | ".join(
-                f"{1000 * r['min_server_cpu_seconds'] / max(r['ok'], 1):.1f}"
-                if r and r.get("min_server_cpu_seconds") is not None else "-"
-                for r in cells
-            )  # fmt: skip
-            print(f"| {mode} | {workers} | {text} |")
+        _per_chip_table(rows, tools, "min_server_cpu_seconds", "CPU ms per chip of the benchmark's file server "
+                        "while each tool ran (least of the rounds; it shares the same cores)")  # fmt: skip
     probes = [r for r in results if r.get("memory_probe")]
     if probes:
         print("\n| geosample, 16 workers, same scenes | chips | seconds | chips/s | peak RSS MB |")
