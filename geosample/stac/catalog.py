@@ -168,10 +168,10 @@ def write_catalog(ds: Path, manifest: pd.DataFrame, sources: Mapping[str, Mappin
     for name in sorted(manifest["collection"].dropna().unique()):
         name = str(name)
         items = {s: paths(name, s) for s in ok.loc[ok["collection"] == name, "sample_id"]}
-        ids = sorted(s for s, p in items.items() if p.exists())
+        written = sorted((s, p) for s, p in items.items() if p.exists())
         path = root_dir / name / "collection.json"
         source = dict((sources or {}).get(name) or _recorded_source(path))
-        collection = _chip_collection(ds, name, [(s, items[s]) for s in ids], source)
+        collection = _chip_collection(ds, name, written, source)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(collection, indent=1, ensure_ascii=False), encoding="utf-8")
         (root_dir / name / "catalog.json").unlink(missing_ok=True)  # the layout before collections
