@@ -299,6 +299,8 @@ def run_case(args: argparse.Namespace) -> dict[str, Any]:
         args.mode = "aligned"
     started = time.perf_counter()
     if args.tool == "geosample":
+        import pystac_client  # noqa: F401 - fetch imports it on first use; imports stay outside every tool's timer
+
         from geosample.stac import fetch
 
         with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:

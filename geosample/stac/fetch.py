@@ -584,6 +584,8 @@ class _Runner:
         self._bar: Any = None
         self._chip_path = folder_paths(ds, CHIPS_DIR, what="chip path")
         self._item_path = catalog.ItemPaths(ds)
+        self._items_written: set[tuple[str, str]] = set()
+        """(collection, sample id) of the items this run wrote: :meth:`complete_catalog` need not look for them."""
 
     def run(self, runs: Sequence[_Collection], progress: bool | None) -> dict[str, int]:
         """Search, read and record every chip of ``runs``; returns the counts by status."""
@@ -729,6 +731,7 @@ class _Runner:
             {"geosample:site_id": str(self.sites[job.sample_id])},
         )
         catalog.write_item(self.ds, run.name, job.sample_id, item, self._item_path)
+        self._items_written.add((run.name, job.sample_id))
         return row
 
     def _row(
@@ -774,6 +777,7 @@ class _Runner:
     def _forget(self, run: _Collection, sample_id: str) -> None:
         """A chip that is no longer ``ok`` loses its old file, preview and item."""
         self._chosen.pop((run.name, sample_id), None)
+        self._items_written.discard((run.name, sample_id))
         for rel in run.old_paths.get(sample_id, ()):
             if rel and in_folder(self.ds, rel, CHIPS_DIR):
                 (self.ds / rel).unlink(missing_ok=True)
@@ -788,9 +792,11 @@ class _Runner:
             if run.resolution is None:
                 continue
             ok = table[(table["collection"] == run.name) & (table["status"] == "ok")]
-            for row in ok.to_dict("records"):
-                if self._item_path(run.name, row["sample_id"]).exists():
-                    continue
+            missing = [
+                i for i, sid in enumerate(ok["sample_id"])
+                if (run.name, sid) not in self._items_written and not self._item_path(run.name, sid).exists()
+            ]  # fmt: skip
+            for row in ok.iloc[missing].to_dict("records"):
                 if plan_rows is None:
                     plan_rows = self.rows.set_index("sample_id")
                 if row["sample_id"] not in plan_rows.index:

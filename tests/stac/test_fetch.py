@@ -183,7 +183,15 @@ def test_rerun_skips_good_chips_and_refetches_bad_ones(fetched: tuple[Path, pd.D
     (ds / corrupt.path).write_bytes(b"not a tiff")
     (ds / deleted.path).unlink()
     mtimes = {p: (ds / p).stat().st_mtime_ns for p in ok["path"][2:]}
+    # A run killed between a chip and its STAC item: the rerun writes the missing item, the same as before.
+    lost_item = ds / "stac" / COLL / f"{ok.loc[2].sample_id}.json"
+    lost_text = lost_item.read_text()
+    lost_item.unlink()
+    kept_item = ds / "stac" / COLL / f"{ok.loc[3].sample_id}.json"
+    kept_mtime = kept_item.stat().st_mtime_ns
     again = fetch(ds, progress=False)  # no settings: resume the recorded run
+    assert json.loads(lost_item.read_text()) == json.loads(lost_text)
+    assert kept_item.stat().st_mtime_ns == kept_mtime
     summary = again.attrs["summary"]
     assert summary["ok"] == 2 and summary["skipped"] == 22 and summary["failed"] == summary["no_item"] == 0
     assert sha256(ds / corrupt.path) == corrupt.sha256 and sha256(ds / deleted.path) == deleted.sha256
