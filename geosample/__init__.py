@@ -12,8 +12,8 @@ One function per stage, each writing its files into the dataset folder::
     geosample.export("DS", format="parquet")
     geosample.run("config.yaml")           # all of the above from one file
 
-The later stages are imported on first use, so ``import geosample`` stays
-light (no pystac-client, torch or open_clip until they are needed).
+Every stage is imported on first use, so ``import geosample`` (and ``geosample --help``) stays
+light: no geopandas, pystac-client, torch or open_clip until a stage needs them.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 from geosample.errors import GeosampleError  # noqa: E402
-from geosample.sampling.config import PlanConfig  # noqa: E402
-from geosample.sampling.plan import plan  # noqa: E402
 
 _LAZY = {
+    "plan": "geosample.sampling.plan",
+    "PlanConfig": "geosample.sampling.config",
     "fetch": "geosample.stac.fetch",
     "FetchConfig": "geosample.stac.config",
     "label": "geosample.labels.label",
@@ -51,7 +51,7 @@ _LAZY = {
 # Packages that are themselves the stage's callable (geosample.export(ds, format=...)).
 _LAZY_MODULES = {"export": "geosample.export"}
 
-__all__ = ["GeosampleError", "PlanConfig", "__version__", "plan", *_LAZY, *_LAZY_MODULES]
+__all__ = ["GeosampleError", "__version__", *_LAZY, *_LAZY_MODULES]
 
 
 def __getattr__(name: str) -> Any:
