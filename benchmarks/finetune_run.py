@@ -39,7 +39,7 @@ def build(ds: Path, stac: Path, samples: int, seed: int, progress: bool) -> dict
     geosample.plan(ds, samples=samples, aoi="bbox:-10,35,30,60", strata="climate,landcover", seed=seed,
                    overwrite=True, progress=progress)  # fmt: skip
     seconds["plan"], started = time.perf_counter() - started, time.perf_counter()
-    catalog = synthetic_stac.build(ds, stac)
+    catalog = synthetic_stac.build(ds, stac, collections=("synthetic-rgb", "synthetic-landcover"))
     seconds["synthetic STAC"], started = time.perf_counter() - started, time.perf_counter()
     geosample.fetch(ds, stac=str(catalog), collection="synthetic-rgb", resolution=20, progress=progress,
                     overwrite=True)  # fmt: skip

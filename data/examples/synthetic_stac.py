@@ -272,11 +272,20 @@ def _item(rec: Mapping[str, Any]) -> Any:
     return pystac.Item.from_dict(dict(rec), preserve_dict=False)
 
 
-def build(ds: Path, out: Path) -> Path:
+COLLECTIONS = ("synthetic-s2", "synthetic-rgb", "synthetic-landcover")
+"""The collections :func:`build` can write."""
+
+
+def build(ds: Path, out: Path, collections: Sequence[str] = COLLECTIONS) -> Path:
     """Write the COGs and a self-contained static catalog for ``ds``'s plan (and reserve) into ``out``.
 
-    Returns the path of ``catalog.json``.
+    ``collections``: which of :data:`COLLECTIONS` to write (the Sentinel-2-like one is seven COGs per scene,
+    most of the work; a demo that fetches ``synthetic-rgb`` needs only that and the land cover). Each scene
+    is the same whichever are written. Returns the path of ``catalog.json``.
     """
+    unknown = sorted(set(collections) - set(COLLECTIONS))
+    if unknown or not collections:
+        raise ValueError(f"collections must be some of {', '.join(COLLECTIONS)}; got {list(collections)}")
     import pystac
     import shapely
     from pystac.extensions.eo import Band, EOExtension
@@ -297,7 +306,7 @@ def build(ds: Path, out: Path) -> Path:
     s2 = pystac.Collection("synthetic-s2", "Synthetic Sentinel-2-like surface reflectance", extent, license="other")
     rgb = pystac.Collection("synthetic-rgb", "Synthetic true-colour images", extent, license="other")
     lcc = pystac.Collection("synthetic-landcover", "Synthetic ESA WorldCover-coded land cover", extent, license="other")
-    catalog.add_children([s2, rgb, lcc])
+    catalog.add_children([c for c in (s2, rgb, lcc) if c.id in collections])
     phases = samples["phase"] if "phase" in samples else None
     revisits = samples["revisit_index"] if "revisit_index" in samples else None
     for i, row in enumerate(samples.itertuples(index=False)):
@@ -318,21 +327,26 @@ def build(ds: Path, out: Path) -> Path:
         middle = (row.start_datetime + (row.end_datetime - row.start_datetime) / 2).to_pydatetime()
         cloudy = _rng(f"cloud-{stem}").random() < 1 / 3
         shown = add_cloud(scene) if cloudy else scene
-        # A cloudy scene's eo:cloud_cover understates its cloud, as real catalogues sometimes do.
-        first = write_s2_item(data, f"{stem}-s2", shown, epsg=row.epsg, x0=x0, y0=y0, when=middle, seed=stem,
-                              cloud_cover=min(cloud_share(shown) / 4, 1.0) if cloudy else 0.0)  # fmt: skip
-        s2.add_item(_item(first))
-        if cloudy:
-            later = middle + dt.timedelta(days=10)
-            s2.add_item(_item(write_s2_item(data, f"{stem}-s2-clear", scene, epsg=row.epsg, x0=x0, y0=y0,
-                                            when=later, seed=f"{stem}-clear", cloud_cover=2.0)))  # fmt: skip
-        refl = reflectance(scene, stem)
-        write_cog(data / f"{stem}_rgb.tif", true_colour(refl), row.epsg, x0, y0, names=["red", "green", "blue"])
-        write_cog(data / f"{stem}_lc.tif", worldcover(scene)[None], row.epsg, x0, y0, names=["map"])
+        if s2.id in collections:
+            # A cloudy scene's eo:cloud_cover understates its cloud, as real catalogues sometimes do.
+            first = write_s2_item(data, f"{stem}-s2", shown, epsg=row.epsg, x0=x0, y0=y0, when=middle, seed=stem,
+                                  cloud_cover=min(cloud_share(shown) / 4, 1.0) if cloudy else 0.0)  # fmt: skip
+            s2.add_item(_item(first))
+            if cloudy:
+                later = middle + dt.timedelta(days=10)
+                s2.add_item(_item(write_s2_item(data, f"{stem}-s2-clear", scene, epsg=row.epsg, x0=x0, y0=y0,
+                                                when=later, seed=f"{stem}-clear", cloud_cover=2.0)))  # fmt: skip
+        if rgb.id in collections:
+            refl = reflectance(scene, stem)
+            write_cog(data / f"{stem}_rgb.tif", true_colour(refl), row.epsg, x0, y0, names=["red", "green", "blue"])
+        if lcc.id in collections:
+            write_cog(data / f"{stem}_lc.tif", worldcover(scene)[None], row.epsg, x0, y0, names=["map"])
         bbox = rasterio.warp.transform_bounds(row.epsg, 4326, x0, y0 - 2 * half, x0 + 2 * half, y0, densify_pts=21)
         geometry = shapely.geometry.mapping(shapely.box(*bbox))
         views = ((rgb, "rgb", "visual", ["red", "green", "blue"]), (lcc, "lc", "map", None))
         for collection, suffix, key, bands in views:
+            if collection.id not in collections:
+                continue
             item = pystac.Item(
                 f"{stem}-{suffix}", geometry, list(bbox), middle.astimezone(dt.UTC),
                 {"eo:cloud_cover": 0.0} if bands else {},
@@ -361,8 +375,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ds", type=Path, help="dataset folder with plan.parquet")
     parser.add_argument("out", type=Path, help="folder for the catalog and its COGs")
+    parser.add_argument("--collections", default=",".join(COLLECTIONS), help="which to write, comma-separated")
     args = parser.parse_args()
-    print(f"wrote {build(args.ds, args.out)}")
+    chosen = [c.strip() for c in args.collections.split(",") if c.strip()]
+    if not chosen or set(chosen) - set(COLLECTIONS):
+        parser.error(f"--collections must be some of {','.join(COLLECTIONS)}")
+    print(f"wrote {build(args.ds, args.out, chosen)}")
 
 
 if __name__ == "__main__":

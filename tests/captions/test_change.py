@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import importlib.util
 import json
 import re
 import types
@@ -17,13 +16,13 @@ import pytest
 from captions.openai_server import OpenAIServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scenes import synthetic
 
 from geosample.captions.change import CHANGE_MIN, ChangeContext, change_context, pairs
 from geosample.captions.change_template import CHANGE_FOCUSES, change_captions
 from geosample.captions.context import QUADRANTS, REGIONS, ClassShare, SampleContext
 from geosample.cli import main
 
-EXAMPLES = Path(__file__).parents[2] / "data" / "examples"
 NAMES = {"2": "agricultural areas", "3": "forest and woodland", "6": "bare and sparsely vegetated land",
          "8": "water bodies"}  # fmt: skip
 CODES = tuple(NAMES)
@@ -329,19 +328,12 @@ def test_a_burn_signal_after_an_eruption_may_be_lava() -> None:
 # --- the stage, offline, end to end ------------------------------------------------------------------------------
 
 
-def _synthetic() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("synthetic_stac", EXAMPLES / "synthetic_stac.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _dataset(tmp_path: Path, **plan_settings: object) -> Path:
     from geosample import LabelConfig, PlanConfig, fetch, label, plan
 
     ds = tmp_path / "DS"
     plan(ds, config=PlanConfig.from_mapping(plan_settings), progress=False)
-    catalog = _synthetic().build(ds, tmp_path / "stac")
+    catalog = synthetic().build(ds, tmp_path / "stac", collections=("synthetic-rgb", "synthetic-landcover"))
     fetch(ds, stac=str(catalog), collection="synthetic-rgb", resolution=20, progress=False)
     label(ds, LabelConfig(source="stac:synthetic-landcover", stac=str(catalog), scheme="esa-worldcover"),
           progress=False)  # fmt: skip

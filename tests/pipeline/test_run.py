@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
 import shutil
@@ -14,6 +13,7 @@ import pytest
 import rasterio
 import yaml
 from click.testing import CliRunner
+from scenes import synthetic
 
 from geosample.cli import cli
 
@@ -95,13 +95,6 @@ def test_bad_configs_fail_before_anything_is_written(offline_config, edit, words
     assert not (offline_config.parent / "offline-demo").exists()
 
 
-def _synthetic():
-    spec = importlib.util.spec_from_file_location("synthetic_stac", EXAMPLES / "synthetic_stac.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_event_pairs_are_pixel_aligned_and_labelled_per_phase(tmp_path) -> None:
     """The dynamic-process demo, offline: before/after chips share a grid, labels show the change."""
     from geosample import LabelConfig, PlanConfig, fetch, label, plan
@@ -112,7 +105,7 @@ def test_event_pairs_are_pixel_aligned_and_labelled_per_phase(tmp_path) -> None:
     )
     ds = tmp_path / "DS"
     plan(ds, config=PlanConfig.from_mapping({"events": str(events), "samples": 4}), progress=False)
-    catalog = _synthetic().build(ds, tmp_path / "stac")
+    catalog = synthetic().build(ds, tmp_path / "stac", collections=("synthetic-rgb", "synthetic-landcover"))
     fetch(ds, stac=str(catalog), collection="synthetic-rgb", resolution=20, progress=False)
     label(
         ds, LabelConfig(source="stac:synthetic-landcover", stac=str(catalog), scheme="esa-worldcover"), progress=False
@@ -134,6 +127,33 @@ def test_event_pairs_are_pixel_aligned_and_labelled_per_phase(tmp_path) -> None:
         scar = "6" if pair["event_type"].iloc[0] == "wildfire" else "8"  # bare ground, or water
         assert after.get(scar, 0) > before.get(scar, 0) + 0.2
         assert np.isclose(sum(after.values()), 1.0, atol=1e-5)
+
+
+def test_synthetic_archive_writes_the_collections_asked_for_with_the_same_scenes(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from geosample import PlanConfig, plan
+
+    ds = tmp_path / "DS"
+    plan(ds, config=PlanConfig.from_mapping({"samples": 6, "aoi": "bbox:5,45,10,48", "seed": 3}), progress=False)
+    whole = synthetic().build(ds, tmp_path / "all")
+    part = synthetic().build(ds, tmp_path / "two", collections=("synthetic-rgb", "synthetic-landcover"))
+    children = [link["href"] for link in json.loads(part.read_text())["links"] if link["rel"] == "child"]
+    assert sorted(children) == ["./synthetic-landcover/collection.json", "./synthetic-rgb/collection.json"]
+    written = sorted(p.name for p in (part.parent / "data").glob("*.tif"))
+    assert written and all(name.endswith(("_rgb.tif", "_lc.tif")) for name in written)
+    for name in written:  # the same scenes: byte for byte what the whole archive holds
+        assert (part.parent / "data" / name).read_bytes() == (whole.parent / "data" / name).read_bytes()
+    assert len(list((whole.parent / "data").glob("*_scl.tif"))) >= 6
+    with pytest.raises(ValueError, match="synthetic-s2, synthetic-rgb, synthetic-landcover"):
+        synthetic().build(ds, tmp_path / "bad", collections=("synthetic-s3",))
+    script = EXAMPLES / "synthetic_stac.py"
+    done = subprocess.run([sys.executable, str(script), str(ds), str(tmp_path / "cli"), "--collections", "rgb"],
+                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "--collections must be some of" in done.stderr
+    assert not (tmp_path / "cli").exists()
 
 
 @pytest.mark.parametrize("name", ["offline.yaml", "earth-search-s2.yaml", "planetary-computer.yaml"])
