@@ -12,6 +12,7 @@ import geopandas as gpd
 import pytest
 import shapely
 import yaml
+from untrusted import run_cli
 
 from geosample.cli import main
 
@@ -19,13 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.CapacityWarnin
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([*args, "--no-progress"] if args and args[0] == "plan" else args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """:func:`untrusted.run_cli`, with ``plan``'s progress bar off."""
+    return run_cli([*args, "--no-progress"] if args and args[0] == "plan" else args, capsys)
 
 
 @pytest.fixture

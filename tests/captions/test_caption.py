@@ -16,24 +16,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from untrusted import run_cli as run
 
 from geosample.captions import caption
 from geosample.captions.caption import SCHEMA
 from geosample.captions.template import FOCUSES
-from geosample.cli import main
 from geosample.errors import DatasetError, PluginError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no chips.parquet:geosample.errors.DataQualityWarning")
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_files_schema_section_and_report(labelled_ds: Path) -> None:

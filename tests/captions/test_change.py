@@ -17,11 +17,11 @@ from captions.openai_server import OpenAIServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scenes import synthetic
+from untrusted import run_cli as run
 
 from geosample.captions.change import CHANGE_MIN, ChangeContext, change_context, pairs
 from geosample.captions.change_template import CHANGE_FOCUSES, change_captions
 from geosample.captions.context import QUADRANTS, REGIONS, ClassShare, SampleContext
-from geosample.cli import main
 
 NAMES = {"2": "agricultural areas", "3": "forest and woodland", "6": "bare and sparsely vegetated land",
          "8": "water bodies"}  # fmt: skip
@@ -30,16 +30,6 @@ _SHARE = r"(almost none|about \d+%)"
 _CLAIM = re.compile(rf"({'|'.join(NAMES.values())}) (\w+) from {_SHARE} to {_SHARE}", re.I)
 _UP, _DOWN = {"rose", "grew", "increased", "expanded"}, {"fell", "shrank", "declined", "decreased"}
 pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.DataQualityWarning")
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- pairs ------------------------------------------------------------------------------------------------------

@@ -17,24 +17,14 @@ import rasterio
 from captions.conftest import SECRET, all_bytes_under
 from captions.openai_server import OpenAIServer
 from PIL import Image
+from untrusted import run_cli as run
 
 from geosample.captions import caption
 from geosample.captions.openai import EndpointError, OpenAICaptioner, load_prompt
-from geosample.cli import main
 from geosample.errors import ConfigError, DataQualityWarning, PluginWarning
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*has no chips.parquet:geosample.errors.DataQualityWarning")
 PROMPTS = Path(__file__).parents[2] / "geosample" / "captions" / "prompts"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _backend(server: OpenAIServer, ds: Path, **options: object) -> OpenAICaptioner:

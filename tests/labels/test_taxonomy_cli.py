@@ -10,22 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from rdflib import SKOS, Graph
+from untrusted import run_cli as run
 
-from geosample.cli import main
 from geosample.labels import load_taxonomy
 
 SHIPPED = Path(__file__).parents[2] / "taxonomy"
 DATA = Path(__file__).parents[1] / "data" / "taxonomy"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_validate_shipped_taxonomies(capsys: pytest.CaptureFixture[str]) -> None:

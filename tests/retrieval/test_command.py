@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 import yaml
 from retrieval.conftest import EvalData
-
-from geosample.cli import main
+from untrusted import run_cli as run
 
 pytestmark = pytest.mark.filterwarnings("ignore::geosample.errors.DataQualityWarning")
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def flags(data: EvalData) -> list[str]:

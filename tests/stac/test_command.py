@@ -12,21 +12,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from stac.servers import FileServer, free_port
+from untrusted import run_cli as run
 
-from geosample.cli import cli, main
+from geosample.cli import cli
 
 COLL = "sentinel-2-l2a"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """The CLI through main(), as the installed command runs it (one-line errors, exit status 2)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def snapshot(ds: Path) -> dict[str, bytes]:
