@@ -276,6 +276,13 @@ COLLECTIONS = ("synthetic-s2", "synthetic-rgb", "synthetic-landcover")
 """The collections :func:`build` can write."""
 
 
+def checked_collections(collections: Sequence[str]) -> tuple[str, ...]:
+    """``collections`` if they are some of :data:`COLLECTIONS`; else ValueError saying which may be given."""
+    if not collections or set(collections) - set(COLLECTIONS):
+        raise ValueError(f"collections must be some of {', '.join(COLLECTIONS)}; got {list(collections)}")
+    return tuple(collections)
+
+
 def build(ds: Path, out: Path, collections: Sequence[str] = COLLECTIONS) -> Path:
     """Write the COGs and a self-contained static catalog for ``ds``'s plan (and reserve) into ``out``.
 
@@ -283,9 +290,7 @@ def build(ds: Path, out: Path, collections: Sequence[str] = COLLECTIONS) -> Path
     most of the work; a demo that fetches ``synthetic-rgb`` needs only that and the land cover). Each scene
     is the same whichever are written. Returns the path of ``catalog.json``.
     """
-    unknown = sorted(set(collections) - set(COLLECTIONS))
-    if unknown or not collections:
-        raise ValueError(f"collections must be some of {', '.join(COLLECTIONS)}; got {list(collections)}")
+    collections = checked_collections(collections)
     import pystac
     import shapely
     from pystac.extensions.eo import Band, EOExtension
@@ -377,9 +382,10 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="folder for the catalog and its COGs")
     parser.add_argument("--collections", default=",".join(COLLECTIONS), help="which to write, comma-separated")
     args = parser.parse_args()
-    chosen = [c.strip() for c in args.collections.split(",") if c.strip()]
-    if not chosen or set(chosen) - set(COLLECTIONS):
-        parser.error(f"--collections must be some of {','.join(COLLECTIONS)}")
+    try:
+        chosen = checked_collections([c.strip() for c in args.collections.split(",") if c.strip()])
+    except ValueError as exc:
+        parser.error(f"--{exc}")
     print(f"wrote {build(args.ds, args.out, chosen)}")
 
 
